@@ -1,0 +1,40 @@
+# Two headline targets do all set-up on a fresh machine: `make test` and `make demo`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: test demo lint typecheck pytest bench docs bpffs clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# Pins made by `make demo` or by users go to /sys/fs/bpf; the tests mount private instances of their own.
+bpffs:
+	@mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf || echo "note: could not mount /sys/fs/bpf (not root?)"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy --strict bpfschema tests examples benchmarks
+
+pytest: $(STAMP) bpffs
+	$(PY) -m pytest -q
+
+test: lint typecheck pytest
+
+demo: $(STAMP) bpffs
+	$(PY) -m examples.quickstart
+
+bench: $(STAMP) bpffs
+	$(PY) -m benchmarks.run
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
+clean:
+	rm -rf $(VENV) site build *.egg-info .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,252 @@
+"""Cold-path bpf(2) commands: create, pin, open, info, ids, program load and test run, BTF load.
+
+Each function raises the exception :func:`bpfschema.errors.error_for_errno` chooses; none returns an errno.
+Hot element and batch operations live with the map objects, which keep pre-built attrs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import os
+from dataclasses import dataclass
+
+from ..errors import BpfError, error_for_errno
+from . import syscall as _sc
+from .attrs import (
+    BatchAttr,
+    BpfBtfInfo,
+    BpfMapInfo,
+    BtfLoadAttr,
+    ElemAttr,
+    GetIdAttr,
+    InfoAttr,
+    MapCreateAttr,
+    ObjAttr,
+    ProgLoadAttr,
+    TestRunAttr,
+)
+from .consts import OBJ_NAME_LEN, Cmd
+
+
+def _check(cmd: Cmd, rc: int, *, map_name: str | None = None, detail: str = "") -> int:
+    if rc < 0:
+        raise error_for_errno(cmd.name, -rc, map_name=map_name, detail=detail)
+    return rc
+
+
+def encode_name(name: str) -> bytes:
+    """A kernel object name: at most 15 bytes of ``[A-Za-z0-9_.]``."""
+    raw = name.encode()
+    if len(raw) >= OBJ_NAME_LEN:
+        raise ValueError(f"object name {name!r} is longer than {OBJ_NAME_LEN - 1} bytes")
+    if any(not (chr(c).isalnum() or chr(c) in "_.") for c in raw):
+        raise ValueError(f"object name {name!r} may only contain letters, digits, '_' and '.'")
+    return raw
+
+
+def map_create(
+    map_type: int,
+    key_size: int,
+    value_size: int,
+    max_entries: int,
+    *,
+    flags: int = 0,
+    name: str = "",
+    inner_map_fd: int = 0,
+    numa_node: int = 0,
+    btf_fd: int = 0,
+    btf_key_type_id: int = 0,
+    btf_value_type_id: int = 0,
+    map_extra: int = 0,
+) -> int:
+    attr = MapCreateAttr(
+        map_type=map_type,
+        key_size=key_size,
+        value_size=value_size,
+        max_entries=max_entries,
+        map_flags=flags,
+        inner_map_fd=inner_map_fd,
+        numa_node=numa_node,
+        map_name=encode_name(name),
+        btf_fd=btf_fd,
+        btf_key_type_id=btf_key_type_id,
+        btf_value_type_id=btf_value_type_id,
+        map_extra=map_extra,
+    )
+    return _check(Cmd.MAP_CREATE, _sc.call(Cmd.MAP_CREATE, attr), map_name=name or None)
+
+
+def obj_pin(fd: int, path: str, *, map_name: str | None = None) -> None:
+    p = ctypes.create_string_buffer(os.fsencode(path))
+    attr = ObjAttr(pathname=ctypes.addressof(p), bpf_fd=fd)
+    _check(Cmd.OBJ_PIN, _sc.call(Cmd.OBJ_PIN, attr), map_name=map_name, detail=f"pin at {path!r}")
+
+
+def obj_get(path: str, file_flags: int = 0) -> int:
+    p = ctypes.create_string_buffer(os.fsencode(path))
+    attr = ObjAttr(pathname=ctypes.addressof(p), file_flags=file_flags)
+    rc = _sc.call(Cmd.OBJ_GET, attr)
+    if rc == -_errno.ENOENT:
+        raise error_for_errno("OBJ_GET", _errno.ENOENT, detail=f"no pinned object at {path!r}")
+    return _check(Cmd.OBJ_GET, rc, detail=f"open pin {path!r}")
+
+
+def get_next_id(cmd: Cmd, start_id: int) -> int | None:
+    """The next id after ``start_id`` for MAP_GET_NEXT_ID/PROG_GET_NEXT_ID/BTF_GET_NEXT_ID; None at the end."""
+    attr = GetIdAttr(start_id=start_id)
+    rc = _sc.call(cmd, attr)
+    if rc == -_errno.ENOENT:
+        return None
+    _check(cmd, rc)
+    return int(attr.next_id)
+
+
+def get_fd_by_id(cmd: Cmd, obj_id: int, open_flags: int = 0) -> int:
+    attr = GetIdAttr(start_id=obj_id, open_flags=open_flags)
+    return _check(cmd, _sc.call(cmd, attr), detail=f"id {obj_id}")
+
+
+def obj_info(fd: int, info: ctypes.Structure, *, map_name: str | None = None) -> None:
+    attr = InfoAttr(bpf_fd=fd, info_len=ctypes.sizeof(info), info=ctypes.addressof(info))
+    _check(Cmd.OBJ_GET_INFO_BY_FD, _sc.call(Cmd.OBJ_GET_INFO_BY_FD, attr), map_name=map_name)
+
+
+def map_info(fd: int) -> BpfMapInfo:
+    info = BpfMapInfo()
+    obj_info(fd, info)
+    return info
+
+
+def map_freeze(fd: int, *, map_name: str | None = None) -> None:
+    attr = ElemAttr(map_fd=fd)
+    _check(Cmd.MAP_FREEZE, _sc.call(Cmd.MAP_FREEZE, attr), map_name=map_name)
+
+
+def new_batch_attr(fd: int) -> BatchAttr:
+    return BatchAttr(map_fd=fd)
+
+
+class VerifierError(BpfError):
+    """The verifier refused a program; ``log`` holds its output."""
+
+    def __init__(self, op: str, detail: str, *, err: int, log: str):
+        self.log = log
+        super().__init__(op, detail, err=err)
+
+    def __str__(self) -> str:
+        tail = "\n".join(self.log.strip().splitlines()[-25:])
+        return super().__str__() + (f"\nverifier log (tail):\n{tail}" if tail else "")
+
+
+def prog_load(
+    prog_type: int,
+    insns: bytes,
+    *,
+    license: str = "GPL",
+    flags: int = 0,
+    name: str = "",
+    expected_attach_type: int = 0,
+    log_size: int = 1 << 20,
+) -> int:
+    """Load a program; on refusal raise :class:`VerifierError` with the verifier log (level 1)."""
+    if len(insns) % 8:
+        raise ValueError("instructions must be a multiple of 8 bytes")
+    ibuf = ctypes.create_string_buffer(insns, len(insns))
+    lic = ctypes.create_string_buffer(license.encode())
+    attr = ProgLoadAttr(
+        prog_type=prog_type,
+        insn_cnt=len(insns) // 8,
+        insns=ctypes.addressof(ibuf),
+        license=ctypes.addressof(lic),
+        prog_flags=flags,
+        prog_name=encode_name(name),
+        expected_attach_type=expected_attach_type,
+    )
+    rc = _sc.call(Cmd.PROG_LOAD, attr)
+    if rc >= 0:
+        return rc
+    # Retry with a log to explain the refusal (a log on the first try would cost a copy on every load).
+    log = ctypes.create_string_buffer(log_size)
+    attr.log_level, attr.log_size, attr.log_buf = 1, log_size, ctypes.addressof(log)
+    rc2 = _sc.call(Cmd.PROG_LOAD, attr)
+    if rc2 >= 0:  # pragma: no cover - the kernel accepted it the second time
+        return rc2
+    text = log.value.decode(errors="replace")
+    if -rc in (_errno.EPERM, _errno.EACCES) and not text:
+        raise error_for_errno("PROG_LOAD", -rc, detail=f"program {name!r}")
+    raise VerifierError("PROG_LOAD", f"program {name!r} refused", err=-rc, log=text)
+
+
+@dataclass(frozen=True)
+class TestRunResult:
+    __test__ = False  # not a pytest class
+
+    retval: int
+    duration_ns: int
+    data_out: bytes
+    ctx_out: bytes
+
+
+def prog_test_run(
+    prog_fd: int,
+    *,
+    data_in: bytes = b"",
+    ctx_in: bytes = b"",
+    repeat: int = 0,
+    data_out_size: int = 0,
+    ctx_out_size: int = 0,
+    flags: int = 0,
+    cpu: int = 0,
+) -> TestRunResult:
+    din = ctypes.create_string_buffer(data_in, len(data_in)) if data_in else None
+    cin = ctypes.create_string_buffer(ctx_in, len(ctx_in)) if ctx_in else None
+    dout = ctypes.create_string_buffer(data_out_size) if data_out_size else None
+    cout = ctypes.create_string_buffer(ctx_out_size) if ctx_out_size else None
+    attr = TestRunAttr(
+        prog_fd=prog_fd,
+        data_size_in=len(data_in),
+        data_in=ctypes.addressof(din) if din is not None else 0,
+        data_size_out=data_out_size,
+        data_out=ctypes.addressof(dout) if dout is not None else 0,
+        ctx_size_in=len(ctx_in),
+        ctx_in=ctypes.addressof(cin) if cin is not None else 0,
+        ctx_size_out=ctx_out_size,
+        ctx_out=ctypes.addressof(cout) if cout is not None else 0,
+        repeat=repeat,
+        flags=flags,
+        cpu=cpu,
+    )
+    _check(Cmd.PROG_TEST_RUN, _sc.call(Cmd.PROG_TEST_RUN, attr))
+    return TestRunResult(
+        retval=int(attr.retval),
+        duration_ns=int(attr.duration),
+        data_out=dout.raw[: attr.data_size_out] if dout is not None else b"",
+        ctx_out=cout.raw[: attr.ctx_size_out] if cout is not None else b"",
+    )
+
+
+def btf_load(blob: bytes, *, log_size: int = 1 << 16) -> int:
+    """Load a BTF blob; on refusal raise :class:`VerifierError` with the kernel's BTF log."""
+    bbuf = ctypes.create_string_buffer(blob, len(blob))
+    attr = BtfLoadAttr(btf=ctypes.addressof(bbuf), btf_size=len(blob))
+    rc = _sc.call(Cmd.BTF_LOAD, attr)
+    if rc >= 0:
+        return rc
+    log = ctypes.create_string_buffer(log_size)
+    attr.btf_log_buf, attr.btf_log_size, attr.btf_log_level = ctypes.addressof(log), log_size, 1
+    rc2 = _sc.call(Cmd.BTF_LOAD, attr)
+    if rc2 >= 0:  # pragma: no cover
+        return rc2
+    raise VerifierError("BTF_LOAD", "BTF refused", err=-rc, log=log.value.decode(errors="replace"))
+
+
+def btf_blob(btf_fd: int) -> bytes:
+    """The raw BTF of a loaded BTF object (OBJ_GET_INFO_BY_FD twice: size, then buffer)."""
+    info = BpfBtfInfo()
+    obj_info(btf_fd, info)
+    size = int(info.btf_size)
+    buf = ctypes.create_string_buffer(size)
+    info2 = BpfBtfInfo(btf=ctypes.addressof(buf), btf_size=size)
+    obj_info(btf_fd, info2)
+    return buf.raw[:size]

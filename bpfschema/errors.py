@@ -1,0 +1,224 @@
+"""Every exception bpfschema raises.
+
+```
+BpfError
+ ├─ SyscallError (OSError)                  a bpf(2) call failed; .op, .errno, .map_name
+ │   ├─ BpfPermissionError (PermissionError)  EPERM/EACCES: needs root or CAP_BPF, or a read-only fd
+ │   └─ NotSupportedError                   .feature, .min_kernel: ENOTSUPP (524), EOPNOTSUPP, old-kernel EINVAL,
+ │                                          or an operation the map kind cannot do (deleting from an array)
+ ├─ MapError                                the map said no to a well-formed request
+ │   ├─ KeyNotFoundError (KeyError)         ENOENT on lookup/delete/pop of a key
+ │   ├─ KeyExistsError                      EEXIST on an update with UpdateFlags.NOEXIST
+ │   ├─ MapFullError                        E2BIG on an update: max_entries reached
+ │   ├─ MapEmptyError (LookupError)         pop/peek of an empty queue or stack
+ │   └─ IterationAbortedError               a walk could not finish
+ ├─ LayoutError (ValueError)                bytes that do not fit a layout; .path of the failing field
+ │   └─ LayoutMismatchError                 a schema's size/type differs from the kernel map's
+ └─ SchemaError (TypeError)                 a declaration that cannot be laid out
+```
+
+Every error raised for a map operation carries the operation (``op``), the map's name (``map_name``) and the
+kernel errno (``errno``, ``None`` when no syscall was made) and names them in its message.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+__all__ = [
+    "ENOTSUPP",
+    "BpfError",
+    "BpfPermissionError",
+    "IterationAbortedError",
+    "KeyExistsError",
+    "KeyNotFoundError",
+    "LayoutError",
+    "LayoutMismatchError",
+    "MapEmptyError",
+    "MapError",
+    "MapFullError",
+    "NotSupportedError",
+    "SchemaError",
+    "SyscallError",
+]
+
+#: The kernel-internal "operation not supported" errno (524) that Python's errno module does not name.
+ENOTSUPP = 524
+
+
+def _strerror(err: int | None) -> str:
+    if err is None:
+        return ""
+    if err == ENOTSUPP:
+        return "ENOTSUPP (operation not supported by this map kind or kernel)"
+    name = _errno.errorcode.get(err, f"errno {err}")
+    return f"{name} ({os.strerror(err)})"
+
+
+def _describe(op: str, map_name: str | None, detail: str, err: int | None) -> str:
+    where = f"{op} on map {map_name!r}" if map_name else op
+    parts = [where]
+    if detail:
+        parts.append(detail)
+    if err is not None:
+        parts.append(_strerror(err))
+    return ": ".join(parts)
+
+
+class BpfError(Exception):
+    """Base class of every bpfschema error.
+
+    Attributes:
+        op: the operation that failed, e.g. ``"MAP_UPDATE_ELEM"`` or ``"pop"``.
+        map_name: the kernel name of the map involved, if any.
+        errno: the kernel's errno, or ``None`` when the error was found before any syscall.
+    """
+
+    op: str
+    map_name: str | None
+    errno: int | None  # type: ignore[assignment,unused-ignore]
+
+    def __init__(self, op: str, detail: str = "", *, map_name: str | None = None, err: int | None = None):
+        self.op = op
+        self.map_name = map_name
+        self.detail = detail
+        msg = _describe(op, map_name, detail, err)
+        super().__init__(msg)
+        self.errno = err
+
+    def __str__(self) -> str:
+        return _describe(self.op, self.map_name, self.detail, self.errno)
+
+
+class SyscallError(BpfError, OSError):
+    """A bpf(2) call failed with an errno that has no more specific meaning here."""
+
+
+class BpfPermissionError(SyscallError, PermissionError):
+    """The kernel refused the call for lack of privilege (EPERM, EACCES).
+
+    bpf(2) needs root, or CAP_BPF (5.8+; plus CAP_PERFMON/CAP_NET_ADMIN for some program types), or a map fd
+    opened with the access the operation needs (a map opened ``readonly=True`` cannot be written).
+    """
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return base + " (bpf(2) needs root or CAP_BPF, and a map fd opened with write access for writes)"
+
+
+class NotSupportedError(SyscallError):
+    """The operation is not supported by this map kind or by the running kernel.
+
+    Attributes:
+        feature: what is missing, e.g. ``"BPF_MAP_LOOKUP_AND_DELETE_BATCH"``.
+        min_kernel: the first upstream kernel version that has it, if any.
+    """
+
+    def __init__(
+        self,
+        op: str,
+        detail: str = "",
+        *,
+        map_name: str | None = None,
+        err: int | None = None,
+        feature: str | None = None,
+        min_kernel: str | None = None,
+    ):
+        self.feature = feature
+        self.min_kernel = min_kernel
+        super().__init__(op, detail, map_name=map_name, err=err)
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        if self.min_kernel:
+            base += f" (needs Linux {self.min_kernel} or later)"
+        return base
+
+
+class MapError(BpfError):
+    """The map refused a well-formed request."""
+
+
+class KeyNotFoundError(MapError, KeyError):
+    """No entry for the key (ENOENT). A ``KeyError``, so ``except KeyError`` works."""
+
+    def __str__(self) -> str:  # KeyError.__str__ would repr() the message
+        return MapError.__str__(self)
+
+
+class KeyExistsError(MapError):
+    """An update with ``UpdateFlags.NOEXIST`` found the key already present (EEXIST)."""
+
+
+class MapFullError(MapError):
+    """An update found the map at ``max_entries`` (E2BIG)."""
+
+
+class MapEmptyError(MapError, LookupError):
+    """``pop()`` or ``peek()`` on an empty queue or stack (ENOENT)."""
+
+
+class IterationAbortedError(MapError):
+    """A walk over a map could not complete (for example it exceeded ``max_entries`` steps)."""
+
+
+class LayoutError(BpfError, ValueError):
+    """Bytes that do not fit a layout, or a value that cannot be encoded.
+
+    Attributes:
+        path: the dotted path of the failing field (``"key.addr[2]"``), or ``""`` for the whole value.
+    """
+
+    def __init__(self, op: str, detail: str = "", *, path: str = "", map_name: str | None = None):
+        self.path = path
+        if path:
+            detail = f"field {path!r}: {detail}" if detail else f"field {path!r}"
+        super().__init__(op, detail, map_name=map_name)
+
+
+class LayoutMismatchError(LayoutError):
+    """A schema or expected size does not match the kernel map it is used with."""
+
+
+class SchemaError(BpfError, TypeError):
+    """A declaration that cannot be laid out (unknown annotation, unsized field, empty struct)."""
+
+
+def error_for_errno(
+    op: str,
+    err: int,
+    *,
+    map_name: str | None = None,
+    detail: str = "",
+) -> BpfError:
+    """Map a bpf(2) errno to the matching exception. The one place where errno meaning is decided.
+
+    ``op`` is the command name (``"MAP_LOOKUP_ELEM"`` ...). Map-level meanings (ENOENT = no such key, E2BIG = full)
+    apply to the element commands only; everything else becomes a :class:`SyscallError` subclass.
+    """
+    if err in (_errno.EPERM, _errno.EACCES):
+        return BpfPermissionError(op, detail, map_name=map_name, err=err)
+    if err in (ENOTSUPP, _errno.EOPNOTSUPP):
+        return NotSupportedError(op, detail, map_name=map_name, err=err, feature=op)
+    if op in _ELEM_OPS:
+        if err == _errno.ENOENT:
+            return KeyNotFoundError(op, detail or "no such key", map_name=map_name, err=err)
+        if err == _errno.EEXIST:
+            return KeyExistsError(op, detail or "key already exists", map_name=map_name, err=err)
+        if err == _errno.E2BIG and op in ("MAP_UPDATE_ELEM", "MAP_UPDATE_BATCH"):
+            return MapFullError(op, detail or "map is full", map_name=map_name, err=err)
+    return SyscallError(op, detail, map_name=map_name, err=err)
+
+
+_ELEM_OPS = frozenset(
+    {
+        "MAP_LOOKUP_ELEM",
+        "MAP_UPDATE_ELEM",
+        "MAP_DELETE_ELEM",
+        "MAP_LOOKUP_AND_DELETE_ELEM",
+        "MAP_GET_NEXT_KEY",
+        "MAP_UPDATE_BATCH",
+        "MAP_DELETE_BATCH",
+    }
+)

@@ -1,0 +1,37 @@
+"""Byte-level map behaviour, one module per kind. No pydantic, no construct here."""
+
+from .array import ArrayMap, IndexCodec, PerCpuArrayMap
+from .base import Map, list_maps
+from .bloom import BloomFilterMap
+from .codec import BytesCodec, Codec
+from .hash import HashMap, LruHashMap, LruPerCpuHashMap, PerCpuHashMap
+from .keyed import KeyedMap, PerCpuCodec
+from .lpm import LpmTrieMap, lpm_key, lpm_split
+from .queue import QueueMap, StackMap
+from .ringbuf import RingBuffer
+from .spec import MapInfo, MapSpec
+
+__all__ = [
+    "ArrayMap",
+    "BloomFilterMap",
+    "BytesCodec",
+    "Codec",
+    "HashMap",
+    "IndexCodec",
+    "KeyedMap",
+    "LpmTrieMap",
+    "LruHashMap",
+    "LruPerCpuHashMap",
+    "Map",
+    "MapInfo",
+    "MapSpec",
+    "PerCpuArrayMap",
+    "PerCpuCodec",
+    "PerCpuHashMap",
+    "QueueMap",
+    "RingBuffer",
+    "StackMap",
+    "list_maps",
+    "lpm_key",
+    "lpm_split",
+]

@@ -1,0 +1,323 @@
+"""The ``Map`` base class: lifecycle, constructors, the kind registry, and shared buffers."""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import os
+from collections.abc import Iterator
+from types import TracebackType
+from typing import ClassVar, Generic
+
+from typing_extensions import Self, TypeVar
+
+from .._sys import ops
+from .._sys.consts import F_RDONLY, F_WRONLY, Cmd, MapFlags, MapType
+from .._sys.fd import Fd
+from ..errors import LayoutError, LayoutMismatchError, NotSupportedError, error_for_errno
+from .codec import BytesCodec, Codec
+from .spec import MapInfo, MapSpec
+
+K = TypeVar("K", default=bytes)
+V = TypeVar("V", default=bytes)
+
+
+class Buffer:
+    """A fixed-size, fixed-address byte buffer that bpf(2) reads from and writes to.
+
+    ``data`` is a ``bytearray`` (slice-assign into it, ``bytes(data)`` to copy out); ``addr`` its address.
+    """
+
+    __slots__ = ("_keep", "addr", "data", "size")
+
+    def __init__(self, size: int):
+        self.size = size
+        self.data = bytearray(max(size, 1))
+        self._keep = (ctypes.c_char * len(self.data)).from_buffer(self.data)  # pins the address
+        self.addr: int = ctypes.addressof(self._keep)
+
+
+def check_size(what: str, data: bytes, size: int, op: str, map_name: str) -> None:
+    if len(data) != size:
+        raise LayoutError(op, f"{what} must be {size} bytes, got {len(data)}", map_name=map_name)
+
+
+class Map:
+    """A live kernel map, owned through a file descriptor.
+
+    Create one with :meth:`create`, or open an existing one with :meth:`from_pin`, :meth:`from_id` or
+    :meth:`from_fd`. Called on ``Map`` itself these return the class for the map's kind (``HashMap``,
+    ``QueueMap`` ...); called on a kind they check the kind. ``close()`` releases the fd (idempotent); maps are
+    context managers; a map garbage-collected while open emits a ``ResourceWarning``.
+
+    A map object keeps reusable syscall buffers: do not share one object between threads without a lock
+    (open a second object on the same map instead: ``Map.from_fd(m.fd)``).
+    """
+
+    #: Kernel map types this class can represent (empty: any registered kind, through the registry).
+    map_types: ClassVar[tuple[MapType, ...]] = ()
+    _registry: ClassVar[dict[MapType, type[Map]]] = {}
+
+    _fd: Fd
+    _info: MapInfo
+
+    def __init_subclass__(cls, *, register: bool = False, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if register:
+            for t in cls.map_types:
+                Map._registry[t] = cls
+
+    # -- constructors -------------------------------------------------------------------------------------
+
+    def __init__(self, fd: Fd, info: MapInfo) -> None:
+        """Use the classmethods (``create``, ``from_pin`` ...) instead."""
+        self._fd = fd
+        self._info = info
+        self._name = info.name or f"id {info.id}"
+        self._setup()
+
+    def _setup(self) -> None:
+        """Build per-map buffers and codecs. Called once the fd and info are known."""
+
+    @classmethod
+    def _class_for(cls, map_type: MapType | int) -> type[Self]:
+        reg = Map._registry.get(map_type) if isinstance(map_type, MapType) else None
+        if reg is not None and issubclass(reg, cls):
+            return reg
+        if map_type in cls.map_types:
+            return cls
+        got = map_type.name if isinstance(map_type, MapType) else str(map_type)
+        want = ", ".join(t.name for t in cls.map_types) or "a supported map type"
+        raise LayoutMismatchError("open", f"{cls.__name__} needs a map of type {want}, the map is {got}")
+
+    @classmethod
+    def _spec_defaults(cls, spec: MapSpec) -> MapSpec:
+        return spec
+
+    @classmethod
+    def create(cls, spec: MapSpec) -> Self:
+        """Create a new map from a spec (BPF_MAP_CREATE).
+
+        Raises:
+            LayoutMismatchError: this class cannot represent ``spec.type``.
+            BpfPermissionError: no privilege (root or CAP_BPF needed).
+            SyscallError: the kernel refused the spec (EINVAL: bad sizes or flags for the type).
+        """
+        target = cls._class_for(spec.type)
+        spec = target._spec_defaults(spec)
+        target._check_spec(spec)
+        fd = ops.map_create(
+            spec.type,
+            spec.key_size,
+            spec.value_size,
+            spec.max_entries,
+            flags=int(spec.flags),
+            name=spec.name,
+            numa_node=spec.numa_node,
+            map_extra=spec.map_extra,
+        )
+        return target._open(Fd(fd, f"map {spec.name!r}"))
+
+    @classmethod
+    def _check_spec(cls, spec: MapSpec) -> None:
+        """Subclasses with fixed key/value codecs check sizes here."""
+
+    @classmethod
+    def from_fd(cls, fd: int) -> Self:
+        """Open the map behind ``fd``. The caller keeps ownership of ``fd``; the map owns a duplicate."""
+        return cls._open(Fd(os.dup(fd), f"map fd {fd}"))
+
+    @classmethod
+    def from_pin(cls, path: str | os.PathLike[str], *, readonly: bool = False, writeonly: bool = False) -> Self:
+        """Open a map pinned in a bpffs (BPF_OBJ_GET).
+
+        Args:
+            path: the pin's path, e.g. ``/sys/fs/bpf/flows``.
+            readonly: open with BPF_F_RDONLY (writes then fail with ``BpfPermissionError``).
+            writeonly: open with BPF_F_WRONLY.
+
+        Raises:
+            SyscallError: no pinned object there (errno ENOENT), or the pin is not a map.
+            LayoutMismatchError: the map's type or sizes do not fit this class.
+            BpfPermissionError: no privilege.
+        """
+        flags = (F_RDONLY if readonly else 0) | (F_WRONLY if writeonly else 0)
+        p = os.fspath(path)
+        return cls._open(Fd(ops.obj_get(p, flags), f"map pinned at {p!r}"))
+
+    @classmethod
+    def from_id(cls, map_id: int, *, readonly: bool = False) -> Self:
+        """Open a map by its kernel id (BPF_MAP_GET_FD_BY_ID; needs CAP_SYS_ADMIN).
+
+        Raises:
+            SyscallError: no map with that id (ENOENT).
+            LayoutMismatchError: the map's type or sizes do not fit this class.
+        """
+        fd = ops.get_fd_by_id(Cmd.MAP_GET_FD_BY_ID, map_id, F_RDONLY if readonly else 0)
+        return cls._open(Fd(fd, f"map id {map_id}"))
+
+    @classmethod
+    def _open(cls, fd: Fd) -> Self:
+        try:
+            raw = ops.map_info(fd.fileno())
+        except BaseException:
+            fd.close()
+            raise
+        info = MapInfo._from_kernel(raw)
+        try:
+            target = cls._class_for(info.type)
+            obj = target.__new__(target)
+            Map.__init__(obj, fd, info)
+        except BaseException:
+            fd.close()
+            raise
+        return obj
+
+    # -- properties ---------------------------------------------------------------------------------------
+
+    @property
+    def info(self) -> MapInfo:
+        """What the kernel reported when the map was opened."""
+        return self._info
+
+    @property
+    def fd(self) -> int:
+        """The raw fd (raises ``ValueError`` once closed)."""
+        return self._fd.fileno()
+
+    def fileno(self) -> int:
+        """The raw fd, for ``select``/``epoll`` and producers that take anything with ``fileno()``."""
+        return self._fd.fileno()
+
+    @property
+    def name(self) -> str:
+        return self._info.name
+
+    @property
+    def map_type(self) -> MapType | int:
+        return self._info.type
+
+    @property
+    def key_size(self) -> int:
+        return self._info.key_size
+
+    @property
+    def value_size(self) -> int:
+        return self._info.value_size
+
+    @property
+    def max_entries(self) -> int:
+        """The map's capacity. Maps have no ``len()``: counting entries would walk the whole map."""
+        return self._info.max_entries
+
+    @property
+    def closed(self) -> bool:
+        return self._fd.closed
+
+    # -- lifecycle ----------------------------------------------------------------------------------------
+
+    def pin(self, path: str | os.PathLike[str]) -> None:
+        """Pin the map at ``path`` in a mounted bpffs (BPF_OBJ_PIN) so it outlives this process.
+
+        Raises:
+            SyscallError: EEXIST if the path exists, EPERM/ENOENT if the directory is not on a bpffs.
+        """
+        ops.obj_pin(self._fd.fileno(), os.fspath(path), map_name=self._name)
+
+    def freeze(self) -> None:
+        """Make the map read-only for user space from now on (BPF_MAP_FREEZE, Linux 5.2+).
+
+        Raises:
+            SyscallError: EBUSY if the map is already frozen or writably mmapped.
+        """
+        ops.map_freeze(self._fd.fileno(), map_name=self._name)
+
+    def close(self) -> None:
+        """Release the fd. Idempotent. The kernel frees the map when no fd, pin or program holds it."""
+        self._fd.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._fd.closed else f"id={self._info.id}"
+        return (
+            f"<{type(self).__name__} {self._info.name!r} {state} key_size={self._info.key_size} "
+            f"value_size={self._info.value_size} max_entries={self._info.max_entries}>"
+        )
+
+    # -- errors -------------------------------------------------------------------------------------------
+
+    def _raise(self, op: Cmd, rc: int, detail: str = "") -> None:
+        raise error_for_errno(op.name, -rc, map_name=self._name, detail=detail)
+
+    def _unsupported(self, op: str, why: str, *, min_kernel: str | None = None, err: int | None = None) -> None:
+        raise NotSupportedError(op, why, map_name=self._name, err=err, feature=op, min_kernel=min_kernel)
+
+
+class CodecMap(Map, Generic[K, V]):
+    """A map with a key codec and a value codec (byte identity unless a subclass binds typed codecs)."""
+
+    #: Codecs bound by typed subclasses; ``None`` means bytes of the kernel's size.
+    key_codec: ClassVar[Codec[object] | None] = None
+    value_codec: ClassVar[Codec[object] | None] = None
+
+    _kc: Codec[K]
+    _vc: Codec[V]
+
+    @classmethod
+    def _check_spec(cls, spec: MapSpec) -> None:
+        for what, codec, size in (("key", cls.key_codec, spec.key_size), ("value", cls.value_codec, spec.value_size)):
+            if codec is not None and codec.size != size:
+                raise LayoutMismatchError(
+                    "create", f"{cls.__name__}: {what} layout is {codec.size} bytes, the spec says {size}"
+                )
+
+    def _setup(self) -> None:
+        info = self._info
+        kc, vc = type(self).key_codec, type(self).value_codec
+        for what, codec, size in (("key", kc, info.key_size), ("value", vc, info.value_size)):
+            if codec is not None and codec.size != size:
+                raise LayoutMismatchError(
+                    "open",
+                    f"{type(self).__name__}: {what} layout is {codec.size} bytes, the kernel map's {what} "
+                    f"is {size} bytes",
+                    map_name=self._name,
+                )
+        self._kc = kc if kc is not None else BytesCodec(info.key_size)  # type: ignore[assignment]
+        self._vc = vc if vc is not None else BytesCodec(info.value_size)  # type: ignore[assignment]
+
+
+def list_maps() -> Iterator[MapInfo]:
+    """Every map on the system, in id order (BPF_MAP_GET_NEXT_ID + GET_FD_BY_ID + OBJ_GET_INFO_BY_FD).
+
+    Maps that vanish during the walk are skipped. Needs CAP_SYS_ADMIN.
+
+    Raises:
+        BpfPermissionError: without the privilege to list maps.
+    """
+    cur = 0
+    while True:
+        nxt = ops.get_next_id(Cmd.MAP_GET_NEXT_ID, cur)
+        if nxt is None:
+            return
+        cur = nxt
+        try:
+            fd = ops.get_fd_by_id(Cmd.MAP_GET_FD_BY_ID, nxt)
+        except OSError as e:
+            if e.errno == _errno.ENOENT:
+                continue
+            raise
+        try:
+            info = MapInfo._from_kernel(ops.map_info(fd))
+        finally:
+            os.close(fd)
+        yield info
+
+
+__all__ = ["Buffer", "CodecMap", "Map", "MapFlags", "list_maps"]

@@ -1,0 +1,575 @@
+"""Behaviour shared by keyed maps (hash family, arrays, LPM trie): element ops, walks, batch ops."""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+from collections.abc import Iterable, Iterator
+from typing import ClassVar, Generic, overload
+
+from typing_extensions import TypeVar
+
+from .._sys import syscall as _sc
+from .._sys.attrs import BatchAttr, ElemAttr
+from .._sys.consts import Cmd, UpdateFlags
+from .._sys.cpus import possible_cpus, round_up8
+from ..errors import ENOTSUPP, IterationAbortedError, KeyNotFoundError, LayoutError
+from .base import Buffer, CodecMap
+from .codec import Codec
+
+K = TypeVar("K", default=bytes)
+V = TypeVar("V", default=bytes)
+VW = TypeVar("VW", default=bytes)
+T = TypeVar("T")
+D = TypeVar("D")
+
+_ENOENT = _errno.ENOENT
+_ENOSPC = _errno.ENOSPC
+_UNSUPPORTED = frozenset({_errno.EINVAL, ENOTSUPP, _errno.EOPNOTSUPP})
+_LOOKUP = int(Cmd.MAP_LOOKUP_ELEM)
+_UPDATE = int(Cmd.MAP_UPDATE_ELEM)
+_DELETE = int(Cmd.MAP_DELETE_ELEM)
+_NEXT = int(Cmd.MAP_GET_NEXT_KEY)
+_LOOKUP_DELETE = int(Cmd.MAP_LOOKUP_AND_DELETE_ELEM)
+_ELEM_SIZE = ctypes.sizeof(ElemAttr)
+_BATCH_SIZE = ctypes.sizeof(BatchAttr)
+
+#: Default number of entries per batch syscall.
+DEFAULT_BATCH = 4096
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+
+# (map type, command) pairs the kernel answered "not supported" for, probed once per process.
+_unsupported_cmds: set[tuple[int, int]] = set()
+
+
+class BatchWalk:
+    """Reusable state of one batch walk (LOOKUP_BATCH / LOOKUP_AND_DELETE_BATCH) over a map.
+
+    Each :meth:`step` fills ``keys``/``values`` with up to ``count`` entries and returns how many came back,
+    or ``-1`` at the end. ENOSPC (a hash bucket larger than the batch) grows the buffers and retries: the kernel
+    copies nothing from that bucket on ENOSPC. Entries that come back together with the final ENOENT are
+    returned before the end is reported.
+    """
+
+    __slots__ = (
+        "_addr",
+        "_attr",
+        "_cmd",
+        "_map",
+        "_tok_in",
+        "_tok_out",
+        "count",
+        "done",
+        "keys",
+        "n",
+        "started",
+        "values",
+    )
+
+    def __init__(self, m: KeyedMap[object, object, object], cmd: Cmd, count: int):
+        if count < 1:
+            raise ValueError("batch size must be >= 1")
+        self._map = m
+        self._cmd = int(cmd)
+        tok = max(8, m._info.key_size)
+        self._tok_in = Buffer(tok)
+        self._tok_out = Buffer(tok)
+        self._attr = BatchAttr(map_fd=m._fd.fileno(), in_batch=0, out_batch=self._tok_out.addr)
+        self._addr = ctypes.addressof(self._attr)
+        self.count = 0
+        self.keys = Buffer(0)
+        self.values = Buffer(0)
+        self._resize(count)
+        self.started = False
+        self.done = False
+        self.n = 0
+
+    def _resize(self, count: int) -> None:
+        m = self._map
+        self.count = count
+        self.keys = Buffer(count * m._info.key_size)
+        self.values = Buffer(count * m._vstride)
+        self._attr.keys = self.keys.addr
+        self._attr.values = self.values.addr
+
+    def step(self) -> int:
+        if self.done:
+            return -1
+        attr = self._attr
+        m = self._map
+        while True:
+            attr.in_batch = self._tok_in.addr if self.started else 0
+            attr.count = self.count
+            rc = _sc.bpf(self._cmd, self._addr, _BATCH_SIZE)
+            n = int(attr.count)
+            if rc >= 0:
+                break
+            err = -rc
+            if err == _ENOENT:
+                self.done = True
+                self.n = n
+                return n if n else -1
+            if err == _ENOSPC and n == 0:
+                self._resize(self.count * 2)
+                continue
+            m._raise(Cmd(self._cmd), rc, f"batch of {self.count}")
+        self.started = True
+        self._tok_in.data[:] = self._tok_out.data
+        self.n = n
+        return n
+
+
+class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
+    """Element operations shared by every keyed map.
+
+    ``V`` is the type values are read as, ``VW`` the type writes accept (they differ for per-CPU maps).
+    Maps deliberately do not inherit ``MutableMapping``: every method here is one kernel operation (or a
+    documented walk), never a silent multi-syscall emulation.
+    """
+
+    #: Whether LOOKUP_AND_DELETE_ELEM can work for this kind (hash family: Linux 5.14+).
+    _can_pop: ClassVar[bool] = True
+    #: Minimum kernel of batch ops for this kind.
+    _batch_min_kernel: ClassVar[str] = "5.6"
+
+    #: Per-CPU kinds: values are read and written as one slot per possible CPU.
+    _percpu: ClassVar[bool] = False
+    _vstride: int
+
+    def _setup(self) -> None:
+        super()._setup()
+        if self._percpu:
+            self._vc = PerCpuCodec(self._vc, possible_cpus())  # type: ignore[assignment]
+        self._vstride = self._vc.size
+        ks = self._info.key_size
+        self._kbuf = Buffer(ks)
+        self._vbuf = Buffer(self._vc.size)
+        self._attr = ElemAttr(map_fd=self._fd.fileno(), key=self._kbuf.addr, value=self._vbuf.addr)
+        self._aaddr = ctypes.addressof(self._attr)
+        self._enc_k = self._kc.encode
+        self._dec_k = self._kc.decode
+        self._dec_v = self._vc.decode
+        self._enc_v = self._vc.encode
+
+    # -- encoding -----------------------------------------------------------------------------------------
+
+    def _key(self, key: K, op: str) -> bytes:
+        kb = self._enc_k(key)
+        if len(kb) != self._info.key_size:
+            raise LayoutError(op, f"key must be {self._info.key_size} bytes, got {len(kb)}", map_name=self._name)
+        return kb
+
+    def _value(self, value: VW, op: str) -> bytes:
+        vb = self._enc_v(value)  # type: ignore[arg-type]
+        if len(vb) != self._vc.size:
+            raise LayoutError(op, f"value must be {self._vc.size} bytes, got {len(vb)}", map_name=self._name)
+        return vb
+
+    # -- single elements ----------------------------------------------------------------------------------
+
+    def _lookup(self, key: K) -> int:
+        self._kbuf.data[:] = self._key(key, "MAP_LOOKUP_ELEM")
+        attr = self._attr
+        attr.flags = 0
+        attr.value = self._vbuf.addr
+        return _sc.bpf(_LOOKUP, self._aaddr, _ELEM_SIZE)
+
+    def __getitem__(self, key: K) -> V:
+        """The value for ``key`` (BPF_MAP_LOOKUP_ELEM).
+
+        Raises:
+            KeyNotFoundError: no entry for ``key`` (a ``KeyError``).
+            LayoutError: ``key`` does not encode to the map's key size (a ``ValueError``); no syscall is made.
+            BpfPermissionError: the map was opened write-only.
+        """
+        rc = self._lookup(key)
+        if rc < 0:
+            if rc == -_ENOENT:
+                raise KeyNotFoundError("MAP_LOOKUP_ELEM", f"no entry for key {key!r}", map_name=self._name,
+                                       err=_ENOENT)
+            self._raise(Cmd.MAP_LOOKUP_ELEM, rc)
+        return self._dec_v(bytes(self._vbuf.data))
+
+    @overload
+    def get(self, key: K) -> V | None: ...
+    @overload
+    def get(self, key: K, default: D) -> V | D: ...
+    def get(self, key: K, default: object = None) -> object:
+        """The value for ``key``, or ``default`` when there is none. Other errors raise as in ``m[key]``."""
+        rc = self._lookup(key)
+        if rc < 0:
+            if rc == -_ENOENT:
+                return default
+            self._raise(Cmd.MAP_LOOKUP_ELEM, rc)
+        return self._dec_v(bytes(self._vbuf.data))
+
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` has an entry (one lookup)."""
+        return self._lookup(key) >= 0  # type: ignore[arg-type]
+
+    def put(self, key: K, value: VW, flags: UpdateFlags = UpdateFlags.ANY) -> None:
+        """Write ``value`` at ``key`` (BPF_MAP_UPDATE_ELEM) with explicit flags.
+
+        Args:
+            key: the key.
+            value: the value.
+            flags: ``UpdateFlags.ANY`` (create or replace), ``NOEXIST`` (create only), ``EXIST`` (replace
+                only); ``LOCK`` for values with a ``bpf_spin_lock`` (5.1+).
+
+        Raises:
+            KeyExistsError: ``NOEXIST`` and the key exists.
+            KeyNotFoundError: ``EXIST`` and the key does not exist.
+            MapFullError: the map holds ``max_entries`` entries (E2BIG).
+            LayoutError: wrong key or value size; no syscall is made.
+            BpfPermissionError: the map was opened read-only, or frozen.
+        """
+        kb = self._key(key, "MAP_UPDATE_ELEM")
+        vb = self._value(value, "MAP_UPDATE_ELEM")
+        self._kbuf.data[:] = kb
+        self._vbuf.data[: len(vb)] = vb
+        attr = self._attr
+        attr.flags = int(flags)
+        attr.value = self._vbuf.addr
+        rc = _sc.bpf(_UPDATE, self._aaddr, _ELEM_SIZE)
+        if rc < 0:
+            self._raise(Cmd.MAP_UPDATE_ELEM, rc, f"key {key!r}")
+
+    def __setitem__(self, key: K, value: VW) -> None:
+        """``m[key] = value``: ``put`` with ``UpdateFlags.ANY``."""
+        self.put(key, value)
+
+    def __delitem__(self, key: K) -> None:
+        """Delete ``key`` (BPF_MAP_DELETE_ELEM).
+
+        Raises:
+            KeyNotFoundError: no entry for ``key``.
+            NotSupportedError: the map kind cannot delete (arrays).
+        """
+        rc = self._delete_raw(self._key(key, "MAP_DELETE_ELEM"))
+        if rc < 0:
+            self._raise(Cmd.MAP_DELETE_ELEM, rc, f"key {key!r}")
+
+    def _delete_raw(self, kb: bytes) -> int:
+        self._kbuf.data[:] = kb
+        attr = self._attr
+        attr.flags = 0
+        attr.value = 0  # the kernel rejects non-zero attr bytes past the key for DELETE_ELEM
+        return _sc.bpf(_DELETE, self._aaddr, _ELEM_SIZE)
+
+    @overload
+    def pop(self, key: K) -> V: ...
+    @overload
+    def pop(self, key: K, default: D) -> V | D: ...
+    def pop(self, key: K, default: object = _MISSING) -> object:
+        """Remove ``key`` and return its value atomically (BPF_MAP_LOOKUP_AND_DELETE_ELEM).
+
+        Hash maps need Linux 5.14+. This is one kernel operation: no update can slip in between.
+
+        Raises:
+            KeyNotFoundError: no entry and no ``default``.
+            NotSupportedError: the kernel or map kind has no atomic lookup-and-delete (arrays, LPM trie,
+                kernels before 5.14).
+        """
+        if not self._can_pop:
+            self._unsupported("MAP_LOOKUP_AND_DELETE_ELEM", f"{type(self).__name__} has no atomic pop")
+        self._kbuf.data[:] = self._key(key, "MAP_LOOKUP_AND_DELETE_ELEM")
+        attr = self._attr
+        attr.flags = 0
+        attr.value = self._vbuf.addr
+        rc = _sc.bpf(_LOOKUP_DELETE, self._aaddr, _ELEM_SIZE)
+        if rc < 0:
+            if rc == -_ENOENT:
+                if default is _MISSING:
+                    raise KeyNotFoundError("MAP_LOOKUP_AND_DELETE_ELEM", f"no entry for key {key!r}",
+                                           map_name=self._name, err=_ENOENT)
+                return default
+            if -rc in _UNSUPPORTED:
+                self._unsupported("MAP_LOOKUP_AND_DELETE_ELEM", "lookup-and-delete of a key", min_kernel="5.14",
+                                  err=-rc)
+            self._raise(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, rc, f"key {key!r}")
+        return self._dec_v(bytes(self._vbuf.data))
+
+    # -- walks --------------------------------------------------------------------------------------------
+
+    def _batch_supported(self, cmd: Cmd) -> bool:
+        return (int(self._info.type), int(cmd)) not in _unsupported_cmds
+
+    def _batches(self, cmd: Cmd, batch_size: int) -> Iterator[BatchWalk] | None:
+        """Probe a batch command; ``None`` if this kernel/map kind does not support it."""
+        if not self._batch_supported(cmd):
+            return None
+        walk = BatchWalk(self, cmd, batch_size)  # type: ignore[arg-type]
+        try:
+            first = walk.step()
+        except OSError as e:
+            if e.errno in _UNSUPPORTED:
+                _unsupported_cmds.add((int(self._info.type), int(cmd)))
+                return None
+            raise
+        return self._continue_batches(walk, first)
+
+    @staticmethod
+    def _continue_batches(walk: BatchWalk, first: int) -> Iterator[BatchWalk]:
+        n = first
+        while n >= 0:
+            if n:
+                yield walk
+            n = walk.step()
+
+    def _walk_keys(self) -> Iterator[bytes]:
+        """Raw keys by GET_NEXT_KEY, each present-for-the-whole-walk key exactly once.
+
+        If the cursor key is deleted under the walk, the kernel restarts from the first key; a set of the keys
+        already yielded keeps the walk exactly-once. Bounded: aborts after ``4 * max_entries + 16`` steps.
+        """
+        ks = self._info.key_size
+        cur = Buffer(ks)
+        nxt = Buffer(ks)
+        attr = ElemAttr(map_fd=self._fd.fileno(), key=0, value=nxt.addr)
+        aaddr = ctypes.addressof(attr)
+        seen: set[bytes] = set()
+        bound = 4 * self._info.max_entries + 16
+        for _ in range(bound):
+            rc = _sc.bpf(_NEXT, aaddr, _ELEM_SIZE)
+            if rc < 0:
+                if rc == -_ENOENT:
+                    return
+                self._raise(Cmd.MAP_GET_NEXT_KEY, rc)
+            k = bytes(nxt.data[:ks])
+            cur.data[:] = nxt.data
+            attr.key = cur.addr
+            if k in seen:
+                continue
+            seen.add(k)
+            yield k
+        raise IterationAbortedError("MAP_GET_NEXT_KEY", f"walk did not finish within {bound} steps (keys churning)",
+                                    map_name=self._name)
+
+    def _iter_items_raw(self, batch_size: int) -> Iterator[tuple[list[K], list[V]]]:
+        batches = self._batches(Cmd.MAP_LOOKUP_BATCH, batch_size)
+        if batches is not None:
+            ks, vs = self._info.key_size, self._vstride
+            for w in batches:
+                n = w.n
+                yield (self._kc.decode_many(w.keys.data, n, ks), self._vc.decode_many(w.values.data, n, vs))
+            return
+        for kb in self._walk_keys():
+            key = self._dec_k(kb)
+            self._kbuf.data[:] = kb
+            self._attr.flags = 0
+            self._attr.value = self._vbuf.addr
+            rc = _sc.bpf(_LOOKUP, self._aaddr, _ELEM_SIZE)
+            if rc == -_ENOENT:
+                continue  # deleted since the walk saw it
+            if rc < 0:
+                self._raise(Cmd.MAP_LOOKUP_ELEM, rc)
+            yield [key], [self._dec_v(bytes(self._vbuf.data))]
+
+    def items(self, *, batch_size: int = DEFAULT_BATCH) -> Iterator[tuple[K, V]]:
+        """Every (key, value), by BPF_MAP_LOOKUP_BATCH where the kernel has it (5.6+), else GET_NEXT_KEY + lookup.
+
+        Guarantee: an entry present for the whole walk is yielded exactly once. Entries inserted or deleted
+        during the walk may or may not appear. Errors are raised, never turned into the end of iteration.
+        """
+        for keys, values in self._iter_items_raw(batch_size):
+            yield from zip(keys, values, strict=True)
+
+    def keys(self, *, batch_size: int = DEFAULT_BATCH) -> Iterator[K]:
+        """Every key (same walk and guarantee as :meth:`items`)."""
+        for keys, _ in self._iter_items_raw(batch_size):
+            yield from keys
+
+    def values(self, *, batch_size: int = DEFAULT_BATCH) -> Iterator[V]:
+        """Every value (same walk and guarantee as :meth:`items`)."""
+        for _, values in self._iter_items_raw(batch_size):
+            yield from values
+
+    def __iter__(self) -> Iterator[K]:
+        return self.keys()
+
+    # -- many elements ------------------------------------------------------------------------------------
+
+    def update_many(
+        self, pairs: Iterable[tuple[K, VW]], flags: UpdateFlags = UpdateFlags.ANY, *, batch_size: int = DEFAULT_BATCH
+    ) -> int:
+        """Write many entries: BPF_MAP_UPDATE_BATCH (5.6+) where supported, else one update per entry.
+
+        Returns:
+            The number of entries written.
+
+        Raises:
+            The first element's error as in :meth:`put` (``MapFullError``, ``KeyExistsError`` ...), after the
+            entries before it were written; the error's ``written`` attribute says how many.
+        """
+        written = 0
+        chunk: list[tuple[bytes, bytes]] = []
+        for k, v in pairs:
+            chunk.append((self._key(k, "MAP_UPDATE_BATCH"), self._value(v, "MAP_UPDATE_BATCH")))
+            if len(chunk) >= batch_size:
+                written += self._update_chunk(chunk, flags, written)
+                chunk.clear()
+        if chunk:
+            written += self._update_chunk(chunk, flags, written)
+        return written
+
+    def _update_chunk(self, chunk: list[tuple[bytes, bytes]], flags: UpdateFlags, before: int) -> int:
+        if self._batch_supported(Cmd.MAP_UPDATE_BATCH):
+            keys = b"".join(k for k, _ in chunk)
+            vals = b"".join(v for _, v in chunk)
+            kb, vb = Buffer(len(keys)), Buffer(len(vals))
+            kb.data[:] = keys
+            vb.data[:] = vals
+            attr = BatchAttr(map_fd=self._fd.fileno(), keys=kb.addr, values=vb.addr, count=len(chunk),
+                             elem_flags=int(flags))
+            rc = _sc.call(Cmd.MAP_UPDATE_BATCH, attr)
+            if rc >= 0:
+                return len(chunk)
+            n = int(attr.count)
+            if -rc in _UNSUPPORTED and n == 0 and before == 0:
+                _unsupported_cmds.add((int(self._info.type), int(Cmd.MAP_UPDATE_BATCH)))
+            else:
+                self._fail_many(Cmd.MAP_UPDATE_BATCH, rc, before + n, chunk[n][0] if n < len(chunk) else None)
+        for i, (k, v) in enumerate(chunk):
+            self._kbuf.data[:] = k
+            self._vbuf.data[: len(v)] = v
+            self._attr.flags = int(flags)
+            self._attr.value = self._vbuf.addr
+            rc = _sc.bpf(_UPDATE, self._aaddr, _ELEM_SIZE)
+            if rc < 0:
+                self._fail_many(Cmd.MAP_UPDATE_ELEM, rc, before + i, k)
+        return len(chunk)
+
+    def _fail_many(self, cmd: Cmd, rc: int, done: int, key: bytes | None = None) -> None:
+        what = f"key {self._dec_k(key)!r} failed after {done} entries" if key is not None else f"after {done} entries"
+        try:
+            self._raise(cmd, rc, what)
+        except Exception as e:
+            e.written = done  # type: ignore[attr-defined]
+            raise
+
+    def delete_many(self, keys: Iterable[K], *, missing_ok: bool = False, batch_size: int = DEFAULT_BATCH) -> int:
+        """Delete many keys: BPF_MAP_DELETE_BATCH (5.6+) where supported, else one delete per key.
+
+        Args:
+            keys: keys to delete.
+            missing_ok: skip keys that are not in the map instead of raising.
+
+        Returns:
+            The number of entries deleted.
+
+        Raises:
+            KeyNotFoundError: a key is missing and ``missing_ok`` is false (earlier keys are already deleted).
+            NotSupportedError: the map kind cannot delete (arrays).
+        """
+        deleted = 0
+        use_batch = not missing_ok and self._batch_supported(Cmd.MAP_DELETE_BATCH)
+        chunk: list[bytes] = []
+
+        def flush() -> int:
+            if use_batch:
+                return self._delete_batch(chunk, deleted)
+            n = 0
+            for kb in chunk:
+                rc = self._delete_raw(kb)
+                if rc < 0:
+                    if rc == -_ENOENT and missing_ok:
+                        continue
+                    self._fail_many(Cmd.MAP_DELETE_ELEM, rc, deleted + n, kb)
+                n += 1
+            return n
+
+        for k in keys:
+            chunk.append(self._key(k, "MAP_DELETE_BATCH"))
+            if len(chunk) >= batch_size:
+                deleted += flush()
+                chunk.clear()
+        if chunk:
+            deleted += flush()
+        return deleted
+
+    def _delete_batch(self, chunk: list[bytes], before: int) -> int:
+        keys = b"".join(chunk)
+        kb = Buffer(len(keys))
+        kb.data[:] = keys
+        attr = BatchAttr(map_fd=self._fd.fileno(), keys=kb.addr, count=len(chunk))
+        rc = _sc.call(Cmd.MAP_DELETE_BATCH, attr)
+        if rc >= 0:
+            return len(chunk)
+        n = int(attr.count)
+        if -rc in _UNSUPPORTED and n == 0 and before == 0 and -rc != _errno.EINVAL:
+            _unsupported_cmds.add((int(self._info.type), int(Cmd.MAP_DELETE_BATCH)))
+        self._fail_many(Cmd.MAP_DELETE_BATCH, rc, before + n, chunk[n] if n < len(chunk) else None)
+        return n  # pragma: no cover - _fail_many raises
+
+    def clear(self, *, batch_size: int = DEFAULT_BATCH) -> int:
+        """Delete every entry; returns how many were deleted.
+
+        Uses BPF_MAP_LOOKUP_AND_DELETE_BATCH where the kernel has it, else a key walk with per-key deletes.
+        Entries inserted concurrently may survive.
+
+        Raises:
+            NotSupportedError: the map kind cannot delete (arrays).
+        """
+        batches = self._batches(Cmd.MAP_LOOKUP_AND_DELETE_BATCH, batch_size)
+        if batches is not None:
+            return sum(w.n for w in batches)
+        keys = list(self._walk_keys())
+        return self.delete_many([self._dec_k(k) for k in keys], missing_ok=True)
+
+
+class PerCpuCodec(Generic[T]):
+    """One value per possible CPU, each in a slot of ``round_up(size, 8)`` bytes.
+
+    Decodes to a tuple (CPU order). Encodes a ``list``/``tuple`` of exactly ``ncpus`` values, or one value
+    broadcast to every CPU. (A value type that itself decodes to a tuple must be written as a list of values.)
+    """
+
+    __slots__ = ("inner", "ncpus", "slot")
+
+    def __init__(self, inner: Codec[T], ncpus: int):
+        self.inner = inner
+        self.ncpus = ncpus
+        self.slot = round_up8(inner.size)
+
+    @property
+    def size(self) -> int:
+        return self.slot * self.ncpus
+
+    def encode(self, value: T | list[T] | tuple[T, ...], /) -> bytes:
+        inner, slot = self.inner, self.slot
+        pad = bytes(slot - inner.size)
+        if isinstance(value, (list, tuple)):
+            if len(value) != self.ncpus:
+                raise LayoutError("encode", f"per-CPU value needs {self.ncpus} entries (possible CPUs), "
+                                            f"got {len(value)}")
+            return b"".join(inner.encode(v) + pad for v in value)
+        one = inner.encode(value) + pad
+        return one * self.ncpus
+
+    def decode(self, data: bytes, /) -> tuple[T, ...]:
+        return tuple(self.inner.decode_many(data, self.ncpus, self.slot))
+
+    def decode_many(self, buf: bytes | bytearray | memoryview, count: int, stride: int, /) -> list[tuple[T, ...]]:
+        flat = self.inner.decode_many(buf, count * self.ncpus, self.slot) if stride == self.size else None
+        n = self.ncpus
+        if flat is not None:
+            return [tuple(flat[i : i + n]) for i in range(0, count * n, n)]
+        mv = memoryview(buf)
+        return [self.decode(bytes(mv[i * stride : i * stride + self.size])) for i in range(count)]
+
+
+class PerCpuMixin:
+    """Turns a keyed map's value codec into a :class:`PerCpuCodec` over the possible CPUs."""
+
+    _percpu = True
+
+    @property
+    def ncpus(self) -> int:
+        """Number of possible CPUs: the number of values per entry."""
+        return possible_cpus()

@@ -1,0 +1,125 @@
+"""QUEUE and STACK maps (Linux 4.20): push, pop, peek, drain."""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+from collections.abc import Generator
+from typing import NoReturn
+
+from typing_extensions import TypeVar
+
+from .._sys import syscall as _sc
+from .._sys.attrs import ElemAttr
+from .._sys.consts import Cmd, MapType, UpdateFlags
+from ..errors import LayoutError, MapEmptyError
+from .base import Buffer, CodecMap
+from .spec import MapSpec
+
+V = TypeVar("V", default=bytes)
+
+_ENOENT = _errno.ENOENT
+_ELEM_SIZE = ctypes.sizeof(ElemAttr)
+_POP = int(Cmd.MAP_LOOKUP_AND_DELETE_ELEM)
+_PEEK = int(Cmd.MAP_LOOKUP_ELEM)
+_PUSH = int(Cmd.MAP_UPDATE_ELEM)
+
+
+class _PushPopMap(CodecMap[bytes, V]):
+    @classmethod
+    def _spec_defaults(cls, spec: MapSpec) -> MapSpec:
+        return spec.replace(key_size=0) if spec.key_size else spec
+
+    def _setup(self) -> None:
+        super()._setup()
+        self._vbuf = Buffer(self._info.value_size)
+        self._attr = ElemAttr(map_fd=self._fd.fileno(), key=0, value=self._vbuf.addr)
+        self._aaddr = ctypes.addressof(self._attr)
+        self._dec = self._vc.decode
+
+    def push(self, value: V, flags: UpdateFlags = UpdateFlags.ANY) -> None:
+        """Push a value (BPF_MAP_UPDATE_ELEM with a NULL key).
+
+        Args:
+            value: the value.
+            flags: ``UpdateFlags.EXIST`` makes a push into a full map evict the oldest value instead of failing.
+
+        Raises:
+            MapFullError: the map is full and ``flags`` is not ``EXIST``.
+            LayoutError: wrong value size; no syscall is made.
+        """
+        vb = self._vc.encode(value)
+        if len(vb) != self._info.value_size:
+            raise LayoutError("push", f"value must be {self._info.value_size} bytes, got {len(vb)}",
+                              map_name=self._name)
+        self._vbuf.data[:] = vb
+        self._attr.flags = int(flags)
+        rc = _sc.bpf(_PUSH, self._aaddr, _ELEM_SIZE)
+        if rc < 0:
+            self._raise(Cmd.MAP_UPDATE_ELEM, rc)
+
+    def _take(self, cmd: int, op: str) -> V:
+        self._attr.flags = 0
+        rc = _sc.bpf(cmd, self._aaddr, _ELEM_SIZE)
+        if rc < 0:
+            if rc == -_ENOENT:
+                raise MapEmptyError(op, "the map is empty", map_name=self._name, err=_ENOENT)
+            self._raise(Cmd(cmd), rc)
+        return self._dec(bytes(self._vbuf.data))
+
+    def pop(self) -> V:
+        """Remove and return the next value (BPF_MAP_LOOKUP_AND_DELETE_ELEM).
+
+        Raises:
+            MapEmptyError: the map is empty.
+        """
+        return self._take(_POP, "pop")
+
+    def peek(self) -> V:
+        """Return the next value without removing it (BPF_MAP_LOOKUP_ELEM).
+
+        Raises:
+            MapEmptyError: the map is empty.
+        """
+        return self._take(_PEEK, "peek")
+
+    def drain(self, *, limit: int | None = None) -> Generator[V, None, None]:
+        """Pop values until the map is empty (or ``limit`` values were taken).
+
+        Each value is popped only when the caller asks for it, so stopping early loses nothing.
+        ``limit`` bounds the drain under a producer that never stops.
+        """
+        n = 0
+        attr_addr = self._aaddr
+        buf = self._vbuf.data
+        dec = self._dec
+        self._attr.flags = 0
+        while limit is None or n < limit:
+            rc = _sc.bpf(_POP, attr_addr, _ELEM_SIZE)
+            if rc < 0:
+                if rc == -_ENOENT:
+                    return
+                self._raise(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, rc)
+            n += 1
+            yield dec(bytes(buf))
+
+    def __iter__(self) -> NoReturn:
+        self._unsupported("iterate", f"{type(self).__name__} cannot be iterated without removing values: "
+                                     "use drain() (pop until empty) or peek()")
+        raise AssertionError  # pragma: no cover
+
+    def items(self) -> NoReturn:
+        """Not supported: queues and stacks have no keys. Use :meth:`drain`."""
+        self.__iter__()
+
+
+class QueueMap(_PushPopMap[V], register=True):
+    """``BPF_MAP_TYPE_QUEUE`` (Linux 4.20): FIFO of fixed-size values; ``key_size`` is 0."""
+
+    map_types = (MapType.QUEUE,)
+
+
+class StackMap(_PushPopMap[V], register=True):
+    """``BPF_MAP_TYPE_STACK`` (Linux 4.20): LIFO of fixed-size values; ``key_size`` is 0."""
+
+    map_types = (MapType.STACK,)

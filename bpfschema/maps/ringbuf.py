@@ -1,0 +1,116 @@
+"""RINGBUF maps (Linux 5.8): a consumer over the shared-memory ring."""
+
+from __future__ import annotations
+
+import mmap
+import select
+import struct
+from collections.abc import Iterator
+
+from typing_extensions import TypeVar
+
+from .._sys.consts import MapType
+from .base import CodecMap
+from .spec import MapSpec
+
+V = TypeVar("V", default=bytes)
+
+_BUSY = 1 << 31
+_DISCARD = 1 << 30
+_HDR = 8
+_U64 = struct.Struct("=Q")
+_U32 = struct.Struct("=I")
+
+
+class RingBuffer(CodecMap[bytes, V], register=True):
+    """``BPF_MAP_TYPE_RINGBUF`` (Linux 5.8): records written by BPF programs, read here through mmap.
+
+    Layout (mapped from the map fd): page 0 holds the consumer position (written by us), page 1 the producer
+    position (read-only), then the data area of ``max_entries`` bytes mapped twice back to back so a record that
+    wraps around the end reads contiguously. Each record has an 8-byte header (length with BUSY and DISCARD bits,
+    page offset); records are 8-byte aligned. Records still BUSY (reserved, not committed) stop the read; DISCARDed
+    records are skipped.
+
+    ``max_entries`` is the data size in bytes: a power of two and a multiple of the page size. ``key_size`` and
+    ``value_size`` are 0. One consumer per ring buffer: two consumers would each see a share of the records.
+    """
+
+    map_types = (MapType.RINGBUF,)
+
+    @classmethod
+    def _spec_defaults(cls, spec: MapSpec) -> MapSpec:
+        return spec.replace(key_size=0, value_size=0)
+
+    def _setup(self) -> None:
+        super()._setup()
+        fd = self._fd.fileno()
+        page = mmap.PAGESIZE
+        size = self._info.max_entries
+        self._mask = size - 1
+        self._page = page
+        self._cons = mmap.mmap(fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+        try:
+            self._prod = mmap.mmap(fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        except BaseException:
+            self._cons.close()
+            raise
+        self._epoll: select.epoll | None = None
+        self._dec = self._vc.decode
+
+    def _records(self, limit: int | None) -> Iterator[V]:
+        cons_map, prod_map = self._cons, self._prod
+        page, mask = self._page, self._mask
+        taken = 0
+        cons = _U64.unpack_from(cons_map, 0)[0]
+        while limit is None or taken < limit:
+            prod = _U64.unpack_from(prod_map, 0)[0]
+            if cons >= prod:
+                return
+            while cons < prod and (limit is None or taken < limit):
+                off = page + (cons & mask)
+                word = _U32.unpack_from(prod_map, off)[0]
+                if word & _BUSY:
+                    return
+                length = word & ~(_BUSY | _DISCARD)
+                rec = None if word & _DISCARD else prod_map[off + _HDR : off + _HDR + length]
+                cons += (length + _HDR + 7) & ~7
+                _U64.pack_into(cons_map, 0, cons)  # release the space before handing the record out
+                if rec is not None:
+                    taken += 1
+                    yield self._dec(rec)
+
+    def __iter__(self) -> Iterator[V]:
+        """Records available now, oldest first; returns when the ring is empty. Never waits."""
+        return self._records(None)
+
+    def drain(self, *, limit: int | None = None) -> Iterator[V]:
+        """Consume every record available now (at most ``limit``). A record is released in the ring only as it
+        is handed to the caller, so stopping early loses nothing."""
+        return self._records(limit)
+
+    def poll(self, timeout: float | None = None, *, limit: int | None = None) -> list[V]:
+        """Wait up to ``timeout`` seconds (``None``: forever) for records, then return all available (≤ limit).
+
+        Waits with epoll on the map fd; returns an empty list on timeout.
+        """
+        out = list(self._records(limit))
+        if out:
+            return out
+        if self._epoll is None:
+            self._epoll = select.epoll()
+            self._epoll.register(self._fd.fileno(), select.EPOLLIN)
+        self._epoll.poll(-1 if timeout is None else timeout)
+        return list(self._records(limit))
+
+    def pending_bytes(self) -> int:
+        """Bytes produced but not yet consumed (producer position minus consumer position)."""
+        return int(_U64.unpack_from(self._prod, 0)[0] - _U64.unpack_from(self._cons, 0)[0])
+
+    def close(self) -> None:
+        if self._epoll is not None:
+            self._epoll.close()
+            self._epoll = None
+        for m in (getattr(self, "_cons", None), getattr(self, "_prod", None)):
+            if m is not None and not m.closed:
+                m.close()
+        super().close()

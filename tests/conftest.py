@@ -1,0 +1,34 @@
+"""Test-suite wide rules: no leaked fds, kernel tests fail (not skip) under CI."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+
+def _open_fds() -> set[int]:
+    return {int(n) for n in os.listdir("/proc/self/fd")}
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_fds() -> Iterator[None]:
+    """Every test must close every fd it opened (maps, programs, mmaps, epolls)."""
+    import gc
+
+    before = _open_fds()
+    yield
+    after = _open_fds()
+    leaked = after - before
+    if leaked:
+        gc.collect()  # closes (and warns about) objects that were merely unreachable
+        leaked = _open_fds() - before
+    if leaked:
+        targets = {}
+        for fd in sorted(leaked):
+            try:
+                targets[fd] = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                targets[fd] = "?"
+        pytest.fail(f"test leaked file descriptors: {targets}")

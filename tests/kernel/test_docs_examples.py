@@ -1,0 +1,24 @@
+"""Every ```python block in README.md and docs/ runs (```py blocks are illustrations that are not run)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def _blocks() -> list[tuple[str, str]]:
+    out = []
+    for md in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        for i, m in enumerate(_BLOCK.finditer(md.read_text())):
+            out.append((f"{md.relative_to(ROOT)}#{i}", m.group(1)))
+    return out
+
+
+@pytest.mark.parametrize(("where", "code"), _blocks(), ids=[w for w, _ in _blocks()])
+def test_doc_example_runs(where: str, code: str) -> None:
+    exec(compile(code, where, "exec"), {"__name__": f"doc_{where}"})
