@@ -11,7 +11,8 @@ BpfError
  │   ├─ KeyExistsError                      EEXIST on an update with UpdateFlags.NOEXIST
  │   ├─ MapFullError                        E2BIG on an update: max_entries reached
  │   ├─ MapEmptyError (LookupError)         pop/peek of an empty queue or stack
- │   └─ IterationAbortedError               a walk could not finish
+ │   ├─ IterationAbortedError               a walk could not finish
+ │   └─ DrainIncompleteError                a stopped drain could not put entries back; .entries holds them
  ├─ LayoutError (ValueError)                bytes that do not fit a layout; .path of the failing field
  │   └─ LayoutMismatchError                 a schema's size/type differs from the kernel map's
  └─ SchemaError (TypeError)                 a declaration that cannot be laid out
@@ -25,11 +26,13 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+from collections.abc import Sequence
 
 __all__ = [
     "ENOTSUPP",
     "BpfError",
     "BpfPermissionError",
+    "DrainIncompleteError",
     "IterationAbortedError",
     "KeyExistsError",
     "KeyNotFoundError",
@@ -161,6 +164,18 @@ class MapEmptyError(MapError, LookupError):
 
 class IterationAbortedError(MapError):
     """A walk over a map could not complete (for example it exceeded ``max_entries`` steps)."""
+
+
+class DrainIncompleteError(MapError):
+    """A drain stopped early and some entries it had taken out could not be put back.
+
+    Attributes:
+        entries: those entries, decoded: they exist nowhere else any more.
+    """
+
+    def __init__(self, op: str, detail: str = "", *, map_name: str | None = None, entries: Sequence[object]):
+        self.entries = list(entries)
+        super().__init__(op, detail, map_name=map_name)
 
 
 class LayoutError(BpfError, ValueError):

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+pytest_plugins = ["bpfschema.testing.pytest_plugin"]
+
 
 def _open_fds() -> set[int]:
     return {int(n) for n in os.listdir("/proc/self/fd")}

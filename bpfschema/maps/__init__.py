@@ -4,6 +4,7 @@ from .array import ArrayMap, IndexCodec, PerCpuArrayMap
 from .base import Map, list_maps
 from .bloom import BloomFilterMap
 from .codec import BytesCodec, Codec
+from .drain import Drain
 from .hash import HashMap, LruHashMap, LruPerCpuHashMap, PerCpuHashMap
 from .keyed import KeyedMap, PerCpuCodec
 from .lpm import LpmTrieMap, lpm_key, lpm_split
@@ -16,6 +17,7 @@ __all__ = [
     "BloomFilterMap",
     "BytesCodec",
     "Codec",
+    "Drain",
     "HashMap",
     "IndexCodec",
     "KeyedMap",

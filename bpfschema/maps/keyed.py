@@ -5,17 +5,19 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 from collections.abc import Iterable, Iterator
-from typing import ClassVar, Generic, overload
+from typing import Any, ClassVar, Generic, overload
 
 from typing_extensions import TypeVar
 
 from .._sys import syscall as _sc
 from .._sys.attrs import BatchAttr, ElemAttr
-from .._sys.consts import Cmd, UpdateFlags
+from .._sys.consts import Cmd, MapType, UpdateFlags
 from .._sys.cpus import possible_cpus, round_up8
-from ..errors import ENOTSUPP, IterationAbortedError, KeyNotFoundError, LayoutError
+from ..errors import ENOTSUPP, IterationAbortedError, KeyNotFoundError, LayoutError, NotSupportedError
+from . import features
 from .base import Buffer, CodecMap
 from .codec import Codec
+from .drain import Drain
 
 K = TypeVar("K", default=bytes)
 V = TypeVar("V", default=bytes)
@@ -43,9 +45,6 @@ class _Missing:
 
 
 _MISSING = _Missing()
-
-# (map type, command) pairs the kernel answered "not supported" for, probed once per process.
-_unsupported_cmds: set[tuple[int, int]] = set()
 
 
 class BatchWalk:
@@ -98,14 +97,16 @@ class BatchWalk:
         self._attr.keys = self.keys.addr
         self._attr.values = self.values.addr
 
-    def step(self) -> int:
+    def step(self, want: int | None = None) -> int:
+        """One batch syscall for up to ``want`` entries (default: the buffer size)."""
         if self.done:
             return -1
         attr = self._attr
         m = self._map
+        c = self.count if want is None else max(1, min(self.count, want))
         while True:
             attr.in_batch = self._tok_in.addr if self.started else 0
-            attr.count = self.count
+            attr.count = c
             rc = _sc.bpf(self._cmd, self._addr, _BATCH_SIZE)
             n = int(attr.count)
             if rc >= 0:
@@ -116,7 +117,12 @@ class BatchWalk:
                 self.n = n
                 return n if n else -1
             if err == _ENOSPC and n == 0:
-                self._resize(self.count * 2)
+                # A bucket holds more entries than we asked for; the kernel took none of them. Ask for more.
+                if c < self.count:
+                    c = min(self.count, c * 2)
+                else:
+                    self._resize(self.count * 2)
+                    c = self.count
                 continue
             m._raise(Cmd(self._cmd), rc, f"batch of {self.count}")
         self.started = True
@@ -229,14 +235,7 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
             LayoutError: wrong key or value size; no syscall is made.
             BpfPermissionError: the map was opened read-only, or frozen.
         """
-        kb = self._key(key, "MAP_UPDATE_ELEM")
-        vb = self._value(value, "MAP_UPDATE_ELEM")
-        self._kbuf.data[:] = kb
-        self._vbuf.data[: len(vb)] = vb
-        attr = self._attr
-        attr.flags = int(flags)
-        attr.value = self._vbuf.addr
-        rc = _sc.bpf(_UPDATE, self._aaddr, _ELEM_SIZE)
+        rc = self._put_raw(self._key(key, "MAP_UPDATE_ELEM"), self._value(value, "MAP_UPDATE_ELEM"), flags)
         if rc < 0:
             self._raise(Cmd.MAP_UPDATE_ELEM, rc, f"key {key!r}")
 
@@ -254,6 +253,40 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         rc = self._delete_raw(self._key(key, "MAP_DELETE_ELEM"))
         if rc < 0:
             self._raise(Cmd.MAP_DELETE_ELEM, rc, f"key {key!r}")
+
+    def _put_raw(self, kb: bytes, vb: bytes, flags: UpdateFlags) -> int:
+        self._kbuf.data[:] = kb
+        self._vbuf.data[: len(vb)] = vb
+        attr = self._attr
+        attr.flags = int(flags)
+        attr.value = self._vbuf.addr
+        return _sc.bpf(_UPDATE, self._aaddr, _ELEM_SIZE)
+
+    def _take_raw(self, kb: bytes, *, atomic: bool) -> bytes | None:
+        """Remove ``kb`` and return its raw value; ``None`` if someone else removed it first."""
+        self._kbuf.data[:] = kb
+        attr = self._attr
+        attr.flags = 0
+        attr.value = self._vbuf.addr
+        if atomic:
+            rc = _sc.bpf(_LOOKUP_DELETE, self._aaddr, _ELEM_SIZE)
+            if rc == -_ENOENT:
+                return None
+            if rc < 0:
+                self._raise(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, rc)
+            return bytes(self._vbuf.data)
+        rc = _sc.bpf(_LOOKUP, self._aaddr, _ELEM_SIZE)
+        if rc == -_ENOENT:
+            return None
+        if rc < 0:
+            self._raise(Cmd.MAP_LOOKUP_ELEM, rc)
+        value = bytes(self._vbuf.data)
+        rc = self._delete_raw(kb)
+        if rc == -_ENOENT:
+            return None  # another consumer took it between our lookup and delete
+        if rc < 0:
+            self._raise(Cmd.MAP_DELETE_ELEM, rc)
+        return value
 
     def _delete_raw(self, kb: bytes) -> int:
         self._kbuf.data[:] = kb
@@ -297,30 +330,21 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
 
     # -- walks --------------------------------------------------------------------------------------------
 
-    def _batch_supported(self, cmd: Cmd) -> bool:
-        return (int(self._info.type), int(cmd)) not in _unsupported_cmds
+    def _supports(self, cmd: Cmd) -> bool:
+        t = self._info.type
+        return isinstance(t, MapType) and features.has_command(t, cmd)
 
     def _batches(self, cmd: Cmd, batch_size: int) -> Iterator[BatchWalk] | None:
-        """Probe a batch command; ``None`` if this kernel/map kind does not support it."""
-        if not self._batch_supported(cmd):
+        """A walk with batch command ``cmd``, or ``None`` if this kernel/map kind does not support it."""
+        if not self._supports(cmd):
             return None
-        walk = BatchWalk(self, cmd, batch_size)  # type: ignore[arg-type]
-        try:
-            first = walk.step()
-        except OSError as e:
-            if e.errno in _UNSUPPORTED:
-                _unsupported_cmds.add((int(self._info.type), int(cmd)))
-                return None
-            raise
-        return self._continue_batches(walk, first)
+        return self._run_batches(BatchWalk(self, cmd, batch_size))  # type: ignore[arg-type]
 
     @staticmethod
-    def _continue_batches(walk: BatchWalk, first: int) -> Iterator[BatchWalk]:
-        n = first
-        while n >= 0:
+    def _run_batches(walk: BatchWalk) -> Iterator[BatchWalk]:
+        while (n := walk.step()) >= 0:
             if n:
                 yield walk
-            n = walk.step()
 
     def _walk_keys(self) -> Iterator[bytes]:
         """Raw keys by GET_NEXT_KEY, each present-for-the-whole-walk key exactly once.
@@ -393,6 +417,56 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
     def __iter__(self) -> Iterator[K]:
         return self.keys()
 
+    # -- drain --------------------------------------------------------------------------------------------
+
+    def drain(self, *, batch_size: int = DEFAULT_BATCH, limit: int | None = None, atomic: bool = True
+              ) -> Drain[tuple[K, V]]:
+        """Take every entry out of the map, yielding ``(key, value)``; see the drain contract in the docs.
+
+        Hash maps: BPF_MAP_LOOKUP_AND_DELETE_BATCH (5.6+), growing the batch on ENOSPC; else per-element
+        BPF_MAP_LOOKUP_AND_DELETE_ELEM (5.14+) with a cursor that moves on before the current key is deleted; else,
+        only with ``atomic=False``, LOOKUP then DELETE (an update between the two is lost).
+
+        One pass: entries inserted while the drain runs may stay in the map. Entries taken out but not delivered
+        when the drain stops early are put back (see :class:`~bpfschema.maps.drain.Drain`).
+
+        Args:
+            batch_size: entries per batch syscall (grown automatically when a hash bucket is larger).
+            limit: stop after this many entries (bounds a drain under a producer that never stops).
+            atomic: allow the non-atomic LOOKUP-then-DELETE fallback when ``False``.
+
+        Raises:
+            NotSupportedError: the map kind cannot delete (arrays, bloom filters), or the kernel has no atomic
+                lookup-and-delete and ``atomic`` is true.
+        """
+        t = self._info.type
+        if self._supports(Cmd.MAP_LOOKUP_AND_DELETE_BATCH):
+            src: _KeyedSource[K, V] = _BatchDrainSource(self, batch_size)
+        elif self._can_pop and self._supports(Cmd.MAP_LOOKUP_AND_DELETE_ELEM):
+            src = _CursorDrainSource(self, atomic=True)
+        elif not atomic:
+            src = _CursorDrainSource(self, atomic=False)
+        else:
+            name = t.name if isinstance(t, MapType) else str(t)
+            raise NotSupportedError(
+                "drain",
+                f"the kernel has no atomic lookup-and-delete for {name} maps (BPF_MAP_LOOKUP_AND_DELETE_BATCH needs "
+                "5.6, BPF_MAP_LOOKUP_AND_DELETE_ELEM 5.14; LPM tries have neither). drain(atomic=False) would use "
+                "LOOKUP then DELETE: an update made between the two is lost, at two syscalls per entry",
+                map_name=self._name, feature="MAP_LOOKUP_AND_DELETE_BATCH", min_kernel="5.6")
+        return Drain(src, limit=limit)
+
+    def drain_batches(self, *, batch_size: int = DEFAULT_BATCH, limit: int | None = None, atomic: bool = True
+                      ) -> Iterator[list[tuple[K, V]]]:
+        """Like :meth:`drain`, yielding lists of ``(key, value)`` (one per batch syscall): the fastest form."""
+        with self.drain(batch_size=batch_size, limit=limit, atomic=atomic) as d:
+            yield from d.batches()
+
+    def items_batches(self, *, batch_size: int = DEFAULT_BATCH) -> Iterator[list[tuple[K, V]]]:
+        """Like :meth:`items`, yielding lists of ``(key, value)`` (one per batch syscall)."""
+        for keys, values in self._iter_items_raw(batch_size):
+            yield list(zip(keys, values, strict=True))
+
     # -- many elements ------------------------------------------------------------------------------------
 
     def update_many(
@@ -419,7 +493,7 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         return written
 
     def _update_chunk(self, chunk: list[tuple[bytes, bytes]], flags: UpdateFlags, before: int) -> int:
-        if self._batch_supported(Cmd.MAP_UPDATE_BATCH):
+        if self._supports(Cmd.MAP_UPDATE_BATCH):
             keys = b"".join(k for k, _ in chunk)
             vals = b"".join(v for _, v in chunk)
             kb, vb = Buffer(len(keys)), Buffer(len(vals))
@@ -431,16 +505,9 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
             if rc >= 0:
                 return len(chunk)
             n = int(attr.count)
-            if -rc in _UNSUPPORTED and n == 0 and before == 0:
-                _unsupported_cmds.add((int(self._info.type), int(Cmd.MAP_UPDATE_BATCH)))
-            else:
-                self._fail_many(Cmd.MAP_UPDATE_BATCH, rc, before + n, chunk[n][0] if n < len(chunk) else None)
+            self._fail_many(Cmd.MAP_UPDATE_BATCH, rc, before + n, chunk[n][0] if n < len(chunk) else None)
         for i, (k, v) in enumerate(chunk):
-            self._kbuf.data[:] = k
-            self._vbuf.data[: len(v)] = v
-            self._attr.flags = int(flags)
-            self._attr.value = self._vbuf.addr
-            rc = _sc.bpf(_UPDATE, self._aaddr, _ELEM_SIZE)
+            rc = self._put_raw(k, v, flags)
             if rc < 0:
                 self._fail_many(Cmd.MAP_UPDATE_ELEM, rc, before + i, k)
         return len(chunk)
@@ -468,7 +535,7 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
             NotSupportedError: the map kind cannot delete (arrays).
         """
         deleted = 0
-        use_batch = not missing_ok and self._batch_supported(Cmd.MAP_DELETE_BATCH)
+        use_batch = not missing_ok and self._supports(Cmd.MAP_DELETE_BATCH)
         chunk: list[bytes] = []
 
         def flush() -> int:
@@ -502,8 +569,6 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         if rc >= 0:
             return len(chunk)
         n = int(attr.count)
-        if -rc in _UNSUPPORTED and n == 0 and before == 0 and -rc != _errno.EINVAL:
-            _unsupported_cmds.add((int(self._info.type), int(Cmd.MAP_DELETE_BATCH)))
         self._fail_many(Cmd.MAP_DELETE_BATCH, rc, before + n, chunk[n] if n < len(chunk) else None)
         return n  # pragma: no cover - _fail_many raises
 
@@ -573,3 +638,96 @@ class PerCpuMixin:
     def ncpus(self) -> int:
         """Number of possible CPUs: the number of values per entry."""
         return possible_cpus()
+
+
+class _KeyedSource(Generic[K, V]):
+    map_name: str
+
+    def next_chunk(self, want: int | None) -> list[tuple[K, V]] | None:
+        raise NotImplementedError
+
+    def put_back(self, start: int) -> list[tuple[K, V]]:
+        return []
+
+
+class _BatchDrainSource(_KeyedSource[K, V]):
+    """LOOKUP_AND_DELETE_BATCH chunks; keeps the raw bytes of the last chunk to put back what was not delivered."""
+
+    def __init__(self, m: KeyedMap[K, V, Any], batch_size: int):
+        self._m = m
+        self.map_name = m._name
+        self._walk = BatchWalk(m, Cmd.MAP_LOOKUP_AND_DELETE_BATCH, batch_size)  # type: ignore[arg-type]
+        self._keys = b""
+        self._vals = b""
+        self._items: list[tuple[K, V]] = []
+
+    def next_chunk(self, want: int | None) -> list[tuple[K, V]] | None:
+        w, m = self._walk, self._m
+        n = w.step(want)
+        if n < 0:
+            return None
+        ks, vs = m._info.key_size, m._vstride
+        self._keys = bytes(w.keys.data[: n * ks])
+        self._vals = bytes(w.values.data[: n * vs])
+        self._items = list(zip(m._kc.decode_many(self._keys, n, ks), m._vc.decode_many(self._vals, n, vs),
+                               strict=True))
+        return self._items
+
+    def put_back(self, start: int) -> list[tuple[K, V]]:
+        m = self._m
+        ks, vs = m._info.key_size, m._vstride
+        failed = []
+        for i in range(start, len(self._items)):
+            rc = m._put_raw(self._keys[i * ks : (i + 1) * ks], self._vals[i * vs : (i + 1) * vs], UpdateFlags.NOEXIST)
+            if rc < 0:
+                failed.append(self._items[i])
+        self._items = []
+        return failed
+
+
+class _CursorDrainSource(_KeyedSource[K, V]):
+    """Per-element drain: the cursor moves to the next key *before* the current one is deleted, so the walk never
+    restarts from the first bucket because of its own deletions."""
+
+    def __init__(self, m: KeyedMap[K, V, Any], *, atomic: bool):
+        self._m = m
+        self.map_name = m._name
+        self._atomic = atomic
+        ks = m._info.key_size
+        self._cur = Buffer(ks)
+        self._nxt = Buffer(ks)
+        self._attr = ElemAttr(map_fd=m._fd.fileno(), key=0, value=self._nxt.addr)
+        self._aaddr = ctypes.addressof(self._attr)
+        self._have_cur = False
+        self._started = False
+
+    def _advance(self) -> bool:
+        """Move the cursor: next key after the current one (or the first key) into ``_nxt``."""
+        self._attr.key = self._cur.addr if self._have_cur else 0
+        rc = _sc.bpf(_NEXT, self._aaddr, _ELEM_SIZE)
+        if rc == -_ENOENT:
+            return False
+        if rc < 0:
+            self._m._raise(Cmd.MAP_GET_NEXT_KEY, rc)
+        return True
+
+    def next_chunk(self, want: int | None) -> list[tuple[K, V]] | None:
+        m = self._m
+        if not self._started:
+            self._started = True
+            if not self._advance():
+                return None
+            self._cur.data[:] = self._nxt.data
+            self._have_cur = True
+        while self._have_cur:
+            key = bytes(self._cur.data)
+            more = self._advance()  # find the next key while the current one still exists
+            nxt = bytes(self._nxt.data) if more else None
+            value = m._take_raw(key, atomic=self._atomic)
+            if nxt is None:
+                self._have_cur = False
+            else:
+                self._cur.data[:] = nxt
+            if value is not None:
+                return [(m._dec_k(key), m._dec_v(value))]
+        return None

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
-from collections.abc import Generator
-from typing import NoReturn
+from typing import Generic, NoReturn
 
 from typing_extensions import TypeVar
 
@@ -14,6 +13,7 @@ from .._sys.attrs import ElemAttr
 from .._sys.consts import Cmd, MapType, UpdateFlags
 from ..errors import LayoutError, MapEmptyError
 from .base import Buffer, CodecMap
+from .drain import Drain
 from .spec import MapSpec
 
 V = TypeVar("V", default=bytes)
@@ -83,25 +83,21 @@ class _PushPopMap(CodecMap[bytes, V]):
         """
         return self._take(_PEEK, "peek")
 
-    def drain(self, *, limit: int | None = None) -> Generator[V, None, None]:
-        """Pop values until the map is empty (or ``limit`` values were taken).
+    def drain(self, *, limit: int | None = None) -> Drain[V]:
+        """Pop values until the map is empty (or ``limit`` values were taken); returns a :class:`Drain`.
 
-        Each value is popped only when the caller asks for it, so stopping early loses nothing.
-        ``limit`` bounds the drain under a producer that never stops.
+        Each value is popped (BPF_MAP_LOOKUP_AND_DELETE_ELEM) only when the caller asks for it, so stopping early
+        loses nothing and leaves the order intact. ``limit`` bounds the drain under a producer that never stops.
         """
-        n = 0
-        attr_addr = self._aaddr
-        buf = self._vbuf.data
-        dec = self._dec
-        self._attr.flags = 0
-        while limit is None or n < limit:
-            rc = _sc.bpf(_POP, attr_addr, _ELEM_SIZE)
-            if rc < 0:
-                if rc == -_ENOENT:
-                    return
-                self._raise(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, rc)
-            n += 1
-            yield dec(bytes(buf))
+        return Drain(_PopSource(self), limit=limit)
+
+    def _pop_raw(self) -> bytes | None:
+        rc = _sc.bpf(_POP, self._aaddr, _ELEM_SIZE)
+        if rc < 0:
+            if rc == -_ENOENT:
+                return None
+            self._raise(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, rc)
+        return bytes(self._vbuf.data)
 
     def __iter__(self) -> NoReturn:
         self._unsupported("iterate", f"{type(self).__name__} cannot be iterated without removing values: "
@@ -111,6 +107,23 @@ class _PushPopMap(CodecMap[bytes, V]):
     def items(self) -> NoReturn:
         """Not supported: queues and stacks have no keys. Use :meth:`drain`."""
         self.__iter__()
+
+
+class _PopSource(Generic[V]):
+    __slots__ = ("_dec", "_m", "map_name")
+
+    def __init__(self, m: _PushPopMap[V]):
+        self._m = m
+        self._dec = m._dec
+        self.map_name = m._name
+        m._attr.flags = 0
+
+    def next_chunk(self, want: int | None) -> list[V] | None:
+        raw = self._m._pop_raw()
+        return None if raw is None else [self._dec(raw)]
+
+    def put_back(self, start: int) -> list[V]:
+        return []  # chunks of one value are always delivered
 
 
 class QueueMap(_PushPopMap[V], register=True):

@@ -6,11 +6,13 @@ import mmap
 import select
 import struct
 from collections.abc import Iterator
+from typing import Generic
 
 from typing_extensions import TypeVar
 
 from .._sys.consts import MapType
 from .base import CodecMap
+from .drain import Drain
 from .spec import MapSpec
 
 V = TypeVar("V", default=bytes)
@@ -20,6 +22,22 @@ _DISCARD = 1 << 30
 _HDR = 8
 _U64 = struct.Struct("=Q")
 _U32 = struct.Struct("=I")
+
+
+class _RecordSource(Generic[V]):
+    __slots__ = ("_dec", "_rb", "map_name")
+
+    def __init__(self, rb: RingBuffer[V]):
+        self._rb = rb
+        self._dec = rb._dec
+        self.map_name = rb._name
+
+    def next_chunk(self, want: int | None) -> list[V] | None:
+        rec = self._rb._read_one()
+        return None if rec is None else [self._dec(rec)]
+
+    def put_back(self, start: int) -> list[V]:
+        return []  # chunks of one record are always delivered
 
 
 class RingBuffer(CodecMap[bytes, V], register=True):
@@ -57,50 +75,49 @@ class RingBuffer(CodecMap[bytes, V], register=True):
         self._epoll: select.epoll | None = None
         self._dec = self._vc.decode
 
-    def _records(self, limit: int | None) -> Iterator[V]:
-        cons_map, prod_map = self._cons, self._prod
-        page, mask = self._page, self._mask
-        taken = 0
-        cons = _U64.unpack_from(cons_map, 0)[0]
-        while limit is None or taken < limit:
+    def _read_one(self) -> bytes | None:
+        """The next committed record, releasing its space; ``None`` when none is available."""
+        prod_map = self._prod
+        cons = _U64.unpack_from(self._cons, 0)[0]
+        while True:
             prod = _U64.unpack_from(prod_map, 0)[0]
             if cons >= prod:
-                return
-            while cons < prod and (limit is None or taken < limit):
-                off = page + (cons & mask)
-                word = _U32.unpack_from(prod_map, off)[0]
-                if word & _BUSY:
-                    return
-                length = word & ~(_BUSY | _DISCARD)
-                rec = None if word & _DISCARD else prod_map[off + _HDR : off + _HDR + length]
-                cons += (length + _HDR + 7) & ~7
-                _U64.pack_into(cons_map, 0, cons)  # release the space before handing the record out
-                if rec is not None:
-                    taken += 1
-                    yield self._dec(rec)
+                return None
+            off = self._page + (cons & self._mask)
+            word = _U32.unpack_from(prod_map, off)[0]
+            if word & _BUSY:
+                return None  # reserved, not yet committed: records after it must wait too
+            length = word & ~(_BUSY | _DISCARD)
+            rec = None if word & _DISCARD else prod_map[off + _HDR : off + _HDR + length]
+            cons += (length + _HDR + 7) & ~7
+            _U64.pack_into(self._cons, 0, cons)  # release the space; the record is copied already
+            if rec is not None:
+                return rec
 
     def __iter__(self) -> Iterator[V]:
-        """Records available now, oldest first; returns when the ring is empty. Never waits."""
-        return self._records(None)
+        """Records available now, oldest first; stops when the ring is empty. Never waits."""
+        return iter(self.drain())
 
-    def drain(self, *, limit: int | None = None) -> Iterator[V]:
-        """Consume every record available now (at most ``limit``). A record is released in the ring only as it
-        is handed to the caller, so stopping early loses nothing."""
-        return self._records(limit)
+    def drain(self, *, limit: int | None = None) -> Drain[V]:
+        """Consume every record available now (at most ``limit``); returns a :class:`Drain`.
+
+        A record's space is released only as the record is handed to the caller, so stopping early loses nothing.
+        """
+        return Drain(_RecordSource(self), limit=limit)
 
     def poll(self, timeout: float | None = None, *, limit: int | None = None) -> list[V]:
-        """Wait up to ``timeout`` seconds (``None``: forever) for records, then return all available (≤ limit).
+        """Wait up to ``timeout`` seconds (``None``: forever) for records, then return those available (≤ limit).
 
         Waits with epoll on the map fd; returns an empty list on timeout.
         """
-        out = list(self._records(limit))
+        out = list(self.drain(limit=limit))
         if out:
             return out
         if self._epoll is None:
             self._epoll = select.epoll()
             self._epoll.register(self._fd.fileno(), select.EPOLLIN)
         self._epoll.poll(-1 if timeout is None else timeout)
-        return list(self._records(limit))
+        return list(self.drain(limit=limit))
 
     def pending_bytes(self) -> int:
         """Bytes produced but not yet consumed (producer position minus consumer position)."""

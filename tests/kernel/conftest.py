@@ -1,13 +1,12 @@
-"""Kernel tests need a real, privileged bpf(2). Without it they skip, except under CI, where they fail."""
+"""Kernel tests need a real, privileged bpf(2). Without it they skip, except under CI, where they fail.
+
+The ``bpffs`` fixture (a fresh directory on a private bpffs per test) comes from ``bpfschema.testing.pytest_plugin``.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
-import subprocess
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -43,25 +42,3 @@ def _require_kernel() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"kernel test cannot run under CI: {_REASON}")
     pytest.skip(_REASON)
-
-
-@pytest.fixture(scope="session")
-def bpffs_root() -> Iterator[Path]:
-    """A private bpffs instance for this test session (unmounted at the end: its pins vanish with it)."""
-    if _REASON is not None:
-        pytest.skip(_REASON)
-    d = Path(tempfile.mkdtemp(prefix="bpfschema-bpffs-"))
-    subprocess.run(["mount", "-t", "bpf", "bpf", str(d)], check=True)
-    try:
-        yield d
-    finally:
-        subprocess.run(["umount", str(d)], check=False)
-        d.rmdir()
-
-
-@pytest.fixture
-def bpffs(bpffs_root: Path, request: pytest.FixtureRequest) -> Path:
-    """A fresh directory on the private bpffs for one test."""
-    d = bpffs_root / str(request.node.name).replace("[", "_").replace("]", "_")[:200]
-    d.mkdir()
-    return d
