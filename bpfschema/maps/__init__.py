@@ -6,7 +6,7 @@ from .bloom import BloomFilterMap
 from .codec import BytesCodec, Codec
 from .drain import Drain
 from .hash import HashMap, LruHashMap, LruPerCpuHashMap, PerCpuHashMap
-from .keyed import KeyedMap, PerCpuCodec
+from .keyed import KeyedMap, PerCpuCodec, RawBatch
 from .lpm import LpmTrieMap, lpm_key, lpm_split
 from .queue import QueueMap, StackMap
 from .ringbuf import RingBuffer
@@ -31,6 +31,7 @@ __all__ = [
     "PerCpuCodec",
     "PerCpuHashMap",
     "QueueMap",
+    "RawBatch",
     "RingBuffer",
     "StackMap",
     "list_maps",

@@ -35,7 +35,9 @@ class BloomFilterMap(CodecMap[bytes, V], register=True):
         super()._setup()
         self._vbuf = Buffer(self._info.value_size)
         self._attr = ElemAttr(map_fd=self._fd.fileno(), key=0, value=self._vbuf.addr)
-        self._aaddr = ctypes.addressof(self._attr)
+        aaddr = ctypes.addressof(self._attr)
+        self._c_add = _sc.bind(int(Cmd.MAP_UPDATE_ELEM), aaddr, _ELEM_SIZE)
+        self._c_lookup = _sc.bind(int(Cmd.MAP_LOOKUP_ELEM), aaddr, _ELEM_SIZE)
 
     def _load(self, value: V, op: str) -> None:
         vb = self._vc.encode(value)
@@ -53,7 +55,7 @@ class BloomFilterMap(CodecMap[bytes, V], register=True):
         """
         self._load(value, "add")
         self._attr.flags = 0
-        rc = _sc.bpf(int(Cmd.MAP_UPDATE_ELEM), self._aaddr, _ELEM_SIZE)
+        rc = self._c_add()
         if rc < 0:
             self._raise(Cmd.MAP_UPDATE_ELEM, rc)
 
@@ -61,7 +63,7 @@ class BloomFilterMap(CodecMap[bytes, V], register=True):
         """``True`` if ``value`` may have been added (false positives possible), ``False`` if it never was."""
         self._load(value, "contains")  # type: ignore[arg-type]
         self._attr.flags = 0
-        rc = _sc.bpf(int(Cmd.MAP_LOOKUP_ELEM), self._aaddr, _ELEM_SIZE)
+        rc = self._c_lookup()
         if rc == -_errno.ENOENT:
             return False
         if rc < 0:

@@ -56,8 +56,9 @@ class BytesCodec:
 
     def decode_many(self, buf: bytes | bytearray | memoryview, count: int, stride: int, /) -> list[bytes]:
         size = self._size
-        mv = memoryview(buf)
-        return [bytes(mv[i : i + size]) for i in range(0, count * stride, stride)]
+        if not isinstance(buf, bytes):
+            buf = bytes(buf[: count * stride])
+        return [buf[i : i + size] for i in range(0, count * stride, stride)]
 
     def __repr__(self) -> str:
         return f"BytesCodec({self._size})"

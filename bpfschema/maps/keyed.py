@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar, Generic, overload
+from typing import Any, ClassVar, Generic, NamedTuple, overload
 
 from typing_extensions import TypeVar
 
@@ -59,6 +59,7 @@ class BatchWalk:
     __slots__ = (
         "_addr",
         "_attr",
+        "_call",
         "_cmd",
         "_map",
         "_tok_in",
@@ -81,6 +82,7 @@ class BatchWalk:
         self._tok_out = Buffer(tok)
         self._attr = BatchAttr(map_fd=m._fd.fileno(), in_batch=0, out_batch=self._tok_out.addr)
         self._addr = ctypes.addressof(self._attr)
+        self._call = _sc.bind(self._cmd, self._addr, _BATCH_SIZE)
         self.count = 0
         self.keys = Buffer(0)
         self.values = Buffer(0)
@@ -107,7 +109,7 @@ class BatchWalk:
         while True:
             attr.in_batch = self._tok_in.addr if self.started else 0
             attr.count = c
-            rc = _sc.bpf(self._cmd, self._addr, _BATCH_SIZE)
+            rc = self._call()
             n = int(attr.count)
             if rc >= 0:
                 break
@@ -158,6 +160,10 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         self._vbuf = Buffer(self._vc.size)
         self._attr = ElemAttr(map_fd=self._fd.fileno(), key=self._kbuf.addr, value=self._vbuf.addr)
         self._aaddr = ctypes.addressof(self._attr)
+        self._c_lookup = _sc.bind(_LOOKUP, self._aaddr, _ELEM_SIZE)
+        self._c_update = _sc.bind(_UPDATE, self._aaddr, _ELEM_SIZE)
+        self._c_delete = _sc.bind(_DELETE, self._aaddr, _ELEM_SIZE)
+        self._c_lookup_delete = _sc.bind(_LOOKUP_DELETE, self._aaddr, _ELEM_SIZE)
         self._enc_k = self._kc.encode
         self._dec_k = self._kc.decode
         self._dec_v = self._vc.decode
@@ -184,7 +190,7 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         attr = self._attr
         attr.flags = 0
         attr.value = self._vbuf.addr
-        return _sc.bpf(_LOOKUP, self._aaddr, _ELEM_SIZE)
+        return self._c_lookup()
 
     def __getitem__(self, key: K) -> V:
         """The value for ``key`` (BPF_MAP_LOOKUP_ELEM).
@@ -260,7 +266,7 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         attr = self._attr
         attr.flags = int(flags)
         attr.value = self._vbuf.addr
-        return _sc.bpf(_UPDATE, self._aaddr, _ELEM_SIZE)
+        return self._c_update()
 
     def _take_raw(self, kb: bytes, *, atomic: bool) -> bytes | None:
         """Remove ``kb`` and return its raw value; ``None`` if someone else removed it first."""
@@ -269,13 +275,13 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         attr.flags = 0
         attr.value = self._vbuf.addr
         if atomic:
-            rc = _sc.bpf(_LOOKUP_DELETE, self._aaddr, _ELEM_SIZE)
+            rc = self._c_lookup_delete()
             if rc == -_ENOENT:
                 return None
             if rc < 0:
                 self._raise(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, rc)
             return bytes(self._vbuf.data)
-        rc = _sc.bpf(_LOOKUP, self._aaddr, _ELEM_SIZE)
+        rc = self._c_lookup()
         if rc == -_ENOENT:
             return None
         if rc < 0:
@@ -293,7 +299,7 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         attr = self._attr
         attr.flags = 0
         attr.value = 0  # the kernel rejects non-zero attr bytes past the key for DELETE_ELEM
-        return _sc.bpf(_DELETE, self._aaddr, _ELEM_SIZE)
+        return self._c_delete()
 
     @overload
     def pop(self, key: K) -> V: ...
@@ -315,7 +321,7 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         attr = self._attr
         attr.flags = 0
         attr.value = self._vbuf.addr
-        rc = _sc.bpf(_LOOKUP_DELETE, self._aaddr, _ELEM_SIZE)
+        rc = self._c_lookup_delete()
         if rc < 0:
             if rc == -_ENOENT:
                 if default is _MISSING:
@@ -356,11 +362,11 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         cur = Buffer(ks)
         nxt = Buffer(ks)
         attr = ElemAttr(map_fd=self._fd.fileno(), key=0, value=nxt.addr)
-        aaddr = ctypes.addressof(attr)
+        next_key = _sc.bind(_NEXT, ctypes.addressof(attr), _ELEM_SIZE)
         seen: set[bytes] = set()
         bound = 4 * self._info.max_entries + 16
         for _ in range(bound):
-            rc = _sc.bpf(_NEXT, aaddr, _ELEM_SIZE)
+            rc = next_key()
             if rc < 0:
                 if rc == -_ENOENT:
                     return
@@ -388,7 +394,7 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
             self._kbuf.data[:] = kb
             self._attr.flags = 0
             self._attr.value = self._vbuf.addr
-            rc = _sc.bpf(_LOOKUP, self._aaddr, _ELEM_SIZE)
+            rc = self._c_lookup()
             if rc == -_ENOENT:
                 continue  # deleted since the walk saw it
             if rc < 0:
@@ -455,6 +461,21 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
                 "LOOKUP then DELETE: an update made between the two is lost, at two syscalls per entry",
                 map_name=self._name, feature="MAP_LOOKUP_AND_DELETE_BATCH", min_kernel="5.6")
         return Drain(src, limit=limit)
+
+    def drain_raw(self, *, batch_size: int = DEFAULT_BATCH, limit: int | None = None) -> Drain[RawBatch]:
+        """Drain as raw batches: one :class:`RawBatch` (keys and values as contiguous bytes) per batch syscall.
+
+        No decoding at all: the form for ``numpy.frombuffer`` or for forwarding bytes. A batch counts as delivered
+        when it is yielded. Needs BPF_MAP_LOOKUP_AND_DELETE_BATCH (5.6+).
+
+        Raises:
+            NotSupportedError: the kernel or map kind has no LOOKUP_AND_DELETE_BATCH.
+        """
+        if not self._supports(Cmd.MAP_LOOKUP_AND_DELETE_BATCH):
+            raise NotSupportedError("drain_raw", "needs BPF_MAP_LOOKUP_AND_DELETE_BATCH for this map type",
+                                    map_name=self._name, feature="MAP_LOOKUP_AND_DELETE_BATCH",
+                                    min_kernel=self._batch_min_kernel)
+        return Drain(_RawBatchSource(self, batch_size), limit=limit)
 
     def drain_batches(self, *, batch_size: int = DEFAULT_BATCH, limit: int | None = None, atomic: bool = True
                       ) -> Iterator[list[tuple[K, V]]]:
@@ -640,6 +661,35 @@ class PerCpuMixin:
         return possible_cpus()
 
 
+class RawBatch(NamedTuple):
+    """Entries of one batch syscall, undecoded: entry ``i``'s key is ``keys[i*key_size:(i+1)*key_size]`` and its
+    value ``values[i*value_stride:(i+1)*value_stride]`` (per-CPU maps: ``ncpus`` slots of ``round_up(size, 8)``)."""
+
+    keys: bytes
+    values: bytes
+    entries: int
+    key_size: int
+    value_stride: int
+
+
+class _RawBatchSource:
+    def __init__(self, m: KeyedMap[Any, Any, Any], batch_size: int):
+        self._m = m
+        self.map_name = m._name
+        self._walk = BatchWalk(m, Cmd.MAP_LOOKUP_AND_DELETE_BATCH, batch_size)
+
+    def next_chunk(self, want: int | None) -> list[RawBatch] | None:
+        w, m = self._walk, self._m
+        n = w.step(want)
+        if n < 0:
+            return None
+        ks, vs = m._info.key_size, m._vstride
+        return [RawBatch(bytes(w.keys.data[: n * ks]), bytes(w.values.data[: n * vs]), n, ks, vs)]
+
+    def put_back(self, start: int) -> list[RawBatch]:
+        return []  # one batch per chunk, delivered whole
+
+
 class _KeyedSource(Generic[K, V]):
     map_name: str
 
@@ -697,14 +747,14 @@ class _CursorDrainSource(_KeyedSource[K, V]):
         self._cur = Buffer(ks)
         self._nxt = Buffer(ks)
         self._attr = ElemAttr(map_fd=m._fd.fileno(), key=0, value=self._nxt.addr)
-        self._aaddr = ctypes.addressof(self._attr)
+        self._next_key = _sc.bind(_NEXT, ctypes.addressof(self._attr), _ELEM_SIZE)
         self._have_cur = False
         self._started = False
 
     def _advance(self) -> bool:
         """Move the cursor: next key after the current one (or the first key) into ``_nxt``."""
         self._attr.key = self._cur.addr if self._have_cur else 0
-        rc = _sc.bpf(_NEXT, self._aaddr, _ELEM_SIZE)
+        rc = self._next_key()
         if rc == -_ENOENT:
             return False
         if rc < 0:

@@ -34,7 +34,10 @@ class _PushPopMap(CodecMap[bytes, V]):
         super()._setup()
         self._vbuf = Buffer(self._info.value_size)
         self._attr = ElemAttr(map_fd=self._fd.fileno(), key=0, value=self._vbuf.addr)
-        self._aaddr = ctypes.addressof(self._attr)
+        aaddr = ctypes.addressof(self._attr)
+        self._c_push = _sc.bind(_PUSH, aaddr, _ELEM_SIZE)
+        self._c_pop = _sc.bind(_POP, aaddr, _ELEM_SIZE)
+        self._c_peek = _sc.bind(_PEEK, aaddr, _ELEM_SIZE)
         self._dec = self._vc.decode
 
     def push(self, value: V, flags: UpdateFlags = UpdateFlags.ANY) -> None:
@@ -54,13 +57,13 @@ class _PushPopMap(CodecMap[bytes, V]):
                               map_name=self._name)
         self._vbuf.data[:] = vb
         self._attr.flags = int(flags)
-        rc = _sc.bpf(_PUSH, self._aaddr, _ELEM_SIZE)
+        rc = self._c_push()
         if rc < 0:
             self._raise(Cmd.MAP_UPDATE_ELEM, rc)
 
     def _take(self, cmd: int, op: str) -> V:
         self._attr.flags = 0
-        rc = _sc.bpf(cmd, self._aaddr, _ELEM_SIZE)
+        rc = (self._c_pop if cmd == _POP else self._c_peek)()
         if rc < 0:
             if rc == -_ENOENT:
                 raise MapEmptyError(op, "the map is empty", map_name=self._name, err=_ENOENT)
@@ -91,14 +94,6 @@ class _PushPopMap(CodecMap[bytes, V]):
         """
         return Drain(_PopSource(self), limit=limit)
 
-    def _pop_raw(self) -> bytes | None:
-        rc = _sc.bpf(_POP, self._aaddr, _ELEM_SIZE)
-        if rc < 0:
-            if rc == -_ENOENT:
-                return None
-            self._raise(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, rc)
-        return bytes(self._vbuf.data)
-
     def __iter__(self) -> NoReturn:
         self._unsupported("iterate", f"{type(self).__name__} cannot be iterated without removing values: "
                                      "use drain() (pop until empty) or peek()")
@@ -110,17 +105,23 @@ class _PushPopMap(CodecMap[bytes, V]):
 
 
 class _PopSource(Generic[V]):
-    __slots__ = ("_dec", "_m", "map_name")
+    __slots__ = ("_buf", "_dec", "_m", "_pop", "map_name")
 
     def __init__(self, m: _PushPopMap[V]):
         self._m = m
         self._dec = m._dec
+        self._pop = m._c_pop
+        self._buf = m._vbuf.data
         self.map_name = m._name
         m._attr.flags = 0
 
     def next_chunk(self, want: int | None) -> list[V] | None:
-        raw = self._m._pop_raw()
-        return None if raw is None else [self._dec(raw)]
+        rc = self._pop()
+        if rc < 0:
+            if rc == -_ENOENT:
+                return None
+            self._m._raise(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, rc)
+        return [self._dec(bytes(self._buf))]
 
     def put_back(self, start: int) -> list[V]:
         return []  # chunks of one value are always delivered

@@ -24,14 +24,10 @@ def v64(i: int) -> bytes:
 def count_syscalls() -> Iterator[list[int]]:
     """Record every bpf(2) command issued inside the block (the real kernel is still called)."""
     calls: list[int] = []
-    prev: Callable[[int, int, int], int] = _sc.bpf
 
-    def spy(cmd: int, addr: int, size: int) -> int:
+    def spy(cmd: int, addr: int, size: int, nxt: Callable[[int, int, int], int]) -> int:
         calls.append(cmd)
-        return prev(cmd, addr, size)
+        return nxt(cmd, addr, size)
 
-    _sc.bpf = spy
-    try:
+    with _sc.hook(spy):
         yield calls
-    finally:
-        _sc.bpf = prev
