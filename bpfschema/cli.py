@@ -1,0 +1,400 @@
+"""The ``bpfschema`` command line: list, show, dump and drain maps. The only module that prints or exits.
+
+Expected failures (no such pin, permission, schema mismatch) print one line to stderr and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import errno
+import fcntl
+import importlib
+import ipaddress
+import json
+import os
+import select
+import signal
+import struct
+import sys
+import termios
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, cast
+
+import bpfschema as bs
+from bpfschema.maps import KeyedMap, MapInfo
+
+__all__ = ["main"]
+
+
+class CliError(Exception):
+    """An expected failure: printed as one line, exit status 1."""
+
+
+# -- opening maps ---------------------------------------------------------------------------------------------
+
+
+def _load_object(spec: str) -> object:
+    mod_name, sep, attr = spec.partition(":")
+    if not sep or not attr:
+        raise CliError(f"--schema {spec!r}: expected 'module:Name'")
+    try:
+        mod = importlib.import_module(mod_name)
+    except Exception as e:
+        raise CliError(f"--schema {spec!r}: cannot import {mod_name!r}: {e}") from None
+    try:
+        return getattr(mod, attr)
+    except AttributeError:
+        raise CliError(f"--schema {spec!r}: module {mod_name!r} has no {attr!r}") from None
+
+
+def _open(target: str, *, readonly: bool, schema: str | None) -> bs.Map:
+    cls: type[bs.Map] = bs.Map
+    if schema is not None:
+        obj = _load_object(schema)
+        if not (isinstance(obj, type) and issubclass(obj, bs.Map)):
+            raise CliError(f"--schema {schema!r} is not a Map class (use a typed map class such as a generated one)")
+        cls = obj
+    try:
+        if target.isdigit():
+            return cls.from_id(int(target), readonly=readonly)
+        return cls.from_pin(target, readonly=readonly)
+    except bs.SyscallError as e:
+        if e.errno == errno.ENOENT:
+            raise CliError(f"no such map id: {target}" if target.isdigit() else f"no such pin: {target}") from None
+        raise
+
+
+# -- rendering ------------------------------------------------------------------------------------------------
+
+
+def to_json(value: object) -> object:
+    """A JSON-ready form of a decoded value: bytes as hex, addresses as strings, enums by name."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, enum.Enum):
+        return value.name if value.name is not None else value.value
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        return str(value)
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    fields = getattr(type(value), "model_fields", None)
+    if isinstance(fields, dict):  # a pydantic model: keep field objects (enums, addresses) for to_json
+        return {name: to_json(getattr(value, name)) for name in fields}
+    return str(value)
+
+
+def _entry_json(m: bs.Map, entry: object) -> str:
+    if isinstance(m, KeyedMap):
+        key, value = cast("tuple[object, object]", entry)
+        return json.dumps({"key": to_json(key), "value": to_json(value)}, separators=(",", ":"))
+    return json.dumps({"value": to_json(entry)}, separators=(",", ":"))
+
+
+def _info_dict(info: MapInfo, pins: Sequence[str] = ()) -> dict[str, object]:
+    t = info.type
+    return {
+        "id": info.id,
+        "type": t.name.lower() if isinstance(t, bs.MapType) else t,
+        "name": info.name,
+        "key_size": info.key_size,
+        "value_size": info.value_size,
+        "max_entries": info.max_entries,
+        "flags": info.flags,
+        "btf_id": info.btf_id,
+        "pinned": list(pins),
+    }
+
+
+def _bpffs_mounts() -> list[str]:
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split(" ", 1)[0] == "bpf":
+                out.append(left.split()[4].replace("\\040", " "))
+    return out
+
+
+def _pinned_maps() -> dict[int, list[str]]:
+    """Map id -> pinned paths under every mounted bpffs (``*.debug`` entries skipped)."""
+    found: dict[int, list[str]] = {}
+    for mnt in _bpffs_mounts():
+        for root, dirs, files in os.walk(mnt):
+            dirs[:] = [d for d in dirs if not d.endswith(".debug")]
+            for name in files:
+                if name.endswith(".debug"):
+                    continue
+                path = os.path.join(root, name)
+                try:
+                    with bs.Map.from_pin(path, readonly=True) as m:
+                        found.setdefault(m.info.id, []).append(path)
+                except (bs.BpfError, OSError):
+                    continue  # a program, a link, or a map kind we cannot represent
+    return found
+
+
+# -- progress -------------------------------------------------------------------------------------------------
+
+
+class _Progress:
+    """Entries and entries/s on stderr when it is a terminal; silent when piped."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.on = sys.stderr.isatty()
+        self.n = 0
+        self.t0 = time.monotonic()
+        self.last = 0.0
+
+    def tick(self) -> None:
+        self.n += 1
+        if self.on and self.n % 1024 == 0:
+            now = time.monotonic()
+            if now - self.last > 0.2:
+                self.last = now
+                rate = self.n / max(now - self.t0, 1e-9)
+                sys.stderr.write(f"\r{self.what}: {self.n:,} entries, {rate:,.0f}/s")
+                sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.on and self.n >= 1024:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+# -- output that knows what the reader consumed ---------------------------------------------------------------
+
+
+class _ReaderGone(Exception):
+    pass
+
+
+class _PacedWriter:
+    """Writes lines to stdout; when stdout is a pipe, waits until the reader has consumed each line.
+
+    That makes ``drain | head -n 5`` take exactly five entries out of the map: when the reader exits, the line it
+    did not read is reported (``_ReaderGone``) and its entry is put back. To files and terminals lines are written
+    straight away.
+    """
+
+    def __init__(self, out: IO[str], pace: bool):
+        self.out = out
+        self.fd = out.fileno()
+        import stat
+
+        self.pipe = pace and stat.S_ISFIFO(os.fstat(self.fd).st_mode)
+        self._buf = bytearray(4)
+
+    def _unread(self) -> int:
+        fcntl.ioctl(self.fd, termios.FIONREAD, self._buf)
+        return int(struct.unpack("=i", self._buf)[0])
+
+    def write_line(self, line: str) -> None:
+        try:
+            self.out.write(line + "\n")
+            self.out.flush()
+        except BrokenPipeError:
+            raise _ReaderGone from None
+        if not self.pipe:
+            return
+        poller = select.poll()
+        poller.register(self.fd, select.POLLERR)
+        delay = 0
+        while self._unread() > 0:
+            if poller.poll(delay):  # POLLERR: the read end is closed
+                if self._unread() > 0:
+                    raise _ReaderGone  # ... and the line is still in the pipe: never read
+                return  # the reader took the line just before it exited
+            delay = min(delay * 2 + 1, 50)
+
+
+# -- commands -------------------------------------------------------------------------------------------------
+
+
+def cmd_maps(args: argparse.Namespace) -> int:
+    pins = _pinned_maps()
+    infos = list(bs.list_maps())
+    if args.json:
+        print(json.dumps([_info_dict(i, pins.get(i.id, ())) for i in infos]))
+        return 0
+    print(f"{'id':>6}  {'type':<16} {'name':<16} {'key':>5} {'value':>6} {'max':>9}  pinned")
+    for i in infos:
+        t = i.type.name.lower() if isinstance(i.type, bs.MapType) else str(i.type)
+        print(f"{i.id:>6}  {t:<16} {i.name:<16} {i.key_size:>5} {i.value_size:>6} {i.max_entries:>9}  "
+              f"{' '.join(pins.get(i.id, ()))}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with _open(args.target, readonly=True, schema=None) as m:
+        d = _info_dict(m.info)
+        d["class"] = type(m).__name__
+    if args.json:
+        print(json.dumps(d))
+    else:
+        for k, v in d.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def _entries_of(m: bs.Map) -> Iterator[object]:
+    if isinstance(m, KeyedMap):
+        return iter(m.items())
+    raise CliError(f"map {m.name!r} ({type(m).__name__}) cannot be dumped without removing entries; use drain")
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    with _open(args.target, readonly=True, schema=args.schema) as m:
+        prog = _Progress("dump")
+        for entry in _entries_of(m):
+            if args.json:
+                print(_entry_json(m, entry))
+            elif isinstance(m, KeyedMap):
+                key, value = cast("tuple[object, object]", entry)
+                print(f"key: {_human(key)}  value: {_human(value)}")
+            prog.tick()
+        prog.done()
+    return 0
+
+
+def _human(v: object) -> str:
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v).hex(" ")
+    if isinstance(v, tuple):
+        return "[" + ", ".join(_human(x) for x in v) + "]"
+    return repr(v)
+
+
+def _put_back(m: bs.Map, entry: object) -> bool:
+    """Return one delivered-but-unread entry to the map; False if it could not be."""
+    try:
+        if isinstance(m, KeyedMap):
+            key, value = cast("tuple[object, object]", entry)
+            m.put(key, value, bs.UpdateFlags.NOEXIST)
+        elif isinstance(m, (bs.QueueMap, bs.StackMap)):
+            m.push(entry)
+        else:
+            return False
+    except bs.BpfError:
+        return False
+    return True
+
+
+def _silence_stdout() -> None:
+    """The reader is gone: point stdout at /dev/null so the interpreter's final flush does not complain."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    writer = _PacedWriter(sys.stdout, pace=not args.no_pace)
+    stop = [False]
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop[0] = True  # finish the entry in hand, then leave: the drain puts back whatever it took early
+
+    old_int = signal.signal(signal.SIGINT, on_signal)
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        with _open(args.target, readonly=False, schema=args.schema) as m:
+            drain_fn: Callable[..., bs.Drain[object]] | None = getattr(m, "drain", None)
+            if drain_fn is None:
+                raise CliError(f"map {m.name!r} ({type(m).__name__}) cannot be drained")
+            remaining = args.limit
+            prog = _Progress("drain")
+            while not stop[0]:
+                with drain_fn(limit=remaining) as d:
+                    while not stop[0]:
+                        try:
+                            entry = next(d)
+                        except StopIteration:
+                            break
+                        try:
+                            writer.write_line(_entry_json(m, entry))
+                        except _ReaderGone:
+                            _silence_stdout()
+                            if not _put_back(m, entry):
+                                print(f"bpfschema: the reader is gone and one entry could not be put back: "
+                                      f"{_entry_json(m, entry)}", file=sys.stderr)
+                                return 1
+                            return 0
+                        prog.tick()
+                    taken = d.delivered
+                if remaining is not None:
+                    remaining -= taken
+                    if remaining <= 0:
+                        break
+                if args.every is None:
+                    break
+                deadline = time.monotonic() + args.every
+                while not stop[0] and time.monotonic() < deadline:
+                    time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+            prog.done()
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+    return 130 if stop[0] else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bpfschema", description="Read, dump and drain eBPF maps.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("maps", help="list every map on the system")
+    s.add_argument("-j", "--json", action="store_true", help="JSON output")
+    s.set_defaults(func=cmd_maps)
+
+    s = sub.add_parser("show", help="show one map (PIN path or ID)")
+    s.add_argument("target", metavar="PIN|ID")
+    s.add_argument("-j", "--json", action="store_true")
+    s.set_defaults(func=cmd_show)
+
+    s = sub.add_parser("dump", help="print every entry without removing it (opens the map read-only)")
+    s.add_argument("target", metavar="PIN|ID")
+    s.add_argument("--schema", metavar="MODULE:CLASS", help="a typed map class to decode with")
+    s.add_argument("-j", "--json", "--jsonl", action="store_true", help="one JSON object per line")
+    s.set_defaults(func=cmd_dump)
+
+    s = sub.add_parser("drain", help="take every entry out, one JSON object per line on stdout")
+    s.add_argument("target", metavar="PIN|ID")
+    s.add_argument("--schema", metavar="MODULE:CLASS", help="a typed map class to decode with")
+    s.add_argument("--limit", type=int, default=None, help="stop after N entries")
+    s.add_argument("--every", type=float, default=None, metavar="SECONDS", help="keep draining at this interval")
+    s.add_argument("--no-pace", action="store_true",
+                   help="do not wait for a pipe reader to consume each line (faster; lines still in the pipe "
+                        "when the reader exits are lost)")
+    s.set_defaults(func=cmd_drain)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bpfschema`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        rc: int = args.func(args)
+        return rc
+    except CliError as e:
+        print(f"bpfschema: {e}", file=sys.stderr)
+    except bs.BpfError as e:
+        print(f"bpfschema: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except OSError as e:
+        if e.errno == errno.EPIPE:
+            return 0
+        print(f"bpfschema: {e}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
+

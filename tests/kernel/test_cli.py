@@ -1,0 +1,139 @@
+"""The bpfschema command against maps pinned by another process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import bpfschema as bs
+from bpfschema.testing import producers
+
+from .helpers import k32, v64
+
+BIN = [sys.executable, "-m", "bpfschema.cli"]
+
+
+def pin_hash(bpffs: Path, n: int, name: str = "flows") -> Path:
+    """Create and pin a map from a separate process, as a BPF loader would."""
+    path = bpffs / name
+    code = (
+        "import sys, bpfschema as bs\n"
+        f"m = bs.HashMap.create(bs.MapSpec(type=bs.MapType.HASH, key_size=4, value_size=8, max_entries={max(n, 1)},"
+        f" name={name!r}))\n"
+        f"m.update_many(((i).to_bytes(4, 'little'), (i * 2).to_bytes(8, 'little')) for i in range({n}))\n"
+        f"m.pin({str(path)!r}); m.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    return path
+
+
+def cli(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*BIN, *args], capture_output=True, text=True, timeout=60, **kw)  # type: ignore[call-overload,no-any-return]
+
+
+def test_maps_lists_pinned_paths(bpffs: Path) -> None:
+    pin = pin_hash(bpffs, 3, "listed")
+    r = cli("maps", "-j")
+    assert r.returncode == 0, r.stderr
+    rows = [row for row in json.loads(r.stdout) if str(pin) in row["pinned"]]
+    assert len(rows) == 1
+    assert rows[0] | {"id": 0, "btf_id": 0, "flags": 0} == {
+        "id": 0, "type": "hash", "name": "listed", "key_size": 4, "value_size": 8, "max_entries": 3, "flags": 0,
+        "btf_id": 0, "pinned": [str(pin)]}
+
+
+def test_show_by_pin_and_by_id(bpffs: Path) -> None:
+    pin = pin_hash(bpffs, 1, "shown")
+    by_pin = json.loads(cli("show", "-j", str(pin)).stdout)
+    by_id = json.loads(cli("show", "-j", str(by_pin["id"])).stdout)
+    assert by_pin == by_id and by_pin["name"] == "shown" and by_pin["class"] == "HashMap"
+
+
+def test_dump_is_read_only_and_complete(bpffs: Path) -> None:
+    pin = pin_hash(bpffs, 50)
+    r = cli("dump", "--jsonl", str(pin))
+    assert r.returncode == 0, r.stderr
+    got = {row["key"]: row["value"] for row in map(json.loads, r.stdout.splitlines())}
+    assert got == {k32(i).hex(): v64(i * 2).hex() for i in range(50)}
+    with bs.HashMap.from_pin(pin) as m:
+        assert len(list(m.keys())) == 50
+
+
+def test_drain_piped_into_head_leaves_the_rest(bpffs: Path) -> None:
+    pin = pin_hash(bpffs, 200)
+    cmd = " ".join([*BIN, "drain", str(pin)]) + " | head -n 5"
+    r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    printed = [json.loads(line) for line in r.stdout.splitlines()]
+    assert len(printed) == 5
+    with bs.HashMap.from_pin(pin) as m:
+        left = dict(m.items())
+    assert len(left) == 195
+    assert not {bytes.fromhex(p["key"]) for p in printed} & set(left)
+
+
+def test_drain_limit_and_full(bpffs: Path) -> None:
+    pin = pin_hash(bpffs, 30)
+    r = cli("drain", "--limit", "10", str(pin))
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 10
+    r = cli("drain", str(pin))
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 20
+    with bs.HashMap.from_pin(pin) as m:
+        assert list(m.keys()) == []
+
+
+def test_drain_every_stops_cleanly_on_sigint(bpffs: Path) -> None:
+    spec = bs.MapSpec(type=bs.MapType.QUEUE, key_size=0, value_size=16, max_entries=100_000, name="evq")
+    with bs.QueueMap.create(spec) as q:
+        q.pin(bpffs / "evq")
+        proc = subprocess.Popen([*BIN, "drain", "--every", "0.05", str(bpffs / "evq")], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            res = producers.push_sequence(q, 5_000)
+            time.sleep(0.5)
+            res2 = producers.push_sequence(q, 5_000, start=5_000)
+            time.sleep(0.5)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        seqs = [int.from_bytes(bytes.fromhex(json.loads(line)["value"])[:8], "little") for line in out.splitlines()]
+        with q.drain() as d:
+            rest = [int.from_bytes(v[:8], "little") for v in d]
+        assert sorted(seqs + rest) == list(range(res.accepted + res2.accepted))
+
+
+def test_expected_failures_are_one_line(bpffs: Path) -> None:
+    r = cli("show", str(bpffs / "missing"))
+    assert r.returncode == 1 and r.stderr.strip() == f"bpfschema: no such pin: {bpffs / 'missing'}"
+    pin = pin_hash(bpffs, 1, "typed")
+    r = cli("dump", "--schema", "bpfschema:QueueMap", str(pin))
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and "QUEUE" in r.stderr and "HASH" in r.stderr
+    r = cli("dump", "--schema", "no_such_module:X", str(pin))
+    assert r.returncode == 1 and "cannot import" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_permission_error_is_one_line(bpffs: Path) -> None:
+    pin = pin_hash(bpffs, 1, "perm")
+    os.chmod(bpffs, 0o755)
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                        *BIN, "show", str(pin)], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(Path(bs.__file__).parent.parent)})
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bpfschema: ") and "CAP_BPF" in lines[0], r.stderr
+
+
+@pytest.mark.parametrize("args", [["maps"], ["show", "1"]])
+def test_help_like_calls_do_not_crash(args: list[str]) -> None:
+    r = cli(*args)
+    assert "Traceback" not in r.stderr
