@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -21,4 +23,11 @@ def _blocks() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(("where", "code"), _blocks(), ids=[w for w, _ in _blocks()])
 def test_doc_example_runs(where: str, code: str) -> None:
-    exec(compile(code, where, "exec"), {"__name__": f"doc_{where}"})
+    # A real module, so that pydantic can resolve the annotations of classes the example defines.
+    name = "docexample_" + re.sub(r"\W", "_", where)
+    mod = types.ModuleType(name)
+    sys.modules[name] = mod
+    try:
+        exec(compile(code, where, "exec"), mod.__dict__)
+    finally:
+        del sys.modules[name]

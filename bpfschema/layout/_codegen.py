@@ -1,0 +1,650 @@
+"""Fast codecs: one ``struct.Struct`` per layout and generated Python that turns its tuples into objects.
+
+A layout is flattened into *slots*: every scalar, byte array and string becomes one item of a single
+``struct.Struct`` format, padding becomes ``x``. Decoding unpacks a whole entry (or, with ``iter_unpack``, a whole
+batch) in C and then runs one generated expression per entry that builds the result: a pydantic model by
+``object.__new__`` + ``__dict__`` assignment, a ``NamedTuple`` record, or the raw tuple itself.
+
+A ``struct`` format has one byte order. The order of most multi-byte slots is used; the other slots are read as
+``bytes`` and converted with ``int.from_bytes`` (a network struct of ``__be`` fields is read big-endian in one go).
+"""
+
+from __future__ import annotations
+
+import struct as _struct
+import sys
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any, Literal, NamedTuple
+
+from bpfschema.layout._ctypes import (
+    ArrayType,
+    BoolType,
+    BytesType,
+    CStringType,
+    CType,
+    FloatType,
+    IntType,
+    MappedType,
+    PaddingType,
+    StructType,
+    identity,
+)
+
+Mode = Literal["model", "record", "raw"]
+
+# ----------------------------------------------------------------------------------------------------------------
+# Plan: the flattened view of a layout
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One slot of the format."""
+
+    idx: int
+    ctype: CType  # IntType, FloatType, BoolType, BytesType, CStringType
+    swapped: bool  # read as bytes because its byte order differs from the format's
+
+
+@dataclass(frozen=True)
+class Arr:
+    ctype: ArrayType
+    elems: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Rec:
+    ctype: StructType
+    fields: tuple[tuple[str, Node], ...]
+
+
+@dataclass(frozen=True)
+class Map:
+    ctype: MappedType
+    child: Node
+
+
+Node = Leaf | Arr | Rec | Map
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The flattened layout of one C type: the format, the slot count and the tree of nodes over slots."""
+
+    ctype: CType
+    fmt: str
+    order: str  # "<" or ">"
+    nslots: int
+    root: Node
+
+    @property
+    def size(self) -> int:
+        return self.ctype.size
+
+
+def _count_orders(t: CType, acc: dict[str, int], mult: int) -> None:
+    if isinstance(t, IntType | FloatType):
+        if t.order is not None:
+            acc[t.order] += mult
+    elif isinstance(t, ArrayType):
+        _count_orders(t.elem, acc, mult * t.length)
+    elif isinstance(t, MappedType):
+        _count_orders(t.base, acc, mult)
+    elif isinstance(t, StructType):
+        for m in t.members:
+            _count_orders(m.ctype, acc, mult)
+
+
+class _Builder:
+    def __init__(self, order: str):
+        self.order = order  # "little" / "big"
+        self.tokens: list[str] = []
+        self.idx = 0
+
+    def node(self, t: CType) -> Node:
+        if isinstance(t, StructType):
+            fields: list[tuple[str, Node]] = []
+            for fl in t.layout.members:
+                if fl.is_padding:
+                    self.tokens.append(f"{fl.size}x")
+                else:
+                    fields.append((fl.name, self.node(fl.ctype)))
+            return Rec(t, tuple(fields))
+        if isinstance(t, ArrayType):
+            return Arr(t, tuple(self.node(t.elem) for _ in range(t.length)))
+        if isinstance(t, MappedType):
+            return Map(t, self.node(t.base))
+        if isinstance(t, PaddingType):  # pragma: no cover - padding only appears as struct members
+            raise AssertionError("padding outside a struct")
+        swapped = False
+        if isinstance(t, IntType | FloatType):
+            order = t.order
+            if order is not None and order != self.order:
+                swapped = True
+                tok = f"{t.size}s"
+            else:
+                tok = t.fmt
+        elif isinstance(t, BoolType):
+            tok = "?"
+        elif isinstance(t, BytesType | CStringType):
+            tok = f"{t.size}s"
+        else:  # pragma: no cover - every CType is handled above
+            raise AssertionError(f"unknown C type {t!r}")
+        self.tokens.append(tok)
+        leaf = Leaf(self.idx, t, swapped)
+        self.idx += 1
+        return leaf
+
+
+def _compress(tokens: list[str]) -> str:
+    """Run-length encode a token list: ``['I', 'I', '3x', '1x']`` -> ``'2I4x'``."""
+    out: list[str] = []
+    prev: str | None = None
+    count = 0
+    for tok in tokens:
+        if tok.endswith("x"):
+            n, ch = int(tok[:-1]), "x"
+        elif tok.endswith("s"):
+            if prev is not None:
+                out.append(f"{count}{prev}" if count > 1 else prev)
+                prev, count = None, 0
+            out.append(tok)
+            continue
+        else:
+            n, ch = 1, tok
+        if ch == prev:
+            count += n
+        else:
+            if prev is not None:
+                out.append(f"{count}{prev}" if count > 1 else prev)
+            prev, count = ch, n
+    if prev is not None:
+        out.append(f"{count}{prev}" if count > 1 else prev)
+    return "".join(out)
+
+
+_plans: weakref.WeakKeyDictionary[CType, Plan] = weakref.WeakKeyDictionary()
+_plans_strong: dict[CType, Plan] = {}
+
+
+def plan_for(t: CType) -> Plan:
+    """The (cached) flattened plan of ``t``."""
+    cache: dict[CType, Plan] | weakref.WeakKeyDictionary[CType, Plan] | None
+    if isinstance(t, StructType | MappedType):
+        cache = _plans
+    elif isinstance(t, ArrayType):
+        cache = None  # may hold a struct: a strong cache would keep its class alive
+    else:
+        cache = _plans_strong
+    plan = cache.get(t) if cache is not None else None
+    if plan is None:
+        acc = {"little": 0, "big": 0}
+        _count_orders(t, acc, 1)
+        order = "big" if acc["big"] > acc["little"] else "little"
+        b = _Builder(order)
+        root = b.node(t)
+        fmt = ("<" if order == "little" else ">") + _compress(b.tokens)
+        plan = Plan(t, fmt, fmt[0], b.idx, root)
+        assert _struct.calcsize(fmt) == t.size, (fmt, t.size)
+        if cache is not None:
+            cache[t] = plan
+    return plan
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Conversion helpers used by generated code
+
+
+def cstring_decode(raw: bytes) -> str:
+    """Text of a ``char[n]``: up to the first NUL, UTF-8 with ``surrogateescape``."""
+    return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+class Memo(dict[object, object]):
+    """A bounded cache of a pure conversion: ``memo[x]`` is ``fn(x)``, computed once.
+
+    Decoded values repeat (addresses, process names): a hit is one C-level dict lookup instead of a Python call.
+    The cache is cleared when it reaches ``maxsize`` entries. Only for conversions to immutable values.
+    """
+
+    __slots__ = ("_fn", "_max")
+
+    def __init__(self, fn: Callable[[Any], object], maxsize: int = 1 << 16):
+        super().__init__()
+        self._fn = fn
+        self._max = maxsize
+
+    def __missing__(self, key: object) -> object:
+        value = self._fn(key)
+        if len(self) >= self._max:
+            self.clear()
+        self[key] = value
+        return value
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return id(self)
+
+
+_cstr_memo = Memo(cstring_decode)
+
+
+def _check_len(value: object, n: int) -> object:
+    if len(value) != n:  # type: ignore[arg-type]
+        raise ValueError(f"expected {n} items, got {len(value)}")  # type: ignore[arg-type]
+    return value
+
+
+def _bytes_exact(n: int) -> Callable[[object], bytes]:
+    def check(value: object) -> bytes:
+        if not isinstance(value, bytes | bytearray | memoryview):
+            raise TypeError(f"expected bytes, got {type(value).__name__}")
+        if len(value) != n:
+            raise ValueError(f"expected exactly {n} bytes, got {len(value)}")
+        return bytes(value)
+
+    return check
+
+
+class _Namer:
+    """Allocates names for objects referenced from generated code."""
+
+    def __init__(self) -> None:
+        self.ns: dict[str, object] = {
+            "_new": object.__new__,
+            "_tn": tuple.__new__,
+            "_from_bytes": int.from_bytes,
+            "_to_bytes": int.to_bytes,
+            "_cstr": _cstr_memo.__getitem__,
+            "_check_len": _check_len,
+            "_map": map,
+            "_tuple": tuple,
+        }
+        self._ids: dict[int, str] = {}
+        self._n = 0
+
+    def ref(self, obj: object, prefix: str = "_c") -> str:
+        key = id(obj)
+        name = self._ids.get(key)
+        if name is None:
+            name = f"{prefix}{self._n}"
+            self._n += 1
+            self._ids[key] = name
+            self.ns[name] = obj
+        return name
+
+    def fresh(self, prefix: str) -> str:
+        name = f"{prefix}{self._n}"
+        self._n += 1
+        return name
+
+
+def _dict_setter(cls: type) -> Callable[[object, dict[str, object]], None]:
+    """The ``__dict__`` setter of ``cls``'s instances (a C slot wrapper, the fastest way to fill an object)."""
+    for klass in cls.__mro__:
+        d = klass.__dict__.get("__dict__")
+        if d is not None and hasattr(d, "__set__"):
+            return d.__set__  # type: ignore[no-any-return]
+
+    def setd(obj: object, value: dict[str, object]) -> None:
+        object.__setattr__(obj, "__dict__", value)
+
+    return setd
+
+
+def _is_table(fn: object) -> bool:
+    """Whether ``fn`` is the ``__getitem__`` of a dict (a :class:`Memo` or an enum table): a pure lookup."""
+    return isinstance(getattr(fn, "__self__", None), dict) and getattr(fn, "__name__", "") == "__getitem__"
+
+
+_small_tables: dict[IntType, Memo] = {}
+
+
+def _swapped_small(t: IntType) -> Memo:
+    table = _small_tables.get(t)
+    if table is None:
+        order = t.order or "little"
+        table = _small_tables[t] = Memo(lambda raw: int.from_bytes(raw, order))
+    return table
+
+
+_fused: weakref.WeakKeyDictionary[MappedType, Memo] = weakref.WeakKeyDictionary()
+
+
+def _fused_memo(mapped: MappedType, base: CType) -> Memo:
+    memo = _fused.get(mapped)
+    if memo is None:
+        assert isinstance(base, IntType)
+        decode, order, signed = mapped.decode, base.order or "little", base.signed
+        memo = _fused[mapped] = Memo(lambda raw: decode(int.from_bytes(raw, order, signed=signed)))
+    return memo
+
+
+_swap_float: dict[int, Callable[[bytes], tuple[float]]] = {
+    4: _struct.Struct("<f").unpack,
+    8: _struct.Struct("<d").unpack,
+}
+_swap_float_pack: dict[int, Callable[[float], bytes]] = {
+    4: _struct.Struct("<f").pack,
+    8: _struct.Struct("<d").pack,
+}
+
+
+class _DecodeGen:
+    """Builds one Python expression that decodes a plan's tuple ``t`` (or its unpacked locals) into a value."""
+
+    def __init__(self, namer: _Namer, mode: Mode, records: Callable[[StructType], type], use_locals: bool):
+        self.n = namer
+        self.mode = mode
+        self.records = records
+        self.use_locals = use_locals
+        self.stmts: list[str] = []
+
+    def slot(self, i: int) -> str:
+        return f"f{i}" if self.use_locals else f"t[{i}]"
+
+    def slots(self, a: int, b: int) -> str:
+        if self.use_locals:
+            return "(" + "".join(f"f{i}, " for i in range(a, b)) + ")"
+        return f"t[{a}:{b}]"
+
+    def leaf(self, leaf: Leaf) -> str:
+        s = self.slot(leaf.idx)
+        t = leaf.ctype
+        if leaf.swapped:
+            if isinstance(t, IntType):
+                if t.width <= 2 and not t.signed:  # few distinct values (ports): a cache hit beats the call
+                    return f"{self.n.ref(_swapped_small(t), '_sw')}[{s}]"
+                signed = ", signed=True" if t.signed else ""
+                return f"_from_bytes({s}, {t.order!r}{signed})"
+            assert isinstance(t, FloatType)
+            return f"{self.n.ref(_swap_float[t.size], '_sf')}({s})[0]"
+        if isinstance(t, CStringType):
+            return f"_cstr({s})"
+        return s
+
+    @staticmethod
+    def _plain(node: Node) -> bool:
+        """A slot whose value is used as unpacked."""
+        return isinstance(node, Leaf) and not node.swapped and not isinstance(node.ctype, CStringType)
+
+    @staticmethod
+    def _run(nodes: tuple[Node, ...]) -> tuple[int, int] | None:
+        """(first, end) if ``nodes`` are plain leaves over consecutive slots."""
+        if not nodes or not all(_DecodeGen._plain(x) for x in nodes):
+            return None
+        first = nodes[0].idx  # type: ignore[union-attr]
+        for k, x in enumerate(nodes):
+            if x.idx != first + k:  # type: ignore[union-attr]
+                return None
+        return first, first + len(nodes)
+
+    def _mapped_run(self, elems: tuple[Node, ...]) -> str | None:
+        """``tuple(map(fn, t[a:b]))`` for array elements that apply one conversion to consecutive slots."""
+        first = elems[0]
+        if isinstance(first, Map):
+            run = self._run(tuple(e.child if isinstance(e, Map) else e for e in elems))
+            if run is not None:
+                return f"_tuple(_map({self.n.ref(first.ctype.decode, '_m')}, {self.slots(*run)}))"
+            return None
+        if all(isinstance(e, Leaf) and isinstance(e.ctype, CStringType) for e in elems):
+            idx = [e.idx for e in elems if isinstance(e, Leaf)]
+            if idx == list(range(idx[0], idx[0] + len(idx))):
+                return f"_tuple(_map(_cstr, {self.slots(idx[0], idx[-1] + 1)}))"
+        return None
+
+    def expr(self, node: Node) -> str:
+        if isinstance(node, Leaf):
+            return self.leaf(node)
+        if isinstance(node, Map):
+            child = node.child
+            if isinstance(child, Leaf) and child.swapped and _is_table(node.ctype.decode):
+                # a cached conversion of an integer stored in the other byte order: cache the bytes instead
+                fused = self.n.ref(_fused_memo(node.ctype, child.ctype), "_fm")
+                return f"{fused}[{self.slot(child.idx)}]"
+            fn = self.n.ref(node.ctype.decode, "_m")
+            return f"{fn}({self.expr(child)})"
+        if isinstance(node, Arr):
+            run = self._run(node.elems)
+            if run is not None:
+                return self.slots(*run)
+            if not self.use_locals and len(node.elems) > 4:
+                mapped = self._mapped_run(node.elems)
+                if mapped is not None:
+                    return mapped
+            return "(" + "".join(self.expr(e) + ", " for e in node.elems) + ")"
+        assert isinstance(node, Rec)
+        return self.struct(node)
+
+    def struct(self, node: Rec) -> str:
+        st = node.ctype
+        if self.mode == "record":
+            rec = self.n.ref(self.records(st), "_R")
+            run = self._run(tuple(x for _, x in node.fields))
+            if run is not None:
+                return f"_tn({rec}, {self.slots(*run)})"
+            return f"_tn({rec}, (" + "".join(self.expr(x) + ", " for _, x in node.fields) + "))"
+        if st.py_cls is None:
+            raise TypeError(f"struct {st.name} has no Python class to decode to")
+        cls = self.n.ref(st.py_cls, "_C")
+        setd = self.n.ref(_dict_setter(st.py_cls), "_sd")
+        items = ", ".join(f"{name!r}: {self.expr(x)}" for name, x in node.fields)
+        obj = self.n.fresh("_o")
+        # Statements, not one expression: a plain loop body is the fastest way to build the objects.
+        self.stmts.append(f"{obj} = _new({cls})")
+        self.stmts.append(f"{setd}({obj}, {{{items}}})")
+        return obj
+
+    def root(self, node: Node) -> str:
+        return self.expr(node)
+
+
+class _EncodeGen:
+    """Builds the argument list of ``pack(...)`` for a value (model, record or plain value)."""
+
+    def __init__(self, namer: _Namer, mode: Mode):
+        self.n = namer
+        self.mode = mode
+        self.helpers: list[str] = []
+        self._struct_fns: dict[int, str] = {}
+
+    def args(self, node: Node, src: str) -> list[str]:
+        """Pack arguments for ``node`` whose value is the expression ``src`` (evaluated once)."""
+        if isinstance(node, Leaf):
+            return [self.leaf(node, src)]
+        if isinstance(node, Map):
+            inner = src if node.ctype.encode is identity else f"{self.n.ref(node.ctype.encode, '_e')}({src})"
+            if isinstance(node.child, Leaf):
+                return [self.leaf(node.child, inner)]
+            return self.args(node.child, inner)
+        if isinstance(node, Arr):
+            n = len(node.elems)
+            elem = node.elems[0]
+            if isinstance(elem, Leaf) and self._identity_leaf(elem):
+                return [f"*_check_len({src}, {n})"]
+            var = self.n.fresh("_v")
+            elem_args = self.args(elem, var)
+            if len(elem_args) == 1 and not elem_args[0].startswith("*"):
+                return [f"*[{elem_args[0]} for {var} in _check_len({src}, {n})]"]
+            flat = ", ".join(elem_args)
+            inner_var = self.n.fresh("_x")
+            return [f"*[{inner_var} for {var} in _check_len({src}, {n}) for {inner_var} in ({flat},)]"]
+        assert isinstance(node, Rec)
+        return [f"*{self.struct_fn(node)}({src})"]
+
+    @staticmethod
+    def _identity_leaf(leaf: Leaf) -> bool:
+        return not leaf.swapped and isinstance(leaf.ctype, IntType | FloatType | BoolType)
+
+    def leaf(self, leaf: Leaf, src: str) -> str:
+        t = leaf.ctype
+        if leaf.swapped:
+            if isinstance(t, IntType):
+                return f"_to_bytes({src}, {t.size}, {t.order!r}, signed={t.signed})"
+            assert isinstance(t, FloatType)
+            return f"{self.n.ref(_swap_float_pack[t.size], '_pf')}({src})"
+        if isinstance(t, CStringType):
+            return f"{self.n.ref(t.check, '_cs')}({src})"
+        if isinstance(t, BytesType):
+            return f"{self.n.ref(_bytes_exact(t.length), '_bx')}({src})"
+        return src
+
+    def struct_fn(self, node: Rec) -> str:
+        """A generated helper ``_flatN(value) -> tuple`` for a struct node (one per struct type and mode)."""
+        key = id(node.ctype)
+        name = self._struct_fns.get(key)
+        if name is not None:
+            return name
+        name = self.n.fresh("_flat")
+        self._struct_fns[key] = name
+        parts: list[str] = []
+        if self.mode == "model":
+            cls = node.ctype.py_cls
+            assert cls is not None
+            cref = self.n.ref(cls, "_C")
+            head = [
+                f"def {name}(o):",
+                f"    if o.__class__ is not {cref}:",
+                f"        raise TypeError(f'expected {node.ctype.name}, got {{type(o).__name__}}')",
+                "    d = o.__dict__",
+            ]
+            for fname, x in node.fields:
+                parts.extend(self.args(x, f"d[{fname!r}]"))
+        else:
+            head = [f"def {name}(o):", f"    _check_len(o, {len(node.fields)})"]
+            for k, (_, x) in enumerate(node.fields):
+                parts.extend(self.args(x, f"o[{k}]"))
+        body = "    return (" + "".join(p + ", " for p in parts) + ")"
+        self.helpers.append("\n".join([*head, body]))
+        return name
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Batch iteration
+
+
+_USE_LOCALS_MAX = 48  # unpack into local names up to this many slots, else index the tuple
+
+
+def _batch_source(
+    st: _struct.Struct, padded: dict[int, _struct.Struct], size: int, fmt: str
+) -> Callable[[bytes | bytearray | memoryview, int, int], Iterator[tuple[object, ...]]]:
+    def source(buf: bytes | bytearray | memoryview, count: int, stride: int) -> Iterator[tuple[object, ...]]:
+        mv = memoryview(buf)
+        if mv.ndim != 1 or mv.itemsize != 1:
+            mv = mv.cast("B")
+        if count <= 0:
+            return iter(())
+        if stride == size:
+            return st.iter_unpack(mv[: count * size])
+        full = count * stride
+        ps = padded.get(stride)
+        if ps is None:
+            ps = padded[stride] = _struct.Struct(f"{fmt}{stride - size}x")
+        if len(mv) >= full:
+            return ps.iter_unpack(mv[:full])
+        last = (count - 1) * stride
+        return chain(ps.iter_unpack(mv[:last]), (st.unpack_from(mv, last),))
+
+    return source
+
+
+class Compiled(NamedTuple):
+    """The generated functions of one codec."""
+
+    decode: Callable[[bytes | bytearray | memoryview], object]
+    decode_many: Callable[[bytes | bytearray | memoryview, int, int], list[object]]
+    encode: Callable[[object], bytes]
+    source: str
+
+
+def compile_codec(
+    plan: Plan,
+    mode: Mode,
+    records: Callable[[StructType], type] | None = None,
+) -> Compiled:
+    """Generate the decode/decode_many/encode functions of ``plan`` in ``mode``.
+
+    ``mode`` ``"model"`` builds each struct's ``py_cls``; ``"record"`` builds the records returned by
+    ``records(struct_type)``; ``"raw"`` returns the unpacked tuples. A non-struct root decodes to its value.
+    """
+    namer = _Namer()
+    st = _struct.Struct(plan.fmt)
+    padded: dict[int, _struct.Struct] = {}
+    namer.ns["_unpack"] = st.unpack
+    namer.ns["_pack"] = st.pack
+    namer.ns["_source"] = _batch_source(st, padded, plan.size, plan.fmt)
+
+    def no_records(s: StructType) -> type:
+        raise TypeError("no record types")
+
+    use_locals = plan.nslots <= _USE_LOCALS_MAX
+    gen = _DecodeGen(namer, mode, records or no_records, use_locals)
+    target = "(" + "".join(f"f{i}, " for i in range(plan.nslots)) + ")" if use_locals else "t"
+    single_root = not isinstance(plan.root, Rec) and plan.nslots == 1
+    if mode == "raw":
+        target, expr, stmts = "t", "t", []
+    else:
+        expr = gen.root(plan.root)
+        stmts = gen.stmts
+    unpack = f"    {target} = _unpack(data)"
+    lines = ["def decode(data):", unpack, *(f"    {x}" for x in stmts), f"    return {expr}", ""]
+    lines.append("def decode_many(buf, count, stride):")
+    if mode == "raw":
+        lines.append("    return list(_source(buf, count, stride))")
+    elif stmts:
+        lines += [
+            "    out = []",
+            "    ap = out.append",
+            f"    for {target} in _source(buf, count, stride):",
+            *(f"        {x}" for x in stmts),
+            f"        ap({expr})",
+            "    return out",
+        ]
+    else:
+        lines.append(f"    return [{expr} for {target} in _source(buf, count, stride)]")
+    lines.append("")
+    enc = _EncodeGen(namer, mode)
+    if mode == "raw":
+        lines += ["def encode(v):", "    return _pack(*v)"]
+    else:
+        args = [f"*{enc.struct_fn(plan.root)}(v)"] if isinstance(plan.root, Rec) else enc.args(plan.root, "v")
+        lines += ["def encode(v):", f"    return _pack({', '.join(args)})"]
+    src = "\n".join([*enc.helpers, "", *lines]) + "\n"
+    ns = dict(namer.ns)
+    exec(compile(src, f"<bpfschema codec {plan.ctype.c_type()} {mode}>", "exec"), ns)
+    decode_many = ns["decode_many"]
+    if single_root and mode != "raw" and _native_cast_ok(plan):
+        decode_many = _cast_decode_many(plan, decode_many)  # type: ignore[arg-type]
+    return Compiled(ns["decode"], decode_many, ns["encode"], src)  # type: ignore[arg-type]
+
+
+def _native_cast_ok(plan: Plan) -> bool:
+    root = plan.root
+    if not isinstance(root, Leaf) or root.swapped or not isinstance(root.ctype, IntType | FloatType):
+        return False
+    native = "<" if sys.byteorder == "little" else ">"
+    return root.ctype.size == 1 or plan.order == native
+
+
+def _cast_decode_many(
+    plan: Plan, fallback: Callable[[bytes | bytearray | memoryview, int, int], list[object]]
+) -> Callable[[bytes | bytearray | memoryview, int, int], list[object]]:
+    """``memoryview.cast(...).tolist()`` for a batch of native-order integers or floats: no per-entry Python."""
+    ch = plan.fmt[1:]
+    size = plan.size
+
+    def decode_many(buf: bytes | bytearray | memoryview, count: int, stride: int) -> list[object]:
+        if stride != size or count <= 0:
+            return fallback(buf, count, stride)
+        mv = memoryview(buf)
+        if mv.ndim != 1 or mv.itemsize != 1:
+            mv = mv.cast("B")
+        values: list[object] = mv[: count * size].cast(ch).tolist()  # type: ignore[call-overload]
+        return values
+
+    return decode_many
+
+
+__all__ = ["Compiled", "Memo", "Plan", "compile_codec", "cstring_decode", "plan_for"]

@@ -1,0 +1,535 @@
+"""The C type model: what a field is in memory, independent of pydantic.
+
+Every field of a schema resolves to one :class:`CType`. A ``CType`` knows its size, its natural alignment, how it is
+spelled in C and which Python value stands for it. Struct layouts (offsets, padding) are computed from these in
+``_struct.py``; the fast codecs in ``_codegen.py`` walk the same tree.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct as _struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from bpfschema.errors import SchemaError
+
+if TYPE_CHECKING:
+    from bpfschema.layout._struct import Layout
+
+__all__ = [
+    "ArrayType",
+    "BoolType",
+    "BytesType",
+    "CStringType",
+    "CType",
+    "FloatType",
+    "IntType",
+    "MappedType",
+    "PaddingType",
+    "StructType",
+    "enum_type",
+]
+
+ByteOrder = Literal["little", "big"]
+
+
+class CType:
+    """A C type with a fixed size and alignment.
+
+    Subclasses are frozen dataclasses. ``c_base`` is the C type name (``"__u32"``, ``"char"``, ``"struct X"``)
+    and ``c_dims`` the array dimensions that follow the member name (``(16,)`` for ``char comm[16]``).
+    """
+
+    __slots__ = ()
+
+    @property
+    def size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def alignment(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def c_base(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def c_dims(self) -> tuple[int, ...]:
+        return ()
+
+    @property
+    def python_type(self) -> object:
+        """The Python type of decoded values (a class, or a ``tuple[...]`` generic alias for arrays)."""
+        raise NotImplementedError
+
+    def c_type(self) -> str:
+        """The C type as one string, e.g. ``"__u32[8]"`` or ``"struct Inner"``."""
+        return self.c_base + "".join(f"[{d}]" for d in self.c_dims)
+
+    def c_member(self, name: str) -> str:
+        """The C member declaration without the trailing semicolon, e.g. ``"__u32 hist[8]"``."""
+        return f"{self.c_base} {name}" + "".join(f"[{d}]" for d in self.c_dims)
+
+
+_INT_CHARS = {1: "b", 2: "h", 4: "i", 8: "q"}
+
+
+@dataclass(frozen=True, slots=True)
+class IntType(CType):
+    """A fixed-width integer: ``__u8`` ... ``__s64``, ``__be16`` ... ``__be64``.
+
+    Raises:
+        SchemaError: for a width other than 1, 2, 4, 8 or a signed big-endian type (C has no name for one).
+    """
+
+    width: int
+    signed: bool = False
+    big_endian: bool = False
+
+    def __post_init__(self) -> None:
+        if self.width not in _INT_CHARS:
+            raise SchemaError("declare", f"integer width must be 1, 2, 4 or 8 bytes, not {self.width}")
+        if self.big_endian and self.signed:
+            raise SchemaError("declare", "signed big-endian integers are not supported (C has no __be type)")
+
+    @property
+    def size(self) -> int:
+        return self.width
+
+    @property
+    def alignment(self) -> int:
+        return self.width
+
+    @property
+    def c_base(self) -> str:
+        if self.big_endian and self.width > 1:
+            return f"__be{self.width * 8}"
+        return f"__{'s' if self.signed else 'u'}{self.width * 8}"
+
+    @property
+    def python_type(self) -> object:
+        return int
+
+    @property
+    def order(self) -> ByteOrder | None:
+        """Byte order of the value in memory; ``None`` for a single byte."""
+        if self.width == 1:
+            return None
+        return "big" if self.big_endian else "little"
+
+    @property
+    def fmt(self) -> str:
+        c = _INT_CHARS[self.width]
+        return c if self.signed else c.upper()
+
+    @property
+    def min(self) -> int:
+        return -(1 << (self.width * 8 - 1)) if self.signed else 0
+
+    @property
+    def max(self) -> int:
+        return (1 << (self.width * 8 - (1 if self.signed else 0))) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class FloatType(CType):
+    """An IEEE 754 ``float`` (4 bytes) or ``double`` (8 bytes), little-endian."""
+
+    width: int
+
+    def __post_init__(self) -> None:
+        if self.width not in (4, 8):
+            raise SchemaError("declare", f"float width must be 4 or 8 bytes, not {self.width}")
+
+    @property
+    def size(self) -> int:
+        return self.width
+
+    @property
+    def alignment(self) -> int:
+        return self.width
+
+    @property
+    def c_base(self) -> str:
+        return "float" if self.width == 4 else "double"
+
+    @property
+    def python_type(self) -> object:
+        return float
+
+    @property
+    def order(self) -> ByteOrder:
+        return "little"
+
+    @property
+    def fmt(self) -> str:
+        return "f" if self.width == 4 else "d"
+
+
+@dataclass(frozen=True, slots=True)
+class BoolType(CType):
+    """A one-byte C ``_Bool``. Decodes any non-zero byte as ``True``; encodes ``True`` as 1."""
+
+    @property
+    def size(self) -> int:
+        return 1
+
+    @property
+    def alignment(self) -> int:
+        return 1
+
+    @property
+    def c_base(self) -> str:
+        return "_Bool"
+
+    @property
+    def python_type(self) -> object:
+        return bool
+
+
+@dataclass(frozen=True, slots=True)
+class BytesType(CType):
+    """``__u8 name[n]`` as ``bytes`` of exactly ``n`` bytes."""
+
+    length: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.length, int) or isinstance(self.length, bool) or self.length <= 0:
+            raise SchemaError("declare", f"Bytes length must be a positive int, not {self.length!r}")
+
+    @property
+    def size(self) -> int:
+        return self.length
+
+    @property
+    def alignment(self) -> int:
+        return 1
+
+    @property
+    def c_base(self) -> str:
+        return "__u8"
+
+    @property
+    def c_dims(self) -> tuple[int, ...]:
+        return (self.length,)
+
+    @property
+    def python_type(self) -> object:
+        return bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CStringType(CType):
+    """``char name[n]`` as ``str``: NUL-terminated UTF-8, at most ``n - 1`` bytes of text.
+
+    Decoding stops at the first NUL (or uses all ``n`` bytes if there is none) and never fails: bytes that are not
+    UTF-8 become lone surrogates (``surrogateescape``, like :func:`os.fsdecode`), which encode back to the same
+    bytes. Encoding writes the text, then NUL bytes up to ``n``.
+    """
+
+    length: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.length, int) or isinstance(self.length, bool) or self.length < 2:
+            raise SchemaError("declare", f"CString length must be an int >= 2 (text plus the NUL), not {self.length!r}")
+
+    @property
+    def size(self) -> int:
+        return self.length
+
+    @property
+    def alignment(self) -> int:
+        return 1
+
+    @property
+    def c_base(self) -> str:
+        return "char"
+
+    @property
+    def c_dims(self) -> tuple[int, ...]:
+        return (self.length,)
+
+    @property
+    def python_type(self) -> object:
+        return str
+
+    def check(self, value: str) -> bytes:
+        """The encoded text of ``value``.
+
+        Raises:
+            ValueError: the text contains a NUL or is longer than ``length - 1`` bytes in UTF-8.
+        """
+        raw = value.encode("utf-8", "surrogateescape")
+        if b"\0" in raw:
+            raise ValueError("a C string cannot contain a NUL character")
+        if len(raw) >= self.length:
+            raise ValueError(
+                f"string is {len(raw)} bytes in UTF-8; char[{self.length}] holds at most {self.length - 1} "
+                "(the last byte is the NUL terminator)"
+            )
+        return raw
+
+
+@dataclass(frozen=True, slots=True)
+class PaddingType(CType):
+    """``n`` bytes that carry no value: encoded as zeros, ignored when decoding."""
+
+    length: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.length, int) or isinstance(self.length, bool) or self.length <= 0:
+            raise SchemaError("declare", f"Padding length must be a positive int, not {self.length!r}")
+
+    @property
+    def size(self) -> int:
+        return self.length
+
+    @property
+    def alignment(self) -> int:
+        return 1
+
+    @property
+    def c_base(self) -> str:
+        return "__u8"
+
+    @property
+    def c_dims(self) -> tuple[int, ...]:
+        return (self.length,)
+
+    @property
+    def python_type(self) -> object:
+        return type(None)
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayType(CType):
+    """``elem name[n]`` as a ``tuple`` of ``n`` elements."""
+
+    elem: CType
+    length: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.length, int) or isinstance(self.length, bool) or self.length <= 0:
+            raise SchemaError("declare", f"Array length must be a positive int, not {self.length!r}")
+        if isinstance(self.elem, PaddingType):
+            raise SchemaError("declare", "an Array of Padding is not allowed; use Padding[n]")
+
+    @property
+    def size(self) -> int:
+        return self.elem.size * self.length
+
+    @property
+    def alignment(self) -> int:
+        return self.elem.alignment
+
+    @property
+    def c_base(self) -> str:
+        return self.elem.c_base
+
+    @property
+    def c_dims(self) -> tuple[int, ...]:
+        return (self.length, *self.elem.c_dims)
+
+    @property
+    def python_type(self) -> object:
+        return tuple[self.elem.python_type, ...]  # type: ignore[name-defined]
+
+
+@dataclass(frozen=True, eq=False)
+class MappedType(CType):
+    """A field stored as ``base`` and seen in Python as another type (IPv4Address, an enum, a custom type).
+
+    Attributes:
+        base: the C type in memory.
+        py_type: the Python type of decoded values.
+        decode: converts the base's Python value (``int`` for an integer base, ``bytes`` for a byte array...) to
+            ``py_type``; may raise ``ValueError`` for bytes that have no meaning (an unknown enum value).
+        encode: converts a ``py_type`` value back to the base's Python value.
+        name: a short name for messages and reprs (``"IPv4"``).
+        align: overrides the base's alignment (IPv6 is ``__u8[16]`` aligned like ``struct in6_addr``, to 4).
+        c_spelling: overrides the C spelling, as ``(base name, dims)``.
+        decode_many: optional whole-batch form of ``decode`` (a ``map``-like callable); unused when ``None``.
+    """
+
+    base: CType
+    py_type: type
+    decode: Callable[[Any], Any]
+    encode: Callable[[Any], Any]
+    name: str
+    align: int | None = None
+    c_spelling: tuple[str, tuple[int, ...]] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.base, PaddingType | StructType):
+            raise SchemaError("declare", f"{self.name}: a mapped type cannot be based on padding or a struct")
+        if self.align is not None and (self.align <= 0 or self.align & (self.align - 1)):
+            raise SchemaError("declare", f"{self.name}: alignment must be a power of two, not {self.align}")
+
+    @property
+    def size(self) -> int:
+        return self.base.size
+
+    @property
+    def alignment(self) -> int:
+        return self.align if self.align is not None else self.base.alignment
+
+    @property
+    def c_base(self) -> str:
+        return self.c_spelling[0] if self.c_spelling else self.base.c_base
+
+    @property
+    def c_dims(self) -> tuple[int, ...]:
+        return self.c_spelling[1] if self.c_spelling else self.base.c_dims
+
+    @property
+    def python_type(self) -> object:
+        return self.py_type
+
+    def __repr__(self) -> str:
+        return f"MappedType({self.name}, base={self.base!r})"
+
+
+def enum_type(base: CType, enum_cls: type[enum.Enum]) -> MappedType:
+    """Map an integer C type to a Python enum.
+
+    ``IntFlag``/``Flag`` classes accept any combination of bits; other enums reject values that name no member
+    (decoding them raises :class:`~bpfschema.errors.LayoutError`).
+
+    Raises:
+        SchemaError: ``base`` is not an integer type, or a member's value does not fit it.
+    """
+    if not isinstance(base, IntType):
+        raise SchemaError("declare", f"enum {enum_cls.__name__} must be stored in an integer type, not {base.c_type()}")
+    members: dict[int, enum.Enum] = {}
+    for member in enum_cls:
+        value = member.value
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise SchemaError("declare", f"enum {enum_cls.__name__}: member {member.name} is not an int")
+        if not base.min <= value <= base.max:
+            raise SchemaError(
+                "declare",
+                f"enum {enum_cls.__name__}: member {member.name}={value} does not fit {base.c_base}",
+            )
+        members[value] = member
+    table = _EnumTable(members, enum_cls)
+    encode: Callable[[object], object]
+    encode = _identity if issubclass(enum_cls, int) else _enum_value
+    return MappedType(base, enum_cls, table.__getitem__, encode, enum_cls.__name__)
+
+
+class _EnumTable(dict[int, enum.Enum]):
+    """Value -> member lookup at dict speed; falls back to the enum's own constructor (composite flags)."""
+
+    __slots__ = ("_cls",)
+
+    def __init__(self, members: dict[int, enum.Enum], cls: type[enum.Enum]):
+        super().__init__(members)
+        self._cls = cls
+
+    def __missing__(self, key: int) -> enum.Enum:
+        try:
+            return self._cls(key)
+        except ValueError:
+            raise ValueError(f"{key} is not a valid {self._cls.__name__}") from None
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return id(self)
+
+
+def _identity(x: object) -> object:
+    return x
+
+
+identity = _identity
+
+
+def _enum_value(x: object) -> object:
+    return x.value  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Member:
+    """One entry of a struct declaration: a named field, or explicit padding.
+
+    Attributes:
+        name: the field name (for padding, the declared name, used in the C declaration).
+        ctype: the field's C type.
+        align: an explicit alignment (``__attribute__((aligned(n)))``), or ``None``.
+    """
+
+    name: str
+    ctype: CType
+    align: int | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class StructType(CType):
+    """A C struct: members in order, laid out by the C ABI (or packed), backing a Python class.
+
+    Attributes:
+        name: the C struct tag.
+        members: fields and explicit padding in declaration order.
+        packed: ``__attribute__((packed))``: every member aligned to 1 unless it has an explicit alignment.
+        align: ``__attribute__((aligned(n)))`` on the struct: its alignment is at least ``n``.
+        py_cls: the Python class whose instances stand for values. The model codec builds instances with
+            ``object.__new__(py_cls)`` and assigns their ``__dict__`` (field name -> value): ``py_cls`` must
+            behave correctly when built that way.
+    """
+
+    name: str
+    members: tuple[Member, ...]
+    packed: bool = False
+    align: int | None = None
+    py_cls: type | None = None
+    _layout: object = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from bpfschema.layout._struct import compute_layout
+
+        object.__setattr__(self, "_layout", compute_layout(self))
+
+    @property
+    def layout(self) -> Layout:
+        return self._layout  # type: ignore[return-value]
+
+    @property
+    def size(self) -> int:
+        return self.layout.size
+
+    @property
+    def alignment(self) -> int:
+        return self.layout.alignment
+
+    @property
+    def c_base(self) -> str:
+        return f"struct {self.name}"
+
+    @property
+    def python_type(self) -> object:
+        return self.py_cls if self.py_cls is not None else tuple
+
+    @property
+    def fields(self) -> tuple[Member, ...]:
+        """The members that carry values (not padding)."""
+        return tuple(m for m in self.members if not isinstance(m.ctype, PaddingType))
+
+    def __repr__(self) -> str:
+        return f"StructType({self.name}, size={self.size})"
+
+
+_F32 = _struct.Struct("<f")
+
+
+def round_f32(value: float) -> float:
+    """``value`` rounded to the nearest ``float`` (32-bit).
+
+    Raises:
+        ValueError: the value is too large for a 32-bit float.
+    """
+    try:
+        return float(_F32.unpack(_F32.pack(value))[0])
+    except OverflowError:
+        raise ValueError(f"{value!r} is out of range for a 32-bit float") from None

@@ -1,0 +1,255 @@
+"""C-ABI struct layout: offsets, padding, the C declaration and the construct description."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from bpfschema.errors import SchemaError
+from bpfschema.layout._ctypes import (
+    ArrayType,
+    CType,
+    PaddingType,
+    StructType,
+)
+
+__all__ = ["FieldLayout", "Layout", "compute_layout"]
+
+
+def _round_up(n: int, a: int) -> int:
+    return (n + a - 1) // a * a
+
+
+@dataclass(frozen=True)
+class FieldLayout:
+    """Where one member of a struct lives.
+
+    Attributes:
+        name: the field name; implicit padding is named ``__pad0``, ``__pad1``... in order.
+        offset: byte offset from the start of the struct.
+        size: size in bytes.
+        alignment: the alignment the member was placed with (1 in a packed struct, unless overridden).
+        c_type: the C type, e.g. ``"__be16"``, ``"char[16]"``, ``"__u32[8]"``, ``"struct Inner"``.
+        is_padding: ``True`` for implicit (C ABI) and explicit (``Padding[n]``) padding.
+        ctype: the :class:`CType` of the member.
+    """
+
+    name: str
+    offset: int
+    size: int
+    alignment: int
+    c_type: str
+    is_padding: bool
+    ctype: CType = field(repr=False, compare=False)
+
+    @property
+    def layout(self) -> Layout | None:
+        """The nested struct's layout for a struct field (or an array of structs), else ``None``."""
+        t = self.ctype
+        while isinstance(t, ArrayType):
+            t = t.elem
+        return t.layout if isinstance(t, StructType) else None
+
+
+class Layout:
+    """The memory layout of a struct, computed by C ABI rules (x86_64 / aarch64).
+
+    Members are placed at the next multiple of their alignment; the struct's alignment is the largest member
+    alignment and its size is rounded up to it. Gaps are explicit padding members. ``packed`` structs align every
+    member to 1 unless the member has an explicit alignment.
+
+    Attributes:
+        name: the C struct tag.
+        size: ``sizeof`` in bytes.
+        alignment: ``_Alignof`` in bytes.
+        packed: whether the struct is ``__attribute__((packed))``.
+        members: every member in memory order, padding included.
+        fields: the members that carry values.
+    """
+
+    def __init__(self, stype: StructType, members: tuple[FieldLayout, ...], size: int, alignment: int):
+        self._stype = stype
+        self.name = stype.name
+        self.size = size
+        self.alignment = alignment
+        self.packed = stype.packed
+        self.members = members
+        self.fields = tuple(m for m in members if not m.is_padding)
+
+    @property
+    def ctype(self) -> StructType:
+        """The struct's :class:`StructType`."""
+        return self._stype
+
+    def field(self, name: str) -> FieldLayout:
+        """The value field called ``name``.
+
+        Raises:
+            KeyError: no such field.
+        """
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def padding(self) -> tuple[FieldLayout, ...]:
+        """The padding members (implicit and explicit)."""
+        return tuple(m for m in self.members if m.is_padding)
+
+    @cached_property
+    def format(self) -> str:
+        """The :mod:`struct` format that decodes the whole struct in one call (see the fast codecs)."""
+        from bpfschema.layout._codegen import plan_for
+
+        return plan_for(self._stype).fmt
+
+    def c_declaration(self) -> str:
+        """The equivalent C declaration, nested structs first, padding spelled out.
+
+        Uses the ``__u32``/``__be16`` names of ``<linux/types.h>``. Example::
+
+            struct FlowKey {
+                __be32 saddr;
+                ...
+                __u8 __pad0[3];
+            };
+        """
+        order: list[StructType] = []
+        _collect_structs(self._stype, order, set())
+        names: dict[int, str] = {}
+        used: set[str] = set()
+        for st in order:
+            name = st.name
+            n = 1
+            while name in used:
+                n += 1
+                name = f"{st.name}_{n}"
+            used.add(name)
+            names[id(st)] = name
+        return "\n\n".join(_declare(st, names) for st in order) + "\n"
+
+    @cached_property
+    def construct(self) -> Any:
+        """The :mod:`construct` description of the struct (``construct.Struct``).
+
+        It parses and builds the same bytes as the fast codecs, to dicts (``Container``) instead of models. It is
+        about 50x slower than the codecs and meant for inspection and tests.
+        """
+        from bpfschema.layout._construct import struct_construct
+
+        return struct_construct(self._stype)
+
+    def __repr__(self) -> str:
+        return f"<Layout struct {self.name} size={self.size} align={self.alignment}>"
+
+
+def _collect_structs(t: CType, out: list[StructType], seen: set[int]) -> None:
+    if isinstance(t, StructType):
+        if id(t) in seen:
+            return
+        for m in t.members:
+            _collect_structs(m.ctype, out, seen)
+        seen.add(id(t))
+        out.append(t)
+    elif isinstance(t, ArrayType):
+        _collect_structs(t.elem, out, seen)
+
+
+def _c_base(t: CType, names: dict[int, str]) -> str:
+    inner = t
+    while isinstance(inner, ArrayType):
+        inner = inner.elem
+    if isinstance(inner, StructType):
+        return f"struct {names[id(inner)]}"
+    return t.c_base
+
+
+def _declare(st: StructType, names: dict[int, str]) -> str:
+    lines = [f"struct {names[id(st)]} {{"]
+    by_name = {m.name: m for m in st.members}
+    for fl in st.layout.members:
+        dims = "".join(f"[{d}]" for d in fl.ctype.c_dims)
+        attr = ""
+        member = by_name.get(fl.name)
+        if member is not None and member.align is not None:
+            attr = f" __attribute__((aligned({member.align})))"
+        lines.append(f"\t{_c_base(fl.ctype, names)} {fl.name}{dims}{attr};")
+    attrs = []
+    if st.packed:
+        attrs.append("packed")
+    if st.align is not None:
+        attrs.append(f"aligned({st.align})")
+    tail = f" __attribute__(({', '.join(attrs)}))" if attrs else ""
+    lines.append(f"}}{tail};")
+    return "\n".join(lines)
+
+
+def _check_align(value: int | None, what: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or value & (value - 1):
+        raise SchemaError("declare", f"{what}: alignment must be a positive power of two, not {value!r}")
+
+
+def compute_layout(st: StructType) -> Layout:
+    """Place the members of ``st`` by C ABI rules.
+
+    Raises:
+        SchemaError: the struct has no value fields, two members share a name, or an alignment is not a power of
+            two.
+    """
+    _check_align(st.align, f"struct {st.name}")
+    if not any(not isinstance(m.ctype, PaddingType) for m in st.members):
+        raise SchemaError("declare", f"struct {st.name} has no fields (a zero-size struct cannot be a map key/value)")
+    names = [m.name for m in st.members]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise SchemaError("declare", f"struct {st.name}: duplicate member names {sorted(dup)}")
+    out: list[FieldLayout] = []
+    pad_names = _pad_names(set(names))
+    offset = 0
+    max_align = 1
+    for m in st.members:
+        _check_align(m.align, f"struct {st.name}, field {m.name!r}")
+        a = 1 if st.packed else m.ctype.alignment
+        if m.align is not None:
+            a = max(a, m.align)
+        start = _round_up(offset, a)
+        if start > offset:
+            out.append(_pad(next(pad_names), offset, start - offset))
+        out.append(
+            FieldLayout(
+                m.name,
+                start,
+                m.ctype.size,
+                a,
+                m.ctype.c_type(),
+                isinstance(m.ctype, PaddingType),
+                m.ctype,
+            )
+        )
+        offset = start + m.ctype.size
+        max_align = max(max_align, a)
+    if st.align is not None:
+        max_align = max(max_align, st.align)
+    size = _round_up(offset, max_align)
+    if size > offset:
+        out.append(_pad(next(pad_names), offset, size - offset))
+    return Layout(st, tuple(out), size, max_align)
+
+
+def _pad(name: str, offset: int, n: int) -> FieldLayout:
+    t = PaddingType(n)
+    return FieldLayout(name, offset, n, 1, t.c_type(), True, t)
+
+
+def _pad_names(taken: set[str]) -> Iterator[str]:
+    k = 0
+    while True:
+        name = f"__pad{k}"
+        k += 1
+        if name not in taken:
+            yield name

@@ -1,0 +1,83 @@
+"""A mypy plugin that teaches mypy the sized field types: ``Bytes[16]``, ``CString[16]``, ``Array[T, 8]``,
+``Padding[3]``.
+
+mypy rejects an integer as a type argument (``Invalid type: try using Literal[16] instead?``), so these spellings
+need help. Enable the plugin in ``pyproject.toml``::
+
+    [tool.mypy]
+    plugins = ["bpfschema.schema.mypy_plugin"]
+
+It makes ``Bytes[N]`` mean ``bytes``, ``CString[N]`` mean ``str``, ``Array[T, N]`` mean ``tuple[T, ...]`` and
+``Padding[N]`` mean ``None``, and reports a length that is not a positive integer literal. Without the plugin, use
+the equivalent ``Annotated`` spellings, which plain mypy understands: ``Annotated[bytes, bs.Bytes(16)]``,
+``Annotated[str, bs.CString(16)]``, ``Annotated[tuple[int, ...], bs.Array(bs.u32, 8)]``,
+``Annotated[None, bs.Padding(3)]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mypy.plugin import AnalyzeTypeContext, Plugin
+from mypy.types import AnyType, NoneType, RawExpressionType, Type, TypeOfAny
+
+__all__ = ["plugin"]
+
+_MODULE = "bpfschema.schema._fields"
+
+
+def _length_ok(ctx: AnalyzeTypeContext, arg: Type, name: str) -> bool:
+    if (
+        isinstance(arg, RawExpressionType)
+        and arg.base_type_name == "builtins.int"
+        and isinstance(arg.literal_value, int)
+        and not isinstance(arg.literal_value, bool)
+        and arg.literal_value > 0
+    ):
+        return True
+    ctx.api.fail(f"{name}: the length must be a positive integer literal, e.g. {name}[16]", ctx.context)
+    return False
+
+
+def _sized(name: str, result: Callable[[AnalyzeTypeContext], Type]) -> Callable[[AnalyzeTypeContext], Type]:
+    def hook(ctx: AnalyzeTypeContext) -> Type:
+        args = ctx.type.args
+        if len(args) != 1:
+            ctx.api.fail(f"{name} takes one length: {name}[16]", ctx.context)
+            return AnyType(TypeOfAny.from_error)
+        if not _length_ok(ctx, args[0], name):
+            return AnyType(TypeOfAny.from_error)
+        return result(ctx)
+
+    return hook
+
+
+def _array(ctx: AnalyzeTypeContext) -> Type:
+    args = ctx.type.args
+    if len(args) != 2:
+        ctx.api.fail("Array takes an element type and a length: Array[bs.u32, 8]", ctx.context)
+        return AnyType(TypeOfAny.from_error)
+    elem = ctx.api.analyze_type(args[0])
+    if not _length_ok(ctx, args[1], "Array"):
+        return AnyType(TypeOfAny.from_error)
+    return ctx.api.named_type("builtins.tuple", [elem])
+
+
+_HOOKS: dict[str, Callable[[AnalyzeTypeContext], Type]] = {
+    f"{_MODULE}.Bytes": _sized("Bytes", lambda ctx: ctx.api.named_type("builtins.bytes", [])),
+    f"{_MODULE}.CString": _sized("CString", lambda ctx: ctx.api.named_type("builtins.str", [])),
+    f"{_MODULE}.Padding": _sized("Padding", lambda ctx: NoneType()),
+    f"{_MODULE}.Array": _array,
+}
+
+
+class BpfSchemaPlugin(Plugin):
+    """Type-analyze hooks for the sized field types."""
+
+    def get_type_analyze_hook(self, fullname: str) -> Callable[[AnalyzeTypeContext], Type] | None:
+        return _HOOKS.get(fullname)
+
+
+def plugin(version: str) -> type[Plugin]:
+    """mypy's entry point."""
+    return BpfSchemaPlugin
