@@ -9,6 +9,9 @@ This layer knows nothing of pydantic: type annotations are resolved through the 
 the schema layer's field types and struct classes carry.
 """
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from bpfschema.layout._codecs import (
     FastCodec,
     RawValue,
@@ -57,6 +60,52 @@ __all__ = [
     "enum_type",
     "raw_codec",
     "record_codec",
+    "record_for",
     "record_type",
     "sizeof",
 ]
+
+
+R = TypeVar("R", bound=tuple[Any, ...])
+
+
+def record_for(struct: object) -> Callable[[type[R]], type[R]]:
+    """Class decorator: declare a ``NamedTuple`` as the record form of ``struct``, for typed maps.
+
+    ```python
+    @bs.record_for(FlowKey)
+    class FlowKeyRec(NamedTuple):
+        saddr: IPv4Address
+        ...
+
+    class FastFlows(bs.HashMap[FlowKeyRec, FlowStatsRec]): ...   # decodes to records: about half the cost
+    ```
+
+    Raises:
+        SchemaError: the named tuple's fields do not match the struct's (checked at decoration).
+    """
+
+    def bind(cls: type[R]) -> type[R]:
+        record_codec(struct, cls)  # validates now, not at first use
+        cls.__bpf_struct__ = struct  # type: ignore[attr-defined]
+        return cls
+
+    return bind
+
+
+def _resolve_type_argument(tp: object) -> FastCodec[Any]:
+    """Codec for a typed map's type argument: a struct, a field type, or a NamedTuple naming its struct in
+    ``__bpf_struct__`` (decoded as that record)."""
+    struct = getattr(tp, "__bpf_struct__", None)
+    if struct is not None and isinstance(tp, type) and issubclass(tp, tuple):
+        return record_codec(struct, tp)
+    return codec_for(tp)
+
+
+def _register() -> None:
+    from bpfschema.maps import base
+
+    base.register_codec_resolver(_resolve_type_argument)
+
+
+_register()

@@ -40,6 +40,8 @@ class IndexCodec:
 
 class _ArrayBase(KeyedMap[int, V, VW]):
     key_codec: ClassVar[Codec[object] | None] = IndexCodec()  # type: ignore[assignment]
+    _type_roles = ("value",)
+    _index_keys = True
     _can_pop = False
 
     def __delitem__(self, key: int) -> NoReturn:

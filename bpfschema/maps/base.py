@@ -5,16 +5,17 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import os
-from collections.abc import Iterator
+import typing
+from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import ClassVar, Generic
+from typing import Any, ClassVar, Generic
 
 from typing_extensions import Self, TypeVar
 
 from .._sys import ops
 from .._sys.consts import F_RDONLY, F_WRONLY, Cmd, MapFlags, MapType
 from .._sys.fd import Fd
-from ..errors import LayoutError, LayoutMismatchError, NotSupportedError, error_for_errno
+from ..errors import LayoutError, LayoutMismatchError, NotSupportedError, SchemaError, error_for_errno
 from .codec import BytesCodec, Codec
 from .spec import MapInfo, MapSpec
 
@@ -260,15 +261,103 @@ class Map:
         raise NotSupportedError(op, why, map_name=self._name, err=err, feature=op, min_kernel=min_kernel)
 
 
+_resolver: Callable[[object], Codec[Any]] | None = None
+
+
+def register_codec_resolver(fn: Callable[[object], Codec[Any]]) -> None:
+    """Install the function that turns a type argument (``FlowKey``, ``bs.u32`` ...) into a codec.
+
+    The ``layout`` layer registers itself when it is imported (``import bpfschema`` does); the ``maps`` layer
+    never imports it.
+    """
+    global _resolver
+    _resolver = fn
+
+
 class CodecMap(Map, Generic[K, V]):
-    """A map with a key codec and a value codec (byte identity unless a subclass binds typed codecs)."""
+    """A map with a key codec and a value codec (byte identity unless a subclass binds typed codecs).
+
+    Subscripting binds codecs: ``class Flows(bs.HashMap[FlowKey, FlowStats]): ...`` resolves ``FlowKey`` and
+    ``FlowStats`` to codecs once, at class creation; ``bytes`` keeps raw bytes of the kernel's size.
+    """
 
     #: Codecs bound by typed subclasses; ``None`` means bytes of the kernel's size.
     key_codec: ClassVar[Codec[object] | None] = None
     value_codec: ClassVar[Codec[object] | None] = None
+    #: Which codec each type parameter binds, in order (``("key", "value")``, or ``("value",)``).
+    _type_roles: ClassVar[tuple[str, ...]] = ("key", "value")
 
     _kc: Codec[K]
     _vc: Codec[V]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            origin = typing.get_origin(base)
+            if not (isinstance(origin, type) and issubclass(origin, CodecMap)):
+                continue
+            if getattr(base, "__parameters__", ()):
+                continue  # still has type variables: an intermediate generic class
+            args = typing.get_args(base)
+            for role, arg in zip(origin._type_roles, args, strict=False):
+                if arg is bytes:
+                    continue
+                if _resolver is None:
+                    raise SchemaError("declare", f"{cls.__name__}: typed maps need bpfschema.layout; "
+                                                 "import bpfschema first")
+                try:
+                    codec = _resolver(arg)
+                except SchemaError as e:
+                    raise SchemaError("declare", f"{cls.__name__}: {role} type {arg!r}: {e.detail}") from None
+                setattr(cls, f"{role}_codec", codec)
+
+    @classmethod
+    def _spec_from_types(cls, max_entries: int, name: str, flags: MapFlags, map_extra: int) -> MapSpec:
+        if not cls.map_types:
+            raise TypeError(f"{cls.__name__}.create() needs a MapSpec: the class has no map type")
+        mtype = cls.map_types[0]
+        sizes = []
+        for role, codec in (("key", cls.key_codec), ("value", cls.value_codec)):
+            if role not in cls._type_roles:
+                sizes.append(4 if role == "key" and "value" in cls._type_roles and cls._index_keys else 0)
+            elif codec is None:
+                raise TypeError(f"{cls.__name__}.create() without a MapSpec needs a typed class "
+                                f"({cls.__name__}[...] subclass) to know the {role} size")
+            else:
+                sizes.append(codec.size)
+        return MapSpec(type=mtype, key_size=sizes[0], value_size=sizes[1], max_entries=max_entries, name=name,
+                       flags=flags, map_extra=map_extra)
+
+    #: Arrays: the key is a 4-byte index even though the class has only a value type parameter.
+    _index_keys: ClassVar[bool] = False
+
+    @classmethod
+    def create(
+        cls,
+        spec: MapSpec | None = None,
+        *,
+        max_entries: int | None = None,
+        name: str = "",
+        flags: MapFlags = MapFlags.NONE,
+        map_extra: int = 0,
+    ) -> Self:
+        """Create a map: from a spec, or (typed classes) from the class's key/value types.
+
+        ``Flows.create(max_entries=65536, name="flows")`` derives type, key size and value size from
+        ``class Flows(bs.HashMap[FlowKey, FlowStats])``.
+
+        Raises:
+            TypeError: neither a spec nor (for an untyped class) enough to build one.
+            LayoutMismatchError: the spec's sizes differ from the class's key/value layouts, or its type from
+                the class's kind.
+            BpfPermissionError: no privilege (root or CAP_BPF needed).
+            SyscallError: the kernel refused the spec.
+        """
+        if spec is None:
+            if max_entries is None:
+                raise TypeError(f"{cls.__name__}.create() needs a MapSpec or max_entries=")
+            spec = cls._spec_from_types(max_entries, name, flags, map_extra)
+        return super().create(spec)
 
     @classmethod
     def _check_spec(cls, spec: MapSpec) -> None:

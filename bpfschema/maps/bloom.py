@@ -26,6 +26,7 @@ class BloomFilterMap(CodecMap[bytes, V], register=True):
     """
 
     map_types = (MapType.BLOOM_FILTER,)
+    _type_roles = ("value",)
 
     @classmethod
     def _spec_defaults(cls, spec: MapSpec) -> MapSpec:

@@ -54,6 +54,7 @@ class RingBuffer(CodecMap[bytes, V], register=True):
     """
 
     map_types = (MapType.RINGBUF,)
+    _type_roles = ("value",)
 
     @classmethod
     def _spec_defaults(cls, spec: MapSpec) -> MapSpec:

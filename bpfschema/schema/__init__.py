@@ -14,6 +14,7 @@ class FlowKey(bs.Struct):
 """
 
 from bpfschema.layout import Align
+from bpfschema.schema._aggregate import sum_cpus
 from bpfschema.schema._fields import (
     MAC,
     Array,
@@ -65,6 +66,7 @@ __all__ = [
     "s32",
     "s64",
     "s8",
+    "sum_cpus",
     "u16",
     "u32",
     "u64",

@@ -1,0 +1,108 @@
+"""Typed forms for `make bench`: the same 16-byte keys and values decoded into schema types."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
+
+import bpfschema as bs
+
+if TYPE_CHECKING:
+    from benchmarks.run import Form
+
+
+class BenchKey(bs.Struct):
+    id: bs.u64
+    zero: bs.u64
+
+
+class BenchValue(bs.Struct):
+    seq: bs.u64
+    zero: bs.u64
+
+
+@bs.record_for(BenchKey)
+class BenchKeyRec(NamedTuple):
+    id: int
+    zero: int
+
+
+@bs.record_for(BenchValue)
+class BenchValueRec(NamedTuple):
+    seq: int
+    zero: int
+
+
+class BenchHash(bs.HashMap[BenchKey, BenchValue]):
+    pass
+
+
+class BenchHashRec(bs.HashMap[BenchKeyRec, BenchValueRec]):
+    pass
+
+
+class BenchQueue(bs.QueueMap[BenchValue]):
+    pass
+
+
+class BenchQueueRec(bs.QueueMap[BenchValueRec]):
+    pass
+
+
+def _timed(fn: Callable[[], int]) -> tuple[int, int]:
+    t0 = time.perf_counter_ns()
+    n = fn()
+    return n, time.perf_counter_ns() - t0
+
+
+def forms(
+    h: bs.HashMap, q: bs.QueueMap, batch: int, fill_hash: Callable[[], None], fill_queue: Callable[[], None]
+) -> list[tuple[Form, Callable[[], None]]]:
+    from benchmarks.run import Form
+
+    th = BenchHash.from_fd(h.fd)
+    tr = BenchHashRec.from_fd(h.fd)
+    tq = BenchQueue.from_fd(q.fd)
+    tqr = BenchQueueRec.from_fd(q.fd)
+
+    def drain_models() -> int:
+        c = 0
+        with th.drain(batch_size=batch) as d:
+            for _k, _v in d:
+                c += 1
+        return c
+
+    def drain_model_batches() -> int:
+        return sum(len(b) for b in th.drain_batches(batch_size=batch))
+
+    def drain_records() -> int:
+        c = 0
+        with tr.drain(batch_size=batch) as d:
+            for _k, _v in d:
+                c += 1
+        return c
+
+    def drain_record_batches() -> int:
+        return sum(len(b) for b in tr.drain_batches(batch_size=batch))
+
+    def items_models() -> int:
+        return sum(1 for _ in th.items(batch_size=batch))
+
+    def queue_models() -> int:
+        with tq.drain() as d:
+            return sum(1 for _ in d)
+
+    def queue_records() -> int:
+        with tqr.drain() as d:
+            return sum(1 for _ in d)
+
+    return [
+        (Form("drain() -> pydantic key+value models", "drain", lambda: _timed(drain_models)), fill_hash),
+        (Form("drain_batches() -> pydantic models", "drain", lambda: _timed(drain_model_batches)), fill_hash),
+        (Form("drain() -> records (NamedTuple)", "drain", lambda: _timed(drain_records)), fill_hash),
+        (Form("drain_batches() -> records (NamedTuple)", "drain", lambda: _timed(drain_record_batches)), fill_hash),
+        (Form("items() -> pydantic models", "items", lambda: _timed(items_models)), fill_hash),
+        (Form("QueueMap[Model].drain() -> models", "queue", lambda: _timed(queue_models)), fill_queue),
+        (Form("QueueMap[Record].drain() -> records", "queue", lambda: _timed(queue_records)), fill_queue),
+    ]
