@@ -103,9 +103,9 @@ def _resolve_type_argument(tp: object) -> FastCodec[Any]:
 
 
 def _register() -> None:
-    from bpfschema.maps import base
+    from bpfschema.maps import codec
 
-    base.register_codec_resolver(_resolve_type_argument)
+    codec.register_codec_resolver(_resolve_type_argument)
 
 
 _register()

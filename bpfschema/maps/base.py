@@ -5,8 +5,9 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import os
+import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, ClassVar, Generic
 
@@ -16,7 +17,7 @@ from .._sys import ops
 from .._sys.consts import F_RDONLY, F_WRONLY, Cmd, MapFlags, MapType
 from .._sys.fd import Fd
 from ..errors import LayoutError, LayoutMismatchError, NotSupportedError, SchemaError, error_for_errno
-from .codec import BytesCodec, Codec
+from .codec import BytesCodec, Codec, resolve_codec
 from .spec import MapInfo, MapSpec
 
 K = TypeVar("K", default=bytes)
@@ -96,6 +97,11 @@ class Map:
         return spec
 
     @classmethod
+    def _for_types(cls, spec: MapSpec) -> type[Self]:
+        """The class to create ``spec`` with, given its ``key``/``value`` types (typed kinds override this)."""
+        return cls
+
+    @classmethod
     def create(cls, spec: MapSpec) -> Self:
         """Create a new map from a spec (BPF_MAP_CREATE).
 
@@ -104,7 +110,7 @@ class Map:
             BpfPermissionError: no privilege (root or CAP_BPF needed).
             SyscallError: the kernel refused the spec (EINVAL: bad sizes or flags for the type).
         """
-        target = cls._class_for(spec.type)
+        target = cls._class_for(spec.type)._for_types(spec)
         spec = target._spec_defaults(spec)
         target._check_spec(spec)
         fd = ops.map_create(
@@ -261,17 +267,7 @@ class Map:
         raise NotSupportedError(op, why, map_name=self._name, err=err, feature=op, min_kernel=min_kernel)
 
 
-_resolver: Callable[[object], Codec[Any]] | None = None
-
-
-def register_codec_resolver(fn: Callable[[object], Codec[Any]]) -> None:
-    """Install the function that turns a type argument (``FlowKey``, ``bs.u32`` ...) into a codec.
-
-    The ``layout`` layer registers itself when it is imported (``import bpfschema`` does); the ``maps`` layer
-    never imports it.
-    """
-    global _resolver
-    _resolver = fn
+_typed_variants: dict[tuple[type, tuple[object, ...]], type] = {}
 
 
 class CodecMap(Map, Generic[K, V]):
@@ -302,14 +298,25 @@ class CodecMap(Map, Generic[K, V]):
             for role, arg in zip(origin._type_roles, args, strict=False):
                 if arg is bytes:
                     continue
-                if _resolver is None:
-                    raise SchemaError("declare", f"{cls.__name__}: typed maps need bpfschema.layout; "
-                                                 "import bpfschema first")
                 try:
-                    codec = _resolver(arg)
+                    codec = resolve_codec(arg)
                 except SchemaError as e:
                     raise SchemaError("declare", f"{cls.__name__}: {role} type {arg!r}: {e.detail}") from None
                 setattr(cls, f"{role}_codec", codec)
+
+    @classmethod
+    def _for_types(cls, spec: MapSpec) -> type[Self]:
+        if (spec.key is None and spec.value is None) or cls.key_codec is not None or cls.value_codec is not None:
+            return cls  # untyped spec, or an already typed class (its sizes are checked against the spec)
+        args = tuple((spec.key if role == "key" else spec.value) or bytes for role in cls._type_roles)
+        cache_key = (cls, args)
+        sub = _typed_variants.get(cache_key)
+        if sub is None:
+            alias = cls[args] if len(args) > 1 else cls[args[0]]  # type: ignore[index]
+            sub = types.new_class(cls.__name__, (alias,))
+            sub.__module__ = cls.__module__
+            _typed_variants[cache_key] = sub
+        return sub
 
     @classmethod
     def _spec_from_types(cls, max_entries: int, name: str, flags: MapFlags, map_extra: int) -> MapSpec:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 import struct
-from typing import Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from ..errors import LayoutError
 
@@ -85,3 +86,29 @@ def _split_struct(size: int, stride: int, count: int) -> struct.Struct:
         return struct.Struct("=")
     one = f"{size}s{pad}x" if pad else f"{size}s"
     return struct.Struct("=" + one * (count - 1) + f"{size}s")  # the last item needs no padding after it
+
+
+_resolver: Callable[[object], Codec[Any]] | None = None
+
+
+def register_codec_resolver(fn: Callable[[object], Codec[Any]]) -> None:
+    """Install the function that turns a type (``FlowKey``, ``bs.u32`` ...) into a codec.
+
+    The ``layout`` layer registers itself when it is imported (``import bpfschema`` does); the ``maps`` layer
+    never imports it.
+    """
+    global _resolver
+    _resolver = fn
+
+
+def resolve_codec(tp: object) -> Codec[Any]:
+    """The codec for a key or value type, through the registered resolver.
+
+    Raises:
+        SchemaError: no resolver is registered (``bpfschema.layout`` not imported), or ``tp`` has no layout.
+    """
+    if _resolver is None:
+        from ..errors import SchemaError
+
+        raise SchemaError("declare", f"typed maps need bpfschema.layout to resolve {tp!r}: import bpfschema first")
+    return _resolver(tp)

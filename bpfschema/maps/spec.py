@@ -7,31 +7,65 @@ from dataclasses import dataclass
 
 from .._sys.attrs import BpfMapInfo
 from .._sys.consts import MapFlags, MapType
+from .codec import resolve_codec
+
+#: Map types whose key_size is 0 (values only).
+VALUE_ONLY = frozenset({MapType.QUEUE, MapType.STACK, MapType.BLOOM_FILTER, MapType.RINGBUF})
 
 
 @dataclass(frozen=True)
 class MapSpec:
     """A deterministic blueprint of a map: everything MAP_CREATE needs, no fd.
 
+    Sizes come from ``key_size``/``value_size``, or from the ``key``/``value`` types (a ``bs.Struct``, a field
+    type such as ``bs.u32``), which also let ``Map.create`` return a map that decodes them::
+
+        flows = bs.MapSpec(name="flows", type=bs.MapType.LRU_HASH, key=FlowKey, value=FlowStats, max_entries=65536)
+
     Args:
         type: the kernel map type.
-        key_size: key size in bytes (0 for QUEUE, STACK, BLOOM_FILTER, RINGBUF).
-        value_size: value size in bytes (0 for RINGBUF).
-        max_entries: capacity (for RINGBUF: the data area size in bytes, a power of two multiple of the page size).
+        key_size: key size in bytes (0 for QUEUE, STACK, BLOOM_FILTER, RINGBUF; derived from ``key`` if omitted).
+        value_size: value size in bytes (0 for RINGBUF; derived from ``value`` if omitted).
+        max_entries: capacity (RINGBUF: the data area in bytes, a power-of-two multiple of the page size).
         name: kernel object name, at most 15 bytes of ``[A-Za-z0-9_.]``.
         flags: ``MapFlags`` for MAP_CREATE (LPM_TRIE requires ``MapFlags.NO_PREALLOC``; it is added for you).
         map_extra: per-type extra (BLOOM_FILTER: number of hash functions in the low 4 bits).
         numa_node: NUMA node, used when ``MapFlags.NUMA_NODE`` is set.
+        key: the key type, if the map is typed.
+        value: the value type, if the map is typed.
+
+    Raises:
+        ValueError: a size is missing or contradicts the type given for it, or ``max_entries`` is not positive.
+        SchemaError: ``key``/``value`` has no binary layout.
     """
 
     type: MapType
-    key_size: int
-    value_size: int
-    max_entries: int
+    key_size: int = -1
+    value_size: int = -1
+    max_entries: int = 0
     name: str = ""
     flags: MapFlags = MapFlags.NONE
     map_extra: int = 0
     numa_node: int = 0
+    key: object = None
+    value: object = None
+
+    def __post_init__(self) -> None:
+        for what, tp, size_attr in (("key", self.key, "key_size"), ("value", self.value, "value_size")):
+            size = getattr(self, size_attr)
+            if tp is not None:
+                derived = resolve_codec(tp).size
+                if size not in (-1, derived):
+                    raise ValueError(f"MapSpec {self.name!r}: {size_attr}={size} but {what} type {tp!r} is "
+                                     f"{derived} bytes")
+                object.__setattr__(self, size_attr, derived)
+            elif size == -1:
+                if (what == "key" and self.type in VALUE_ONLY) or (what == "value" and self.type == MapType.RINGBUF):
+                    object.__setattr__(self, size_attr, 0)
+                else:
+                    raise ValueError(f"MapSpec {self.name!r}: {self.type.name} needs {size_attr}= or {what}=")
+        if self.max_entries <= 0:
+            raise ValueError(f"MapSpec {self.name!r}: max_entries must be positive, got {self.max_entries}")
 
     def replace(self, **changes: object) -> MapSpec:
         """A copy with some fields changed."""

@@ -215,3 +215,17 @@ def test_record_for_checks_fields() -> None:
         class Wrong(NamedTuple):
             packets: int
             comm: str
+
+
+def test_spec_with_types_creates_a_typed_map() -> None:
+    spec = bs.MapSpec(type=bs.MapType.LRU_HASH, key=FlowKey, value=FlowStats, max_entries=64, name="spect")
+    assert (spec.key_size, spec.value_size) == (16, 32)
+    with bs.Map.create(spec) as m:
+        assert isinstance(m, bs.LruHashMap)
+        m[key(1)] = stats(1)  # type: ignore[index]
+        assert dict(m.items()) == {key(1): stats(1)}
+    with pytest.raises(ValueError, match="value_size=8"):
+        bs.MapSpec(type=bs.MapType.HASH, key=FlowKey, value=FlowStats, value_size=8, max_entries=4)
+    with pytest.raises(ValueError, match="needs key_size"):
+        bs.MapSpec(type=bs.MapType.HASH, value_size=8, max_entries=4)
+    assert bs.MapSpec(type=bs.MapType.QUEUE, value=Event, max_entries=4).key_size == 0
