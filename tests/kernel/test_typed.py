@@ -222,7 +222,7 @@ def test_spec_with_types_creates_a_typed_map() -> None:
     assert (spec.key_size, spec.value_size) == (16, 32)
     with bs.Map.create(spec) as m:
         assert isinstance(m, bs.LruHashMap)
-        m[key(1)] = stats(1)  # type: ignore[index]
+        m[key(1)] = stats(1)
         assert dict(m.items()) == {key(1): stats(1)}
     with pytest.raises(ValueError, match="value_size=8"):
         bs.MapSpec(type=bs.MapType.HASH, key=FlowKey, value=FlowStats, value_size=8, max_entries=4)
