@@ -343,6 +343,64 @@ def cmd_drain(args: argparse.Namespace) -> int:
     return 130 if stop[0] else 0
 
 
+def _gen_targets(inputs: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for inp in inputs:
+        p = os.path.normpath(inp)
+        if os.path.isdir(p):
+            names = sorted(n for n in os.listdir(p) if n.endswith(".py") and not n.startswith("_"))
+            out += [os.path.join(p, n) for n in names]
+        else:
+            out.append(inp)
+    return out
+
+
+def _write_or_check(path: str, text: str, check: bool) -> bool:
+    """Write ``text`` to ``path``; with ``check``, compare instead and print a diff. True if up to date."""
+    import difflib
+
+    try:
+        with open(path) as f:
+            old = f.read()
+    except FileNotFoundError:
+        old = None
+    if check:
+        if old == text:
+            return True
+        diff = difflib.unified_diff((old or "").splitlines(keepends=True), text.splitlines(keepends=True),
+                                    f"{path} (committed)", f"{path} (generated)")
+        sys.stdout.writelines(diff)
+        print(f"bpfschema: {path} is stale: run `bpfschema gen` again", file=sys.stderr)
+        return False
+    if old != text:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+    return True
+
+
+def cmd_gen(args: argparse.Namespace) -> int:
+    from bpfschema import codegen
+
+    targets = _gen_targets(args.inputs)
+    if not targets:
+        raise CliError("gen: no schema modules found in the inputs")
+    try:
+        mods = [codegen.load(t) for t in targets]
+    except codegen.GenerateError as e:
+        raise CliError(str(e)) from None
+    ok = True
+    if args.output.endswith(os.sep) or os.path.isdir(args.output):
+        for m in mods:
+            out = os.path.join(args.output, m.import_name.rsplit(".", 1)[-1] + "_maps.py")
+            ok &= _write_or_check(out, codegen.generate_python([m]), args.check)
+    else:
+        ok &= _write_or_check(args.output, codegen.generate_python(mods), args.check)
+    if args.header:
+        ok &= _write_or_check(args.header, codegen.generate_header(mods), args.check)
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bpfschema", description="Read, dump and drain eBPF maps.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -371,6 +429,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not wait for a pipe reader to consume each line (faster; lines still in the pipe "
                         "when the reader exits are lost)")
     s.set_defaults(func=cmd_drain)
+
+    s = sub.add_parser("gen", help="generate typed map classes (and a C header) from schema declarations")
+    s.add_argument("inputs", nargs="+", metavar="SCHEMA",
+                   help="schema modules: .py files, dotted module names, or directories of them")
+    s.add_argument("-o", "--output", required=True,
+                   help="the module to write (.py), or a directory: one <name>_maps.py per input")
+    s.add_argument("--header", metavar="FILE.h", help="also write the C declarations of every struct and map")
+    s.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 and print a diff if the files on disk are stale")
+    s.set_defaults(func=cmd_gen)
     return p
 
 

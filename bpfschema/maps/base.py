@@ -59,6 +59,8 @@ class Map:
     #: Kernel map types this class can represent (empty: any registered kind, through the registry).
     map_types: ClassVar[tuple[MapType, ...]] = ()
     _registry: ClassVar[dict[MapType, type[Map]]] = {}
+    #: Which codec each type parameter binds, in order (``("key", "value")``, ``("value",)``; none here).
+    _type_roles: ClassVar[tuple[str, ...]] = ()
 
     _fd: Fd
     _info: MapInfo
@@ -280,7 +282,8 @@ class CodecMap(Map, Generic[K, V]):
     #: Codecs bound by typed subclasses; ``None`` means bytes of the kernel's size.
     key_codec: ClassVar[Codec[object] | None] = None
     value_codec: ClassVar[Codec[object] | None] = None
-    #: Which codec each type parameter binds, in order (``("key", "value")``, or ``("value",)``).
+    #: The declared spec of a class made for one map (generated classes set it): ``create()`` uses it by default.
+    spec: ClassVar[MapSpec | None] = None
     _type_roles: ClassVar[tuple[str, ...]] = ("key", "value")
 
     _kc: Codec[K]
@@ -348,10 +351,11 @@ class CodecMap(Map, Generic[K, V]):
         flags: MapFlags = MapFlags.NONE,
         map_extra: int = 0,
     ) -> Self:
-        """Create a map: from a spec, or (typed classes) from the class's key/value types.
+        """Create a map: from a spec, from the class's declared ``spec``, or from its key/value types.
 
         ``Flows.create(max_entries=65536, name="flows")`` derives type, key size and value size from
-        ``class Flows(bs.HashMap[FlowKey, FlowStats])``.
+        ``class Flows(bs.HashMap[FlowKey, FlowStats])``. A class with a declared ``spec`` (generated classes)
+        creates it with ``create()``; ``max_entries``/``name`` given here override it.
 
         Raises:
             TypeError: neither a spec nor (for an untyped class) enough to build one.
@@ -360,7 +364,14 @@ class CodecMap(Map, Generic[K, V]):
             BpfPermissionError: no privilege (root or CAP_BPF needed).
             SyscallError: the kernel refused the spec.
         """
-        if spec is None:
+        if spec is None and cls.spec is not None:
+            spec = cls.spec.replace(
+                max_entries=max_entries if max_entries is not None else cls.spec.max_entries,
+                name=name or cls.spec.name,
+                flags=flags | cls.spec.flags,
+                map_extra=map_extra or cls.spec.map_extra,
+            )
+        elif spec is None:
             if max_entries is None:
                 raise TypeError(f"{cls.__name__}.create() needs a MapSpec or max_entries=")
             spec = cls._spec_from_types(max_entries, name, flags, map_extra)

@@ -9,6 +9,8 @@ from .._sys.attrs import BpfMapInfo
 from .._sys.consts import MapFlags, MapType
 from .codec import resolve_codec
 
+#: Map types keyed by a u32 index (key_size 4).
+INDEXED = frozenset({MapType.ARRAY, MapType.PERCPU_ARRAY})
 #: Map types whose key_size is 0 (values only).
 VALUE_ONLY = frozenset({MapType.QUEUE, MapType.STACK, MapType.BLOOM_FILTER, MapType.RINGBUF})
 
@@ -24,7 +26,8 @@ class MapSpec:
 
     Args:
         type: the kernel map type.
-        key_size: key size in bytes (0 for QUEUE, STACK, BLOOM_FILTER, RINGBUF; derived from ``key`` if omitted).
+        key_size: key size in bytes (derived from ``key`` if omitted; 4 for arrays; 0 for QUEUE, STACK,
+            BLOOM_FILTER, RINGBUF).
         value_size: value size in bytes (0 for RINGBUF; derived from ``value`` if omitted).
         max_entries: capacity (RINGBUF: the data area in bytes, a power-of-two multiple of the page size).
         name: kernel object name, at most 15 bytes of ``[A-Za-z0-9_.]``.
@@ -62,6 +65,8 @@ class MapSpec:
             elif size == -1:
                 if (what == "key" and self.type in VALUE_ONLY) or (what == "value" and self.type == MapType.RINGBUF):
                     object.__setattr__(self, size_attr, 0)
+                elif what == "key" and self.type in INDEXED:
+                    object.__setattr__(self, size_attr, 4)  # arrays: a u32 index
                 else:
                     raise ValueError(f"MapSpec {self.name!r}: {self.type.name} needs {size_attr}= or {what}=")
         if self.max_entries <= 0:
