@@ -63,7 +63,8 @@ def test_header_compiles_and_the_program_writes_what_python_decodes(tmp_path: Pa
     (tmp_path / "flows.h").write_text(codegen.generate_header([mod]))
     obj = tmp_path / "prog.o"
     subprocess.run([clang, "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
-                    "-I/usr/include/aarch64-linux-gnu", f"-I{tmp_path}", "-c", str(ROOT / "tests/bpf/codegen_flows.c"), "-o", str(obj)], check=True)
+                    "-I/usr/include/aarch64-linux-gnu", f"-I{tmp_path}", "-c", str(ROOT / "tests/bpf/codegen_flows.c"),
+                    "-o", str(obj)], check=True)
     progs, maps = bpffs / "progs", bpffs / "maps"
     progs.mkdir()
     maps.mkdir()
