@@ -16,8 +16,9 @@ from .._sys import syscall as _sc
 from .._sys.attrs import BatchAttr, ElemAttr
 from .._sys.consts import Cmd, MapFlags, MapType
 from ..errors import ENOTSUPP, BpfPermissionError, SyscallError
+from ._batchpop import BatchPopSupport, probe
 
-__all__ = ["MIN_KERNEL", "has_command", "has_map_type"]
+__all__ = ["MIN_KERNEL", "BatchPopSupport", "has_command", "has_map_type", "queue_batch_pop"]
 
 _NOT_SUPPORTED = frozenset({_errno.EINVAL, ENOTSUPP, _errno.EOPNOTSUPP})
 
@@ -113,3 +114,15 @@ def has_command(t: MapType, cmd: Cmd) -> bool:
     if -rc in _NOT_SUPPORTED:
         return False
     raise SyscallError(cmd.name, f"probing {t.name}", err=-rc)
+
+
+def queue_batch_pop() -> BatchPopSupport:
+    """Whether queue and stack drains pop in batches here, and with which program form (probed once, cached).
+
+    The probe loads each form of the pop program (a ``BPF_PROG_TYPE_SYSCALL`` program, see
+    :meth:`bpfschema.QueueMap.drain`) on a throwaway queue and runs it: ``"may_goto"`` needs Linux 6.9,
+    ``"bounded"`` Linux 5.14; both need CAP_BPF (or root). ``form`` is ``None`` where neither works: drains then pop
+    one value per syscall, and ``reasons`` (also logged on the ``"bpfschema"`` logger) say why, with the verifier
+    log. Never raises: a missing privilege is a reason, not an error.
+    """
+    return probe()

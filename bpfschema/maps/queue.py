@@ -1,17 +1,25 @@
-"""QUEUE and STACK maps (Linux 4.20): push, pop, peek, drain."""
+"""QUEUE and STACK maps (Linux 4.20): push, pop, peek, drain.
+
+``drain()`` pops in batches through a kernel program where the kernel and privileges allow it
+(:mod:`bpfschema.maps._batchpop`), and one value per syscall otherwise.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import errno as _errno
-from typing import Generic, NoReturn
+import os
+import weakref
+from types import TracebackType
+from typing import ClassVar, Generic, NoReturn
 
 from typing_extensions import TypeVar
 
 from .._sys import syscall as _sc
 from .._sys.attrs import ElemAttr
 from .._sys.consts import Cmd, MapType, UpdateFlags
-from ..errors import LayoutError, MapEmptyError
+from ..errors import DrainIncompleteError, LayoutError, MapEmptyError
+from ._batchpop import BatchPop, retry_busy
 from .base import Buffer, CodecMap
 from .drain import Drain
 from .spec import MapSpec
@@ -26,6 +34,10 @@ _PUSH = int(Cmd.MAP_UPDATE_ELEM)
 
 
 class _PushPopMap(CodecMap[bytes, V]):
+    _type_roles = ("value",)
+    #: Values come out last-in first-out (a stack).
+    _lifo: ClassVar[bool] = False
+
     @classmethod
     def _spec_defaults(cls, spec: MapSpec) -> MapSpec:
         return spec.replace(key_size=0) if spec.key_size else spec
@@ -39,6 +51,13 @@ class _PushPopMap(CodecMap[bytes, V]):
         self._c_pop = _sc.bind(_POP, aaddr, _ELEM_SIZE)
         self._c_peek = _sc.bind(_PEEK, aaddr, _ELEM_SIZE)
         self._dec = self._vc.decode
+        self._bp: BatchPop[V] = BatchPop(self._fd.fileno, self._info.value_size, self._name, self._vc)
+        self._drains: weakref.WeakSet[Drain[V]] = weakref.WeakSet()  # open drains, closed with the map
+
+    def _push_raw(self, raw: bytes) -> int:
+        self._vbuf.data[:] = raw
+        self._attr.flags = int(UpdateFlags.ANY)
+        return self._c_push()
 
     def push(self, value: V, flags: UpdateFlags = UpdateFlags.ANY) -> None:
         """Push a value (BPF_MAP_UPDATE_ELEM with a NULL key).
@@ -73,26 +92,144 @@ class _PushPopMap(CodecMap[bytes, V]):
     def pop(self) -> V:
         """Remove and return the next value (BPF_MAP_LOOKUP_AND_DELETE_ELEM).
 
+        Values an earlier drain of this map object took out of the kernel and did not deliver (see
+        :attr:`pending`) come first, without a syscall.
+
         Raises:
             MapEmptyError: the map is empty.
         """
+        p = self._bp.pending()
+        if p is not None:
+            lo = p[0]
+            value = self._bp.decode(lo, lo + 1)[0]
+            self._bp.mark_delivered(lo + 1)
+            return value
         return self._take(_POP, "pop")
 
     def peek(self) -> V:
         """Return the next value without removing it (BPF_MAP_LOOKUP_ELEM).
 
+        If this map object holds :attr:`pending` values, the first of them is the next value.
+
         Raises:
             MapEmptyError: the map is empty.
         """
+        p = self._bp.pending()
+        if p is not None:
+            return self._bp.decode(p[0], p[0] + 1)[0]
         return self._take(_PEEK, "peek")
 
-    def drain(self, *, limit: int | None = None) -> Drain[V]:
+    @property
+    def pending(self) -> int:
+        """Values a stopped drain took out of the kernel and did not deliver; the next drain or pop delivers them.
+
+        They are held in this map object's scratch map (and survive a crash of this process if it is pinned, see
+        :meth:`pin_scratch`); :meth:`close` pushes them back into the map.
+        """
+        return self._bp.pending_count()
+
+    def drain(self, *, limit: int | None = None, batch_size: int | None = None, batch_pop: bool = True) -> Drain[V]:
         """Pop values until the map is empty (or ``limit`` values were taken); returns a :class:`Drain`.
 
-        Each value is popped (BPF_MAP_LOOKUP_AND_DELETE_ELEM) only when the caller asks for it, so stopping early
-        loses nothing and leaves the order intact. ``limit`` bounds the drain under a producer that never stops.
+        **Batch pop** (the default where possible): one ``BPF_PROG_TEST_RUN`` of a small ``BPF_PROG_TYPE_SYSCALL``
+        program pops up to ``batch_size`` values with ``bpf_map_pop_elem`` into an mmapped scratch map, so a drain
+        costs one syscall per batch instead of one per value. It needs Linux 5.14 (6.9 for the cheapest program
+        form) and CAP_BPF; the first drain in a process probes what works (once), the first drain of each map
+        object loads its program. Where that is not possible (older kernel, no privilege, a verifier refusal, a
+        read-only or frozen map fd), the drain pops one value per syscall and the reason is logged on the
+        ``"bpfschema"`` logger.
+
+        Delivery: every value popped is delivered exactly once to this map object's consumers. If the caller
+        stops in the middle of a batch (``break``, an exception, ``close()``), the undelivered rest stays
+        *pending* in this map object and the next ``drain()`` or :meth:`pop` delivers it first, in order.
+        :meth:`close` pushes pending values back into the map (a queue then has them at its tail: order changes).
+        After a crash of the process, a batch is lost unless the scratch map was pinned (:meth:`pin_scratch`):
+        then the next consumer delivers it again (at least once). Progress within a batch is recorded when the
+        next chunk is requested and when the drain stops; a crash in between redelivers the chunk in progress.
+
+        Args:
+            limit: take at most this many values (bounds a drain under a producer that never stops).
+            batch_size: most values per batch (default and maximum: the scratch capacity, 4,096 values; fewer
+                for values over 255 bytes, so the scratch map stays within 1 MiB).
+            batch_pop: ``False`` pops one value per syscall (``BPF_MAP_LOOKUP_AND_DELETE_ELEM``): no values are
+                held in this process between syscalls.
+
+        Raises:
+            ValueError: the map is closed, or ``batch_size`` < 1.
         """
-        return Drain(_PopSource(self), limit=limit)
+        self._fd.fileno()  # raises ValueError once closed
+        if batch_size is not None and batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        d = Drain(_QueueSource(self, batch_size, batch_pop), limit=limit)
+        self._drains.add(d)
+        return d
+
+    def pin_scratch(self, path: str | os.PathLike[str]) -> int:
+        """Keep this consumer's batch-pop scratch map pinned at ``path`` (a bpffs), for crash recovery.
+
+        If a scratch is already pinned there (left by an earlier consumer of this map, e.g. one that crashed),
+        it is adopted and the batch it had taken and not finished becomes :attr:`pending`: the next drain or pop
+        delivers it first (at-least-once across crashes). Otherwise this object's scratch map is pinned there.
+        One live consumer per pinned scratch: the scratch records its owner process, and adopting it while that
+        process lives (or while another map object of this process uses it) is refused. The pin stays until you
+        remove it (``os.unlink(path)``). Pending values are still pushed back into the map by :meth:`close`.
+
+        Args:
+            path: a path on a mounted bpffs.
+
+        Returns:
+            The number of values recovered from the pin (pending delivery); 0 for a new pin.
+
+        Raises:
+            LayoutMismatchError: the pin is not a batch-pop scratch for this map's value size.
+            MapError: a live consumer uses the scratch pinned there.
+            IterationAbortedError: this object has a batch outstanding (adopting would hide it).
+            SyscallError: the path cannot be opened or pinned (not a bpffs: EPERM).
+        """
+        self._fd.fileno()
+        return self._bp.pin(os.fspath(path))
+
+    def close(self) -> None:
+        """Push :attr:`pending` values back into the map, then release the fd, the program and the scratch map.
+
+        Open drains of this map object are closed first (undelivered values become pending). Idempotent.
+        A queue gets the pushed-back values at its tail (order changes if values arrived meanwhile); a stack gets
+        them on top, in their order.
+
+        Raises:
+            DrainIncompleteError: some pending values could not be pushed back (the map is full); they are in the
+                exception's ``entries``. The map is closed anyway.
+        """
+        if self._fd.closed:
+            return
+        failed: list[V] = []
+        try:
+            for d in list(self._drains):
+                d.close()  # a drain holding a batch leaves its undelivered values pending
+            failed = self._bp.close(self._push_raw, lifo=self._lifo)
+        finally:
+            super().close()
+        if failed:
+            raise DrainIncompleteError(
+                "close",
+                f"{len(failed)} values taken out by a drain could not be pushed back (the map is full); they are "
+                "in the exception's .entries",
+                map_name=self._name,
+                entries=failed,
+            )
+
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            self.close()
+        except DrainIncompleteError as err:
+            if v is None:
+                raise
+            add_note = getattr(v, "add_note", None)  # Python 3.11+
+            if add_note is not None:
+                add_note(str(err))
+            v.unreturned_entries = err.entries  # type: ignore[attr-defined]
 
     def __iter__(self) -> NoReturn:
         self._unsupported("iterate", f"{type(self).__name__} cannot be iterated without removing values: "
@@ -104,18 +241,71 @@ class _PushPopMap(CodecMap[bytes, V]):
         self.__iter__()
 
 
-class _PopSource(Generic[V]):
-    __slots__ = ("_buf", "_dec", "_m", "_pop", "map_name")
+class _QueueSource(Generic[V]):
+    """A drain's values: pending values first, then batches from the pop program, else one pop per syscall.
 
-    def __init__(self, m: _PushPopMap[V]):
+    While this source delivers a chunk of the outstanding batch it is the batch's *holder*; the chunk is recorded
+    as delivered when the next chunk is asked for, and up to the put-back point when the drain stops.
+    """
+
+    __slots__ = ("_batch", "_bp", "_buf", "_dec", "_ended", "_held", "_m", "_plain", "_pop", "_size", "map_name")
+
+    def __init__(self, m: _PushPopMap[V], batch_size: int | None, batch_pop: bool):
         self._m = m
+        self._bp = m._bp
+        self._batch = batch_pop
+        self._size = batch_size
+        self._held: tuple[int, int] | None = None
+        self._ended = False
+        # Nothing is pending without a scratch map. (Values that become pending while this drain runs, because
+        # another drain of this map object popped in batches and stopped early, wait for the next drain or pop.)
+        self._plain = (not batch_pop or m._bp.off_reason is not None) and m._bp.scratch is None
         self._dec = m._dec
         self._pop = m._c_pop
         self._buf = m._vbuf.data
         self.map_name = m._name
         m._attr.flags = 0
 
+    def _release(self, upto: int) -> None:
+        bp = self._bp
+        self._held = None
+        if bp.holder is self:
+            bp.holder = None
+            if bp.scratch is not None:
+                bp.mark_delivered(upto)
+
     def next_chunk(self, want: int | None) -> list[V] | None:
+        if self._plain:  # one pop per syscall and no scratch map: the hot path of the fallback
+            rc = self._pop()
+            if rc < 0:
+                if rc == -_ENOENT:
+                    return None
+                self._m._raise(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, rc)
+            return [self._dec(bytes(self._buf))]
+        bp = self._bp
+        if self._held is not None:
+            self._release(self._held[1])  # the whole chunk was delivered
+        if self._ended:
+            return None
+        p = bp.pending() if bp.scratch is not None else None
+        if p is not None or (self._batch and bp.holder is None and bp.available()):
+            cap = bp.scratch.capacity if bp.scratch is not None else 1
+            n = min(cap, self._size or cap, want or cap)
+            if p is not None:
+                lo, hi = p[0], min(p[1], p[0] + n)
+            else:
+                count, rc = retry_busy(lambda: bp.take(n), self.map_name)
+                if count == 0:
+                    return None
+                if rc == -_ENOENT:
+                    self._ended = True  # the map was empty when this batch was taken
+                lo, hi = 0, count
+            bp.holder = self
+            self._held = (lo, hi)
+            return bp.decode(lo, hi)
+        if self._batch and bp.off_reason is not None:
+            self._batch = False  # decided for this map object: one pop per syscall from now on
+        self._plain = not self._batch and bp.scratch is None
         rc = self._pop()
         if rc < 0:
             if rc == -_ENOENT:
@@ -124,7 +314,9 @@ class _PopSource(Generic[V]):
         return [self._dec(bytes(self._buf))]
 
     def put_back(self, start: int) -> list[V]:
-        return []  # chunks of one value are always delivered
+        if self._held is not None:
+            self._release(self._held[0] + start)  # the rest stays pending in the scratch map
+        return []  # nothing is ever put back into the kernel map here, so nothing can fail
 
 
 class QueueMap(_PushPopMap[V], register=True):
@@ -137,3 +329,4 @@ class StackMap(_PushPopMap[V], register=True):
     """``BPF_MAP_TYPE_STACK`` (Linux 4.20): LIFO of fixed-size values; ``key_size`` is 0."""
 
     map_types = (MapType.STACK,)
+    _lifo = True

@@ -1,8 +1,10 @@
 """The assembler's encodings against LLVM's (no kernel needed).
 
 ``ENCODINGS`` was produced with ``llvm-mc -triple bpf -mcpu=v3 -show-encoding`` (LLVM 14); its parser lacks
-``atomic_fetch_add`` and ``%=``, so those rows come from ``clang -target bpf -mcpu=v3`` + ``llvm-objdump -d``
-(fetch-add) or the kernel's documented opcode (``BPF_ALU64 | BPF_MOD | BPF_X`` = 0x9f). When ``llvm-mc`` is
+``atomic_fetch_add``, ``cmpxchg_64`` and ``%=``, so those rows come from ``clang -target bpf -mcpu=v3`` +
+``llvm-objdump -d`` (fetch-add, cmpxchg) or the kernel's documented opcodes (``BPF_ALU64 | BPF_MOD | BPF_X`` = 0x9f;
+``may_goto`` = ``BPF_JMP | BPF_JCOND`` = 0xe5 with ``src_reg = BPF_MAY_GOTO`` = 0, which LLVM 14 predates;
+``BPF_PSEUDO_MAP_VALUE`` = 2 in the src nibble of an ``LD_IMM64``). When ``llvm-mc`` is
 installed, ``test_llvm_mc_agrees`` re-derives the rows it can parse.
 """
 
@@ -37,6 +39,7 @@ from bpfschema.testing.asm import (
     alu64,
     assemble,
     atomic_add,
+    atomic_cmpxchg,
     atomic_fetch_add,
     call,
     exit_,
@@ -46,7 +49,9 @@ from bpfschema.testing.asm import (
     label,
     ld_imm64,
     ld_map_fd,
+    ld_map_value,
     ldx,
+    may_goto,
     mov32,
     mov64,
     st,
@@ -97,6 +102,10 @@ ENCODINGS: list[tuple[str | None, Item, str]] = [
     ("lock *(u32 *)(r7 + 8) += r1", atomic_add(Size.W, R7, R1, 8), "c3 17 08 00 00 00 00 00"),
     # llvm-objdump: "r0 = atomic_fetch_add((u64 *)(r1 + 0), r0)"
     (None, atomic_fetch_add(Size.DW, R1, R0, 0), "db 01 00 00 01 00 00 00"),
+    # llvm-objdump: "r0 = cmpxchg_64(r1 + 8, r0, r3)"
+    (None, atomic_cmpxchg(Size.DW, R1, R3, 8), "db 31 08 00 f1 00 00 00"),
+    (None, may_goto(2), "e5 00 02 00 00 00 00 00"),
+    (None, ld_map_value(R6, 5, 64), "18 26 00 00 05 00 00 00 00 00 00 00 40 00 00 00"),
 ]
 
 
@@ -161,6 +170,12 @@ def test_label_errors() -> None:
         assemble(far)
 
 
+def test_may_goto_resolves_labels() -> None:
+    code = assemble([label("top"), may_goto("out"), ja("top"), label("out"), exit_()])
+    assert code[:8].hex(" ") == "e5 00 01 00 00 00 00 00"  # slot 0 -> out at slot 2: off 1
+    assert code[8:16].hex(" ") == "05 00 fe ff 00 00 00 00"  # slot 1 -> top at slot 0: off -2
+
+
 def test_operand_validation() -> None:
     with pytest.raises(AsmError, match="32 bits"):
         mov64(R1, 1 << 32)
@@ -170,6 +185,10 @@ def test_operand_validation() -> None:
         ld_imm64(R1, 1 << 64)
     with pytest.raises(AsmError, match=r"Size\.W or Size\.DW"):
         atomic_add(Size.B, R1, R2, 0)
+    with pytest.raises(AsmError, match=r"Size\.W or Size\.DW"):
+        atomic_cmpxchg(Size.H, R1, R2, 0)
+    with pytest.raises(AsmError, match="u32"):
+        ld_map_value(R1, 3, -1)
     with pytest.raises(AsmError, match="register"):
         Insn(0xB7, dst=16)
     # unsigned and signed spellings of the same 32-bit immediate encode alike
@@ -181,3 +200,11 @@ def test_registers_are_not_immediates() -> None:
     # a register operand selects BPF_X, an int selects BPF_K with that immediate
     assert mov64(R8, R1).encode() != mov64(R8, 1).encode()
     assert mov64(R8, 1).encode() == bytes.fromhex("b708000001000000")
+
+
+def test_testing_asm_reexports_the_core_assembler() -> None:
+    import bpfschema._sys.asm as core
+    import bpfschema.testing.asm as public
+
+    assert public.__all__ == core.__all__
+    assert all(getattr(public, name) is getattr(core, name) for name in core.__all__)
