@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test demo lint typecheck pytest bench docs bpffs clean
+.PHONY: test demo lint gen gen-check typecheck pytest bench docs bpffs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,16 +19,26 @@ bpffs:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# Generated modules committed under examples/ must be fresh.
+GENERATED := examples/flowtop/flows_maps.py:schemas/flows.py examples/counters/counters_maps.py:schemas/counters.py
+gen-check: $(STAMP)
+	@for pair in $(GENERATED); do out=$${pair%%:*}; src=$${pair#*:}; \
+	  $(VENV)/bin/bpfschema gen $$src -o $$out --check || exit 1; done
+
+gen: $(STAMP)
+	@for pair in $(GENERATED); do out=$${pair%%:*}; src=$${pair#*:}; \
+	  $(VENV)/bin/bpfschema gen $$src -o $$out || exit 1; done
+
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict bpfschema tests examples benchmarks
 
 pytest: $(STAMP) bpffs
 	$(PY) -m pytest -q
 
-test: lint typecheck pytest
+test: lint gen-check typecheck pytest
 
 demo: $(STAMP) bpffs
-	$(PY) -m examples.quickstart
+	$(PY) -m examples.flowtop
 
 bench: $(STAMP) bpffs
 	$(PY) -m benchmarks.run

@@ -59,8 +59,10 @@ def timed(fn: Callable[[], int]) -> tuple[int, int]:
 def typed_forms(
     h: bs.HashMap, q: bs.QueueMap, batch: int, fill_hash: Callable[[], None], fill_queue: Callable[[], None]
 ) -> list[tuple[Form, Callable[[], None]]]:
-    """Forms that decode into schema types (added with the typed maps)."""
-    return []
+    """Forms that decode into schema types."""
+    from benchmarks import typed_forms as tf
+
+    return tf.forms(h, q, batch, fill_hash, fill_queue)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     qspec = bs.MapSpec(type=bs.MapType.QUEUE, key_size=0, value_size=16, max_entries=n, name="bench_queue")
     h = bs.HashMap.create(hspec)
     q = bs.QueueMap.create(qspec)
+    assert list(q.drain()) == []  # probe and load the batch-pop program outside the timed runs
+    support = bs.features.queue_batch_pop()
 
     def fill_hash() -> None:
         r = producers.fill_counters(h, n_keys=n, total=n, mode="set")
@@ -106,12 +110,16 @@ def main(argv: list[str] | None = None) -> int:
     def py_items_bytes() -> int:
         return sum(1 for _ in h.items(batch_size=batch))
 
-    def py_queue_drain() -> int:
+    def py_queue_drain(batch_pop: bool) -> int:
         total = 0
-        with q.drain() as d:
+        with q.drain(batch_pop=batch_pop) as d:
             for _v in d:
                 total += 1
         return total
+
+    def py_queue_drain_batches() -> int:
+        with q.drain() as d:
+            return sum(len(b) for b in d.batches())
 
     forms: list[tuple[Form, Callable[[], None]]] = [
         (Form("C libbpf LOOKUP_AND_DELETE_BATCH", "drain", lambda: run_c(exe, "drain_batch", h, str(batch))),
@@ -122,7 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         (Form("C libbpf LOOKUP_BATCH", "items", lambda: run_c(exe, "lookup_batch", h, str(batch))), fill_hash),
         (Form("items() (bytes pairs)", "items", lambda: timed(py_items_bytes)), fill_hash),
         (Form("C libbpf pop loop", "queue", lambda: run_c(exe, "pop", q)), fill_queue),
-        (Form("QueueMap.drain() (bytes)", "queue", lambda: timed(py_queue_drain)), fill_queue),
+        (Form("QueueMap.drain(batch_pop=False) (bytes, one pop per syscall)", "queue",
+              lambda: timed(lambda: py_queue_drain(False))), fill_queue),
+        (Form("QueueMap.drain() (bytes, batch pop)", "queue", lambda: timed(lambda: py_queue_drain(True))),
+         fill_queue),
+        (Form("QueueMap.drain().batches() (lists of bytes, batch pop)", "queue",
+              lambda: timed(py_queue_drain_batches)), fill_queue),
     ]
     forms += typed_forms(h, q, batch, fill_hash, fill_queue)
 
@@ -157,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {form.group} | {form.name} | {med:,.0f} | {med / ref[form.group]:.2f}x |")
     rss = rss_probe(n, batch)
     lines += ["", f"Peak extra RSS while streaming a {n:,}-entry drain: {rss}"]
+    lines += ["", f"Queue batch pop: program form {support.form or 'none (one pop per syscall)'}, 4,096 values per "
+                  "BPF_PROG_TEST_RUN."]
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -309,8 +309,13 @@ def cmd_drain(args: argparse.Namespace) -> int:
                 raise CliError(f"map {m.name!r} ({type(m).__name__}) cannot be drained")
             remaining = args.limit
             prog = _Progress("drain")
+            kw: dict[str, object] = {}
+            if writer.pipe and isinstance(m, (bs.QueueMap, bs.StackMap)):
+                # Paced output takes one value per reader step: a batch pop would hold values back and, when
+                # the reader leaves, push them to the queue's tail (changing the order).
+                kw["batch_pop"] = False
             while not stop[0]:
-                with drain_fn(limit=remaining) as d:
+                with drain_fn(limit=remaining, **kw) as d:
                     while not stop[0]:
                         try:
                             entry = next(d)
