@@ -44,7 +44,7 @@ bench: $(STAMP) bpffs
 	$(PY) -m benchmarks.run
 
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 clean:
 	rm -rf $(VENV) site build *.egg-info .mypy_cache .pytest_cache .ruff_cache
