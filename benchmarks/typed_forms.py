@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import bpfschema as bs
 
@@ -12,14 +12,8 @@ if TYPE_CHECKING:
     from benchmarks.run import Form
 
 
-class BenchKey(bs.Struct):
-    id: bs.u64
-    zero: bs.u64
-
-
-class BenchValue(bs.Struct):
-    seq: bs.u64
-    zero: bs.u64
+from benchmarks.bench_maps import BenchMap, BenchQueueMap, BenchQueueRecordMap, BenchRecordMap
+from benchmarks.bench_schema import BenchKey, BenchValue
 
 
 @bs.record_for(BenchKey)
@@ -66,6 +60,22 @@ def forms(
     tq = BenchQueue.from_fd(q.fd)
     tqr = BenchQueueRec.from_fd(q.fd)
 
+    gh = BenchMap.from_fd(h.fd)
+    ghr = BenchRecordMap.from_fd(h.fd)
+    gq = BenchQueueMap.from_fd(q.fd)
+    gqr = BenchQueueRecordMap.from_fd(q.fd)
+
+    def count_drain(m: bs.HashMap[Any, Any]) -> int:
+        c = 0
+        with m.drain(batch_size=batch) as d:
+            for _k, _v in d:
+                c += 1
+        return c
+
+    def count_queue(m: bs.QueueMap[Any]) -> int:
+        with m.drain() as d:
+            return sum(1 for _ in d)
+
     def drain_models() -> int:
         c = 0
         with th.drain(batch_size=batch) as d:
@@ -105,4 +115,11 @@ def forms(
         (Form("items() -> pydantic models", "items", lambda: _timed(items_models)), fill_hash),
         (Form("QueueMap[Model].drain() -> models", "queue", lambda: _timed(queue_models)), fill_queue),
         (Form("QueueMap[Record].drain() -> records", "queue", lambda: _timed(queue_records)), fill_queue),
+        (Form("generated BenchMap.drain() -> models", "drain", lambda: _timed(lambda: count_drain(gh))), fill_hash),
+        (Form("generated BenchRecordMap.drain() -> records", "drain", lambda: _timed(lambda: count_drain(ghr))),
+         fill_hash),
+        (Form("generated BenchQueueMap.drain() -> models", "queue", lambda: _timed(lambda: count_queue(gq))),
+         fill_queue),
+        (Form("generated BenchQueueRecordMap.drain() -> records", "queue",
+              lambda: _timed(lambda: count_queue(gqr))), fill_queue),
     ]
