@@ -4,11 +4,13 @@ Raw bpf(2) through ctypes (no libbpf, no compiler), pydantic schemas with exact 
 nothing.
 """
 
+from . import btf as btf
 from ._sys.consts import MapFlags, MapType, UpdateFlags
 from ._sys.cpus import possible_cpus
 from .errors import (
     BpfError,
     BpfPermissionError,
+    BtfError,
     DrainIncompleteError,
     IterationAbortedError,
     KeyExistsError,
@@ -94,6 +96,7 @@ __all__ = [
     "BloomFilterMap",
     "BpfError",
     "BpfPermissionError",
+    "BtfError",
     "Bytes",
     "CString",
     "Codec",

@@ -14,7 +14,8 @@ BpfError
  │   ├─ IterationAbortedError               a walk could not finish
  │   └─ DrainIncompleteError                a stopped drain could not put entries back; .entries holds them
  ├─ LayoutError (ValueError)                bytes that do not fit a layout; .path of the failing field
- │   └─ LayoutMismatchError                 a schema's size/type differs from the kernel map's
+ │   ├─ LayoutMismatchError                 a schema's size/type/BTF differs from the kernel map's
+ │   └─ BtfError                            malformed, truncated or unusable BTF
  └─ SchemaError (TypeError)                 a declaration that cannot be laid out
 ```
 
@@ -32,6 +33,7 @@ __all__ = [
     "ENOTSUPP",
     "BpfError",
     "BpfPermissionError",
+    "BtfError",
     "DrainIncompleteError",
     "IterationAbortedError",
     "KeyExistsError",
@@ -194,6 +196,15 @@ class LayoutError(BpfError, ValueError):
 
 class LayoutMismatchError(LayoutError):
     """A schema or expected size does not match the kernel map it is used with."""
+
+
+class BtfError(LayoutError):
+    """BTF that cannot be used: malformed or truncated data, a dangling or looping type reference, or a type that
+    has no memory layout (a function, a forward declaration).
+
+    A ``LayoutError`` (so a ``ValueError``): BTF is type information in bytes, and bad bytes are bad values. The
+    kernel refusing BTF we built is a different error (``VerifierError`` from ``BTF_LOAD``, with its log).
+    """
 
 
 class SchemaError(BpfError, TypeError):

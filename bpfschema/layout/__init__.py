@@ -23,6 +23,8 @@ from bpfschema.layout._codecs import (
 )
 from bpfschema.layout._ctypes import (
     ArrayType,
+    BitField,
+    BitfieldsType,
     BoolType,
     BytesType,
     CStringType,
@@ -33,6 +35,7 @@ from bpfschema.layout._ctypes import (
     Member,
     PaddingType,
     StructType,
+    UnionType,
     enum_type,
 )
 from bpfschema.layout._resolve import Align, ctype_of
@@ -41,6 +44,8 @@ from bpfschema.layout._struct import FieldLayout, Layout
 __all__ = [
     "Align",
     "ArrayType",
+    "BitField",
+    "BitfieldsType",
     "BoolType",
     "BytesType",
     "CStringType",
@@ -55,6 +60,7 @@ __all__ = [
     "PaddingType",
     "RawValue",
     "StructType",
+    "UnionType",
     "codec_for",
     "ctype_of",
     "enum_type",

@@ -10,9 +10,10 @@ from typing import Any, Generic, NamedTuple, TypeVar, get_args, get_origin, over
 
 from bpfschema.errors import LayoutError, SchemaError
 from bpfschema.layout._codegen import Mode, compile_codec, plan_for
-from bpfschema.layout._ctypes import ArrayType, CType, MappedType, StructType
+from bpfschema.layout._ctypes import ArrayType, CType, MappedType, StructType, UnionType
 from bpfschema.layout._resolve import ctype_of
 from bpfschema.layout._slow import diagnose_decode, diagnose_encode
+from bpfschema.layout._struct import record_fields
 
 __all__ = ["FastCodec", "RawValue", "codec_for", "raw_codec", "record_codec", "record_type", "sizeof"]
 
@@ -41,7 +42,7 @@ class FastCodec(Generic[T]):
 
     __slots__ = ("__weakref__", "_ctype", "_dec", "_dec_many", "_enc", "_mode", "_records", "_size", "source")
 
-    def __init__(self, ctype: CType, mode: Mode, records: Callable[[StructType], type] | None = None):
+    def __init__(self, ctype: CType, mode: Mode, records: Callable[[StructType | UnionType], type] | None = None):
         compiled = compile_codec(plan_for(ctype), mode, records)
         self._ctype = ctype
         self._mode: Mode = mode
@@ -174,11 +175,11 @@ def codec_for(tp: object, /) -> FastCodec[Any]:
 # Records
 
 
-_records: weakref.WeakKeyDictionary[StructType, type[tuple[Any, ...]]] = weakref.WeakKeyDictionary()
+_records: weakref.WeakKeyDictionary[StructType | UnionType, type[tuple[Any, ...]]] = weakref.WeakKeyDictionary()
 
 
 def _record_py_type(t: CType) -> object:
-    if isinstance(t, StructType):
+    if isinstance(t, StructType | UnionType):
         return record_type(t)
     if isinstance(t, ArrayType):
         return tuple[_record_py_type(t.elem), ...]  # type: ignore[misc]
@@ -189,19 +190,23 @@ def record_type(tp: object) -> type[tuple[Any, ...]]:
     """The generated ``NamedTuple`` class for a struct: same field names, same value types, nested structs as
     their own records. Cached: one class per struct.
 
+    Unions (:class:`UnionType`, from BTF) get a record of all their members; bitfield groups contribute one field
+    per bitfield.
+
     Raises:
-        SchemaError: ``tp`` is not a struct type.
+        SchemaError: ``tp`` is not a struct (or union) type.
     """
-    st = tp if isinstance(tp, StructType) else ctype_of(tp)
-    if not isinstance(st, StructType):
+    st = tp if isinstance(tp, StructType | UnionType) else ctype_of(tp)
+    if not isinstance(st, StructType | UnionType):
         raise SchemaError("declare", f"{tp!r} is not a struct type; records exist only for structs")
     rec = _records.get(st)
     if rec is None:
-        fields = [(fl.name, _record_py_type(fl.ctype)) for fl in st.layout.fields]
+        fields = [(name, _record_py_type(ct)) for name, ct in record_fields(st)]
         new: type[tuple[Any, ...]] = NamedTuple(f"{st.name}Record", fields)  # type: ignore[misc]
-        if st.py_cls is not None:
-            new.__module__ = st.py_cls.__module__
-            new.__qualname__ = f"{st.py_cls.__qualname__}.Record"
+        py_cls = st.py_cls if isinstance(st, StructType) else None
+        if py_cls is not None:
+            new.__module__ = py_cls.__module__
+            new.__qualname__ = f"{py_cls.__qualname__}.Record"
             new.__name__ = "Record"
         _records[st] = rec = new
     return rec
@@ -251,7 +256,7 @@ def record_codec(tp: object, record: type[Any] | None = None, /) -> FastCodec[An
     """A codec for a struct that decodes to named tuples instead of models: about half the cost per entry.
 
     Args:
-        tp: a struct class (or its :class:`StructType`).
+        tp: a struct class (or its :class:`StructType`, or a :class:`UnionType`).
         record: optional ``NamedTuple`` class to decode to, for static typing: it must have the struct's field
             names in order; nested structs must be annotated with their own ``NamedTuple`` classes
             (``tuple[Inner, ...]`` for arrays of them). Without it, the generated :func:`record_type` is used.
@@ -259,15 +264,17 @@ def record_codec(tp: object, record: type[Any] | None = None, /) -> FastCodec[An
     Raises:
         SchemaError: ``tp`` is not a struct, or ``record`` does not match it.
     """
-    st = tp if isinstance(tp, StructType) else ctype_of(tp)
-    if not isinstance(st, StructType):
+    st = tp if isinstance(tp, StructType | UnionType) else ctype_of(tp)
+    if not isinstance(st, StructType | UnionType):
         raise SchemaError("declare", f"{tp!r} is not a struct type; records exist only for structs")
     if record is None:
         return FastCodec(st, "record", record_type)
+    if not isinstance(st, StructType) or st.has_bitfields:
+        raise SchemaError("declare", f"{st.c_base}: a user record class needs a struct without bitfields")
     binding: dict[int, type] = {}
     _bind_records(st, record, binding, getattr(record, "__name__", "record"))
 
-    def records(s: StructType) -> type:
+    def records(s: StructType | UnionType) -> type:
         return binding.get(id(s)) or record_type(s)
 
     return FastCodec(st, "record", records)

@@ -21,6 +21,8 @@ from typing import Any, Literal, NamedTuple
 
 from bpfschema.layout._ctypes import (
     ArrayType,
+    BitField,
+    BitfieldsType,
     BoolType,
     BytesType,
     CStringType,
@@ -30,10 +32,13 @@ from bpfschema.layout._ctypes import (
     MappedType,
     PaddingType,
     StructType,
+    UnionType,
     identity,
 )
 
 Mode = Literal["model", "record", "raw"]
+#: Which record class stands for a struct or union (record mode).
+Records = Callable[[StructType | UnionType], type]
 
 # ----------------------------------------------------------------------------------------------------------------
 # Plan: the flattened view of a layout
@@ -66,7 +71,23 @@ class Map:
     child: Node
 
 
-Node = Leaf | Arr | Rec | Map
+@dataclass(frozen=True)
+class Group:
+    """Bitfields read from one storage slot; in a ``Rec`` it stands for one field per bitfield."""
+
+    leaf: Leaf
+    ctype: BitfieldsType
+
+
+@dataclass(frozen=True)
+class Uni:
+    """A union read as one bytes slot and decoded member by member."""
+
+    leaf: Leaf
+    ctype: UnionType
+
+
+Node = Leaf | Arr | Rec | Map | Group | Uni
 
 
 @dataclass(frozen=True)
@@ -92,6 +113,8 @@ def _count_orders(t: CType, acc: dict[str, int], mult: int) -> None:
         _count_orders(t.elem, acc, mult * t.length)
     elif isinstance(t, MappedType):
         _count_orders(t.base, acc, mult)
+    elif isinstance(t, BitfieldsType):
+        _count_orders(t.storage, acc, mult)
     elif isinstance(t, StructType):
         for m in t.members:
             _count_orders(m.ctype, acc, mult)
@@ -109,9 +132,17 @@ class _Builder:
             for fl in t.layout.members:
                 if fl.is_padding:
                     self.tokens.append(f"{fl.size}x")
+                elif isinstance(fl.ctype, BitfieldsType):
+                    leaf = self.node(fl.ctype.storage)
+                    assert isinstance(leaf, Leaf)
+                    fields.append((fl.name, Group(leaf, fl.ctype)))
                 else:
                     fields.append((fl.name, self.node(fl.ctype)))
             return Rec(t, tuple(fields))
+        if isinstance(t, UnionType):
+            leaf = self.node(BytesType(t.size))
+            assert isinstance(leaf, Leaf)
+            return Uni(leaf, t)
         if isinstance(t, ArrayType):
             return Arr(t, tuple(self.node(t.elem) for _ in range(t.length)))
         if isinstance(t, MappedType):
@@ -230,6 +261,39 @@ class Memo(dict[object, object]):
 _cstr_memo = Memo(cstring_decode)
 
 
+def _bitfield_value(value: int, bits: int, signed: bool) -> int:
+    """The storage bits of a bitfield value (range-checked)."""
+    v = int(value)
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    if not lo <= v <= hi:
+        raise ValueError(f"{v} does not fit a {'signed' if signed else 'unsigned'} {bits}-bit bitfield")
+    return v & ((1 << bits) - 1)
+
+
+def _union_codecs(u: UnionType, mode: Mode, records: Records) -> tuple[Callable[[bytes], object],
+                                                                      Callable[[object], bytes]]:
+    """Decoder (bytes -> record of every member) and encoder (record -> bytes of the chosen member) of a union."""
+    if mode == "model":
+        raise TypeError(f"union {u.name} has no Python class to decode to; use a record codec")
+    subs = [(compile_codec(plan_for(m.ctype), mode, records).decode, m.ctype.size) for m in u.members]
+    rec = records(u)
+    new = tuple.__new__
+    size = u.size
+    chosen = u.encoded_member
+    k = u.members.index(chosen)
+    enc = compile_codec(plan_for(chosen.ctype), mode, records).encode
+    fill = bytes(size - chosen.ctype.size)
+
+    def decode(raw: bytes) -> object:
+        return new(rec, [d(raw[:n]) for d, n in subs])
+
+    def encode(value: object) -> bytes:
+        _check_len(value, len(subs))
+        return enc(value[k]) + fill  # type: ignore[index]
+
+    return decode, encode
+
+
 def _check_len(value: object, n: int) -> object:
     if len(value) != n:  # type: ignore[arg-type]
         raise ValueError(f"expected {n} items, got {len(value)}")  # type: ignore[arg-type]
@@ -258,6 +322,7 @@ class _Namer:
             "_to_bytes": int.to_bytes,
             "_cstr": _cstr_memo.__getitem__,
             "_check_len": _check_len,
+            "_bfv": _bitfield_value,
             "_map": map,
             "_tuple": tuple,
         }
@@ -334,7 +399,7 @@ _swap_float_pack: dict[int, Callable[[float], bytes]] = {
 class _DecodeGen:
     """Builds one Python expression that decodes a plan's tuple ``t`` (or its unpacked locals) into a value."""
 
-    def __init__(self, namer: _Namer, mode: Mode, records: Callable[[StructType], type], use_locals: bool):
+    def __init__(self, namer: _Namer, mode: Mode, records: Records, use_locals: bool):
         self.n = namer
         self.mode = mode
         self.records = records
@@ -394,9 +459,43 @@ class _DecodeGen:
                 return f"_tuple(_map(_cstr, {self.slots(idx[0], idx[-1] + 1)}))"
         return None
 
+    def bitfield(self, leaf: Leaf, bf: BitField) -> str:
+        """The value of one bitfield of a storage slot."""
+        base = self.leaf(leaf)
+        if not isinstance(leaf.ctype, IntType):
+            base = f"_from_bytes({base}, 'little')"
+        mask = (1 << bf.bits) - 1
+        e = f"(({base} >> {bf.bit_offset}) & {mask:#x})" if bf.bit_offset else f"({base} & {mask:#x})"
+        if bf.signed:
+            sign = 1 << (bf.bits - 1)
+            e = f"(({e} ^ {sign:#x}) - {sign:#x})"
+        if isinstance(bf.ctype, BoolType):
+            return f"({e} != 0)"
+        if isinstance(bf.ctype, MappedType):
+            return f"{self.n.ref(bf.ctype.decode, '_m')}({e})"
+        return e
+
+    def union(self, node: Uni) -> str:
+        dec, _ = _union_codecs(node.ctype, self.mode, self.records)
+        return f"{self.n.ref(dec, '_ud')}({self.slot(node.leaf.idx)})"
+
+    def items(self, fields: tuple[tuple[str, Node], ...]) -> list[tuple[str, str]]:
+        """(field name, expression) for every record field, bitfield groups expanded."""
+        out: list[tuple[str, str]] = []
+        for name, x in fields:
+            if isinstance(x, Group):
+                out.extend((bf.name, self.bitfield(x.leaf, bf)) for bf in x.ctype.bitfields)
+            else:
+                out.append((name, self.expr(x)))
+        return out
+
     def expr(self, node: Node) -> str:
         if isinstance(node, Leaf):
             return self.leaf(node)
+        if isinstance(node, Uni):
+            return self.union(node)
+        if isinstance(node, Group):  # pragma: no cover - groups only appear as struct fields
+            raise AssertionError("bitfields outside a struct")
         if isinstance(node, Map):
             child = node.child
             if isinstance(child, Leaf) and child.swapped and _is_table(node.ctype.decode):
@@ -424,12 +523,12 @@ class _DecodeGen:
             run = self._run(tuple(x for _, x in node.fields))
             if run is not None:
                 return f"_tn({rec}, {self.slots(*run)})"
-            return f"_tn({rec}, (" + "".join(self.expr(x) + ", " for _, x in node.fields) + "))"
+            return f"_tn({rec}, (" + "".join(e + ", " for _, e in self.items(node.fields)) + "))"
         if st.py_cls is None:
             raise TypeError(f"struct {st.name} has no Python class to decode to")
         cls = self.n.ref(st.py_cls, "_C")
         setd = self.n.ref(_dict_setter(st.py_cls), "_sd")
-        items = ", ".join(f"{name!r}: {self.expr(x)}" for name, x in node.fields)
+        items = ", ".join(f"{name!r}: {e}" for name, e in self.items(node.fields))
         obj = self.n.fresh("_o")
         # Statements, not one expression: a plain loop body is the fastest way to build the objects.
         self.stmts.append(f"{obj} = _new({cls})")
@@ -443,16 +542,37 @@ class _DecodeGen:
 class _EncodeGen:
     """Builds the argument list of ``pack(...)`` for a value (model, record or plain value)."""
 
-    def __init__(self, namer: _Namer, mode: Mode):
+    def __init__(self, namer: _Namer, mode: Mode, records: Records):
         self.n = namer
         self.mode = mode
+        self.records = records
         self.helpers: list[str] = []
         self._struct_fns: dict[int, str] = {}
+
+    def group(self, node: Group, srcs: list[str]) -> str:
+        """The pack argument of a bitfield group whose values are the expressions ``srcs``."""
+        parts = []
+        for bf, src in zip(node.ctype.bitfields, srcs, strict=True):
+            v = src
+            if isinstance(bf.ctype, MappedType) and bf.ctype.encode is not identity:
+                v = f"{self.n.ref(bf.ctype.encode, '_e')}({v})"
+            v = f"_bfv({v}, {bf.bits}, {bf.signed})"
+            parts.append(f"({v} << {bf.bit_offset})" if bf.bit_offset else v)
+        combined = "(" + " | ".join(parts) + ")"
+        leaf = node.leaf
+        if isinstance(leaf.ctype, IntType) and not leaf.swapped:
+            return combined
+        return f"_to_bytes({combined}, {node.ctype.length}, 'little')"
 
     def args(self, node: Node, src: str) -> list[str]:
         """Pack arguments for ``node`` whose value is the expression ``src`` (evaluated once)."""
         if isinstance(node, Leaf):
             return [self.leaf(node, src)]
+        if isinstance(node, Uni):
+            _, enc = _union_codecs(node.ctype, self.mode, self.records)
+            return [f"{self.n.ref(enc, '_ue')}({src})"]
+        if isinstance(node, Group):  # pragma: no cover - groups only appear as struct fields
+            raise AssertionError("bitfields outside a struct")
         if isinstance(node, Map):
             inner = src if node.ctype.encode is identity else f"{self.n.ref(node.ctype.encode, '_e')}({src})"
             if isinstance(node.child, Leaf):
@@ -510,11 +630,22 @@ class _EncodeGen:
                 "    d = o.__dict__",
             ]
             for fname, x in node.fields:
-                parts.extend(self.args(x, f"d[{fname!r}]"))
+                if isinstance(x, Group):
+                    parts.append(self.group(x, [f"d[{bf.name!r}]" for bf in x.ctype.bitfields]))
+                else:
+                    parts.extend(self.args(x, f"d[{fname!r}]"))
         else:
-            head = [f"def {name}(o):", f"    _check_len(o, {len(node.fields)})"]
-            for k, (_, x) in enumerate(node.fields):
-                parts.extend(self.args(x, f"o[{k}]"))
+            nfields = sum(len(x.ctype.bitfields) if isinstance(x, Group) else 1 for _, x in node.fields)
+            head = [f"def {name}(o):", f"    _check_len(o, {nfields})"]
+            k = 0
+            for _, x in node.fields:
+                if isinstance(x, Group):
+                    n = len(x.ctype.bitfields)
+                    parts.append(self.group(x, [f"o[{k + j}]" for j in range(n)]))
+                    k += n
+                else:
+                    parts.extend(self.args(x, f"o[{k}]"))
+                    k += 1
         body = "    return (" + "".join(p + ", " for p in parts) + ")"
         self.helpers.append("\n".join([*head, body]))
         return name
@@ -562,7 +693,7 @@ class Compiled(NamedTuple):
 def compile_codec(
     plan: Plan,
     mode: Mode,
-    records: Callable[[StructType], type] | None = None,
+    records: Records | None = None,
 ) -> Compiled:
     """Generate the decode/decode_many/encode functions of ``plan`` in ``mode``.
 
@@ -576,7 +707,7 @@ def compile_codec(
     namer.ns["_pack"] = st.pack
     namer.ns["_source"] = _batch_source(st, padded, plan.size, plan.fmt)
 
-    def no_records(s: StructType) -> type:
+    def no_records(s: StructType | UnionType) -> type:
         raise TypeError("no record types")
 
     use_locals = plan.nslots <= _USE_LOCALS_MAX
@@ -605,7 +736,7 @@ def compile_codec(
     else:
         lines.append(f"    return [{expr} for {target} in _source(buf, count, stride)]")
     lines.append("")
-    enc = _EncodeGen(namer, mode)
+    enc = _EncodeGen(namer, mode, records or no_records)
     if mode == "raw":
         lines += ["def encode(v):", "    return _pack(*v)"]
     else:

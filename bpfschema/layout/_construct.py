@@ -9,6 +9,7 @@ import construct as c
 from bpfschema.layout._codegen import cstring_decode
 from bpfschema.layout._ctypes import (
     ArrayType,
+    BitfieldsType,
     BoolType,
     BytesType,
     CStringType,
@@ -18,6 +19,7 @@ from bpfschema.layout._ctypes import (
     MappedType,
     PaddingType,
     StructType,
+    UnionType,
 )
 
 __all__ = ["ctype_construct", "struct_construct"]
@@ -56,6 +58,10 @@ def ctype_construct(t: CType) -> Any:
         return c.ExprAdapter(ctype_construct(t.base), lambda obj, ctx: dec(obj), lambda obj, ctx: enc(obj))
     if isinstance(t, StructType):
         return struct_construct(t)
+    if isinstance(t, UnionType):
+        return _union_construct(t)
+    if isinstance(t, BitfieldsType):
+        return _bitfields_construct(t)
     raise AssertionError(f"no construct for {t!r}")  # pragma: no cover
 
 
@@ -68,3 +74,43 @@ def struct_construct(st: StructType) -> Any:
         else:
             subcons.append(fl.name / ctype_construct(fl.ctype))
     return c.Struct(*subcons)
+
+
+def _union_construct(u: UnionType) -> Any:
+    """The union's bytes, parsed into a ``Container`` of every member; built from its encoded member."""
+    subs = [(m.name, ctype_construct(m.ctype), m.ctype.size) for m in u.members]
+    chosen = u.encoded_member
+    csub = ctype_construct(chosen.ctype)
+    size = u.size
+
+    def parse(raw: bytes, ctx: Any) -> Any:
+        return c.Container({name: sub.parse(raw[:n]) for name, sub, n in subs})
+
+    def build(obj: Any, ctx: Any) -> bytes:
+        raw: bytes = csub.build(obj[chosen.name])
+        return raw + bytes(size - len(raw))
+
+    return c.ExprAdapter(c.Bytes(size), parse, build)
+
+
+def _bitfields_construct(t: BitfieldsType) -> Any:
+    """The storage bytes of a bitfield group, parsed into a ``Container`` of its bitfields (plain ints)."""
+    n = t.length
+
+    def parse(raw: bytes, ctx: Any) -> Any:
+        storage = int.from_bytes(raw, "little")
+        out = {}
+        for bf in t.bitfields:
+            v = (storage >> bf.bit_offset) & ((1 << bf.bits) - 1)
+            if bf.signed and v >> (bf.bits - 1):
+                v -= 1 << bf.bits
+            out[bf.name] = v
+        return c.Container(out)
+
+    def build(obj: Any, ctx: Any) -> bytes:
+        storage = 0
+        for bf in t.bitfields:
+            storage |= (int(obj[bf.name]) & ((1 << bf.bits) - 1)) << bf.bit_offset
+        return storage.to_bytes(n, "little")
+
+    return c.ExprAdapter(c.Bytes(n), parse, build)

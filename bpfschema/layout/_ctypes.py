@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ArrayType",
+    "BitField",
+    "BitfieldsType",
     "BoolType",
     "BytesType",
     "CStringType",
@@ -29,6 +31,7 @@ __all__ = [
     "MappedType",
     "PaddingType",
     "StructType",
+    "UnionType",
     "enum_type",
 ]
 
@@ -363,8 +366,9 @@ class MappedType(CType):
     c_spelling: tuple[str, tuple[int, ...]] | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.base, PaddingType | StructType):
-            raise SchemaError("declare", f"{self.name}: a mapped type cannot be based on padding or a struct")
+        if isinstance(self.base, PaddingType | StructType | UnionType | BitfieldsType):
+            raise SchemaError("declare", f"{self.name}: a mapped type cannot be based on padding, a struct, a union "
+                                         "or bitfields")
         if self.align is not None and (self.align <= 0 or self.align & (self.align - 1)):
             raise SchemaError("declare", f"{self.name}: alignment must be a power of two, not {self.align}")
 
@@ -458,11 +462,20 @@ class Member:
         name: the field name (for padding, the declared name, used in the C declaration).
         ctype: the field's C type.
         align: an explicit alignment (``__attribute__((aligned(n)))``), or ``None``.
+        c_name: the member's name in C when it differs from ``name`` (a C name that is not a valid Python field
+            name, or ``""`` for an anonymous struct/union member); ``None`` when it is ``name``. Set for layouts
+            read from BTF.
     """
 
     name: str
     ctype: CType
     align: int | None = None
+    c_name: str | None = None
+
+    @property
+    def c_spelling(self) -> str:
+        """The name used in C declarations and BTF."""
+        return self.name if self.c_name is None else self.c_name
 
 
 @dataclass(frozen=True, eq=False)
@@ -516,8 +529,175 @@ class StructType(CType):
         """The members that carry values (not padding)."""
         return tuple(m for m in self.members if not isinstance(m.ctype, PaddingType))
 
+    @property
+    def has_bitfields(self) -> bool:
+        """Whether a member is a :class:`BitfieldsType` group (its fields then replace it in records)."""
+        return any(isinstance(m.ctype, BitfieldsType) for m in self.members)
+
     def __repr__(self) -> str:
         return f"StructType({self.name}, size={self.size})"
+
+
+@dataclass(frozen=True, eq=False)
+class UnionType(CType):
+    """A C union: every member starts at offset 0; the size is the largest member's, rounded up to the alignment.
+
+    Decoded (record codecs) as a named tuple with *every* member read from the same bytes, as ``bpftool`` prints
+    unions; raw codecs return the union's bytes. Encoding writes the first member that covers the whole union
+    (else the first largest member, zero-filled): to write another member, write its bytes through a raw map.
+    Schemas (``bs.Struct``) cannot declare unions; they come from BTF (:mod:`bpfschema.btf`).
+
+    Attributes:
+        name: the C union tag.
+        members: the members (no padding members).
+        byte_size: the size, when it is larger than the computed one (``__attribute__((aligned))`` in C).
+        align: an alignment larger than the members' (``__attribute__((aligned(n)))``).
+
+    Raises:
+        SchemaError: no members, duplicate names, or ``byte_size`` smaller than a member.
+    """
+
+    name: str
+    members: tuple[Member, ...]
+    byte_size: int | None = None
+    align: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            raise SchemaError("declare", f"union {self.name} has no members")
+        names = [m.name for m in self.members]
+        if len(set(names)) != len(names):
+            raise SchemaError("declare", f"union {self.name}: duplicate member names")
+        for m in self.members:
+            if isinstance(m.ctype, PaddingType | BitfieldsType):
+                raise SchemaError("declare", f"union {self.name}: member {m.name} cannot be padding or bitfields")
+        biggest = max(m.ctype.size for m in self.members)
+        if self.byte_size is not None and self.byte_size < biggest:
+            raise SchemaError("declare", f"union {self.name}: size {self.byte_size} < member size {biggest}")
+
+    @property
+    def alignment(self) -> int:
+        a = max(max(m.align or 1, m.ctype.alignment) for m in self.members)
+        return max(a, self.align or 1)
+
+    @property
+    def size(self) -> int:
+        if self.byte_size is not None:
+            return self.byte_size
+        a = self.alignment
+        biggest = max(m.ctype.size for m in self.members)
+        return (biggest + a - 1) // a * a
+
+    @property
+    def c_base(self) -> str:
+        return f"union {self.name}"
+
+    @property
+    def python_type(self) -> object:
+        return tuple
+
+    @property
+    def fields(self) -> tuple[Member, ...]:
+        return self.members
+
+    @property
+    def encoded_member(self) -> Member:
+        """The member written when a union value is encoded: the first that covers the whole union, else the
+        first largest one."""
+        size = self.size
+        for m in self.members:
+            if m.ctype.size == size:
+                return m
+        biggest = max(m.ctype.size for m in self.members)
+        return next(m for m in self.members if m.ctype.size == biggest)
+
+    def __repr__(self) -> str:
+        return f"UnionType({self.name}, size={self.size})"
+
+
+@dataclass(frozen=True)
+class BitField:
+    """One C bitfield inside a :class:`BitfieldsType`.
+
+    Attributes:
+        name: the field name (record field).
+        bit_offset: the first bit, counted from the least significant bit of the storage bytes read as a
+            little-endian integer (the BTF/x86_64/aarch64 convention).
+        bits: the width in bits (1..64).
+        ctype: the declared type: an :class:`IntType` (its signedness sign-extends the value), a
+            :class:`BoolType`, or an enum :class:`MappedType` over an ``IntType``.
+        c_name: the C name when it differs from ``name``.
+    """
+
+    name: str
+    bit_offset: int
+    bits: int
+    ctype: CType
+    c_name: str | None = None
+
+    @property
+    def int_type(self) -> IntType:
+        """The integer type that gives the signedness."""
+        t = self.ctype.base if isinstance(self.ctype, MappedType) else self.ctype
+        return t if isinstance(t, IntType) else IntType(1)
+
+    @property
+    def signed(self) -> bool:
+        return self.int_type.signed
+
+    @property
+    def c_spelling(self) -> str:
+        return self.name if self.c_name is None else self.c_name
+
+
+@dataclass(frozen=True)
+class BitfieldsType(CType):
+    """Consecutive C bitfields sharing ``length`` storage bytes, seen as separate fields of the enclosing struct.
+
+    A struct member of this type contributes one record field per :class:`BitField` (the member's own name is
+    not a field). Raw codecs return the storage as one item: an ``int`` (little-endian) when ``length`` is 1, 2, 4
+    or 8, else ``bytes``. Schemas cannot declare bitfields; they come from BTF.
+
+    Raises:
+        SchemaError: no fields, or a field outside the storage bytes.
+    """
+
+    length: int
+    bitfields: tuple[BitField, ...]
+    align: int = 1
+
+    def __post_init__(self) -> None:
+        if self.length <= 0 or not self.bitfields:
+            raise SchemaError("declare", "bitfields need storage bytes and at least one field")
+        for f in self.bitfields:
+            if not 1 <= f.bits <= 64 or f.bit_offset < 0 or f.bit_offset + f.bits > self.length * 8:
+                raise SchemaError("declare", f"bitfield {f.name}: bits {f.bit_offset}+{f.bits} do not fit "
+                                             f"{self.length} bytes")
+
+    @property
+    def size(self) -> int:
+        return self.length
+
+    @property
+    def alignment(self) -> int:
+        return self.align
+
+    @property
+    def c_base(self) -> str:
+        return "__u8"
+
+    @property
+    def c_dims(self) -> tuple[int, ...]:
+        return (self.length,)
+
+    @property
+    def python_type(self) -> object:
+        return int
+
+    @property
+    def storage(self) -> CType:
+        """How the storage bytes are read: a little-endian unsigned int for 1, 2, 4, 8 bytes, else bytes."""
+        return IntType(self.length) if self.length in _INT_CHARS else BytesType(self.length)
 
 
 _F32 = _struct.Struct("<f")

@@ -8,12 +8,12 @@ They are an independent implementation of the same rules, which the tests also u
 from __future__ import annotations
 
 import struct as _struct
-from collections.abc import Callable
 
 from bpfschema.errors import LayoutError
-from bpfschema.layout._codegen import Mode, cstring_decode
+from bpfschema.layout._codegen import Mode, Records, cstring_decode
 from bpfschema.layout._ctypes import (
     ArrayType,
+    BitfieldsType,
     BoolType,
     BytesType,
     CStringType,
@@ -23,6 +23,7 @@ from bpfschema.layout._ctypes import (
     MappedType,
     PaddingType,
     StructType,
+    UnionType,
 )
 
 __all__ = ["diagnose_decode", "diagnose_encode", "slow_decode", "slow_encode"]
@@ -61,7 +62,7 @@ def slow_decode(
     t: CType,
     data: bytes | bytearray | memoryview,
     mode: Mode,
-    records: Callable[[StructType], type] | None = None,
+    records: Records | None = None,
     offset: int = 0,
     path: str = "",
 ) -> object:
@@ -89,7 +90,7 @@ def _dec(
     off: int,
     path: str,
     mode: Mode,
-    records: Callable[[StructType], type] | None,
+    records: Records | None,
 ) -> object:
     if isinstance(t, IntType | FloatType | BoolType):
         return _scalar_struct(t).unpack_from(data, off)[0]
@@ -106,11 +107,30 @@ def _dec(
             return t.decode(raw)
         except Exception as exc:
             raise LayoutError("decode", f"{t.name}: {exc}", path=path) from exc
+    if isinstance(t, UnionType):
+        uvalues = {m.name: _dec(m.ctype, data, off, _join(path, m.name), mode, records) for m in t.members}
+        if mode == "record":
+            assert records is not None
+            return records(t)(*uvalues.values())
+        return uvalues
     if isinstance(t, StructType):
-        values = {
-            fl.name: _dec(fl.ctype, data, off + fl.offset, _join(path, fl.name), mode, records)
-            for fl in t.layout.fields
-        }
+        values: dict[str, object] = {}
+        for fl in t.layout.fields:
+            if isinstance(fl.ctype, BitfieldsType):
+                storage = int.from_bytes(data[off + fl.offset : off + fl.offset + fl.size], "little")
+                for bf in fl.ctype.bitfields:
+                    v = (storage >> bf.bit_offset) & ((1 << bf.bits) - 1)
+                    if bf.signed and v >> (bf.bits - 1):
+                        v -= 1 << bf.bits
+                    if isinstance(bf.ctype, MappedType):
+                        try:
+                            values[bf.name] = bf.ctype.decode(v)
+                        except Exception as exc:
+                            raise LayoutError("decode", f"{bf.ctype.name}: {exc}", path=_join(path, bf.name)) from exc
+                    else:
+                        values[bf.name] = bool(v) if isinstance(bf.ctype, BoolType) else v
+                continue
+            values[fl.name] = _dec(fl.ctype, data, off + fl.offset, _join(path, fl.name), mode, records)
         if mode == "raw":
             return values
         if mode == "record":
@@ -197,6 +217,13 @@ def _enc(t: CType, value: object, out: bytearray, off: int, path: str, mode: Mod
         except Exception as exc:
             raise _fail(path, f"{t.name}: cannot encode {value!r}: {exc}") from exc
         _enc(t.base, base_value, out, off, path, mode)
+    elif isinstance(t, UnionType):
+        if not isinstance(value, tuple) or len(value) != len(t.members):
+            raise _fail(path, f"union {t.name} needs a record of {len(t.members)} members")
+        m = t.encoded_member
+        _enc(m.ctype, value[t.members.index(m)], out, off, _join(path, m.name), mode)
+    elif isinstance(t, StructType) and t.has_bitfields:
+        _enc_bitfields(t, value, out, off, path, mode)
     elif isinstance(t, StructType):
         fields = t.layout.fields
         values: list[object]
@@ -225,6 +252,40 @@ def _enc(t: CType, value: object, out: bytearray, off: int, path: str, mode: Mod
         pass
     else:  # pragma: no cover
         raise AssertionError(f"cannot encode {t!r}")
+
+
+def _enc_bitfields(t: StructType, value: object, out: bytearray, off: int, path: str, mode: Mode) -> None:
+    from bpfschema.layout._struct import record_fields
+
+    names = [n for n, _ in record_fields(t)]
+    if mode == "model":
+        d = getattr(value, "__dict__", None)
+        if not isinstance(d, dict):
+            raise _fail(path, f"expected {t.name}, got {type(value).__name__}")
+        vals = [d.get(n) for n in names]
+    else:
+        if not isinstance(value, tuple) or len(value) != len(names):
+            raise _fail(path, f"expected a record of {len(names)} fields")
+        vals = list(value)
+    k = 0
+    for fl in t.layout.fields:
+        if isinstance(fl.ctype, BitfieldsType):
+            storage = 0
+            for bf in fl.ctype.bitfields:
+                v = vals[k]
+                k += 1
+                if isinstance(bf.ctype, MappedType):
+                    v = bf.ctype.encode(v)
+                if not isinstance(v, int):
+                    raise _fail(_join(path, bf.name), f"bitfield needs an int, got {type(v).__name__}")
+                lo, hi = (-(1 << (bf.bits - 1)), (1 << (bf.bits - 1)) - 1) if bf.signed else (0, (1 << bf.bits) - 1)
+                if not lo <= v <= hi:
+                    raise _fail(_join(path, bf.name), f"{v} does not fit {bf.bits} bits")
+                storage |= (v & ((1 << bf.bits) - 1)) << bf.bit_offset
+            out[off + fl.offset : off + fl.offset + fl.size] = storage.to_bytes(fl.size, "little")
+        else:
+            _enc(fl.ctype, vals[k], out, off + fl.offset, _join(path, fl.name), mode)
+            k += 1
 
 
 def diagnose_encode(t: CType, value: object, mode: Mode, exc: BaseException) -> LayoutError:

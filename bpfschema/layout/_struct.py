@@ -10,12 +10,14 @@ from typing import Any
 from bpfschema.errors import SchemaError
 from bpfschema.layout._ctypes import (
     ArrayType,
+    BitfieldsType,
     CType,
     PaddingType,
     StructType,
+    UnionType,
 )
 
-__all__ = ["FieldLayout", "Layout", "compute_layout"]
+__all__ = ["FieldLayout", "Layout", "compute_layout", "record_fields"]
 
 
 def _round_up(n: int, a: int) -> int:
@@ -117,7 +119,7 @@ class Layout:
                 __u8 __pad0[3];
             };
         """
-        order: list[StructType] = []
+        order: list[StructType | UnionType] = []
         _collect_structs(self._stype, order, set())
         names: dict[int, str] = {}
         used: set[str] = set()
@@ -146,8 +148,22 @@ class Layout:
         return f"<Layout struct {self.name} size={self.size} align={self.alignment}>"
 
 
-def _collect_structs(t: CType, out: list[StructType], seen: set[int]) -> None:
-    if isinstance(t, StructType):
+def record_fields(t: StructType | UnionType) -> list[tuple[str, CType]]:
+    """The fields of the record a struct or union decodes to, in order: value members, with each bitfield group
+    replaced by its bitfields (as ``(name, declared type)``)."""
+    if isinstance(t, UnionType):
+        return [(m.name, m.ctype) for m in t.members]
+    out: list[tuple[str, CType]] = []
+    for fl in t.layout.fields:
+        if isinstance(fl.ctype, BitfieldsType):
+            out.extend((bf.name, bf.ctype) for bf in fl.ctype.bitfields)
+        else:
+            out.append((fl.name, fl.ctype))
+    return out
+
+
+def _collect_structs(t: CType, out: list[StructType | UnionType], seen: set[int]) -> None:
+    if isinstance(t, StructType | UnionType):
         if id(t) in seen:
             return
         for m in t.members:
@@ -164,10 +180,19 @@ def _c_base(t: CType, names: dict[int, str]) -> str:
         inner = inner.elem
     if isinstance(inner, StructType):
         return f"struct {names[id(inner)]}"
+    if isinstance(inner, UnionType):
+        return f"union {names[id(inner)]}"
     return t.c_base
 
 
-def _declare(st: StructType, names: dict[int, str]) -> str:
+def _declare(st: StructType | UnionType, names: dict[int, str]) -> str:
+    if isinstance(st, UnionType):
+        lines = [f"union {names[id(st)]} {{"]
+        for m in st.members:
+            dims = "".join(f"[{d}]" for d in m.ctype.c_dims)
+            lines.append(f"\t{_c_base(m.ctype, names)} {m.c_spelling or m.name}{dims};")
+        lines.append("};" if st.align is None else f"}} __attribute__((aligned({st.align})));")
+        return "\n".join(lines)
     lines = [f"struct {names[id(st)]} {{"]
     by_name = {m.name: m for m in st.members}
     for fl in st.layout.members:
@@ -176,7 +201,12 @@ def _declare(st: StructType, names: dict[int, str]) -> str:
         member = by_name.get(fl.name)
         if member is not None and member.align is not None:
             attr = f" __attribute__((aligned({member.align})))"
-        lines.append(f"\t{_c_base(fl.ctype, names)} {fl.name}{dims}{attr};")
+        if isinstance(fl.ctype, BitfieldsType):
+            for bf in fl.ctype.bitfields:  # storage placement is left to the compiler: exact for ABI layouts
+                lines.append(f"\t{bf.ctype.c_base} {bf.c_spelling} : {bf.bits};")
+            continue
+        cname = (member.c_spelling or fl.name) if member is not None else fl.name  # anonymous: named here
+        lines.append(f"\t{_c_base(fl.ctype, names)} {cname}{dims}{attr};")
     attrs = []
     if st.packed:
         attrs.append("packed")

@@ -9,7 +9,7 @@ import types
 import typing
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any, ClassVar, Generic
+from typing import Any, ClassVar, Generic, Protocol
 
 from typing_extensions import Self, TypeVar
 
@@ -104,8 +104,15 @@ class Map:
         return cls
 
     @classmethod
-    def create(cls, spec: MapSpec) -> Self:
+    def create(cls, spec: MapSpec, *, btf: bool = True) -> Self:
         """Create a new map from a spec (BPF_MAP_CREATE).
+
+        Args:
+            spec: the blueprint.
+            btf: for typed maps of a kind that accepts BTF (hash family, arrays, LPM trie), load BTF describing
+                the key and value (BTF_LOAD, Linux 4.18) and create the map with it, so ``bpftool map dump``
+                shows field names. Needs ``bpfschema.btf`` imported; skipped silently when the kernel refuses the
+                BTF (the map is then created without it).
 
         Raises:
             LayoutMismatchError: this class cannot represent ``spec.type``.
@@ -115,58 +122,83 @@ class Map:
         target = cls._class_for(spec.type)._for_types(spec)
         spec = target._spec_defaults(spec)
         target._check_spec(spec)
-        fd = ops.map_create(
-            spec.type,
-            spec.key_size,
-            spec.value_size,
-            spec.max_entries,
-            flags=int(spec.flags),
-            name=spec.name,
-            numa_node=spec.numa_node,
-            map_extra=spec.map_extra,
-        )
-        return target._open(Fd(fd, f"map {spec.name!r}"))
+        ids = _btf_support.create_args(target, spec) if btf and _btf_support is not None else None
+        try:
+            fd = ops.map_create(
+                spec.type,
+                spec.key_size,
+                spec.value_size,
+                spec.max_entries,
+                flags=int(spec.flags),
+                name=spec.name,
+                numa_node=spec.numa_node,
+                map_extra=spec.map_extra,
+                **({"btf_fd": ids[0], "btf_key_type_id": ids[1], "btf_value_type_id": ids[2]} if ids else {}),
+            )
+        except OSError as e:
+            if ids is None or e.errno != _errno.EINVAL:
+                raise
+            return target.create(spec, btf=False)  # the kernel refused our BTF, not the spec: retry without
+        finally:
+            if ids is not None:
+                os.close(ids[0])  # the map holds its own reference to the BTF object
+        return target._open(Fd(fd, f"map {spec.name!r}"), verify=False)
 
     @classmethod
     def _check_spec(cls, spec: MapSpec) -> None:
         """Subclasses with fixed key/value codecs check sizes here."""
 
     @classmethod
-    def from_fd(cls, fd: int) -> Self:
-        """Open the map behind ``fd``. The caller keeps ownership of ``fd``; the map owns a duplicate."""
-        return cls._open(Fd(os.dup(fd), f"map fd {fd}"))
+    def from_fd(cls, fd: int, *, verify: bool = True) -> Self:
+        """Open the map behind ``fd``. The caller keeps ownership of ``fd``; the map owns a duplicate.
+
+        ``verify``: for typed classes, compare the key/value layouts with the map's BTF when it has some (see
+        ``from_pin``).
+        """
+        return cls._open(Fd(os.dup(fd), f"map fd {fd}"), verify=verify)
 
     @classmethod
-    def from_pin(cls, path: str | os.PathLike[str], *, readonly: bool = False, writeonly: bool = False) -> Self:
+    def from_pin(
+        cls, path: str | os.PathLike[str], *, readonly: bool = False, writeonly: bool = False, verify: bool = True
+    ) -> Self:
         """Open a map pinned in a bpffs (BPF_OBJ_GET).
 
         Args:
             path: the pin's path, e.g. ``/sys/fs/bpf/flows``.
             readonly: open with BPF_F_RDONLY (writes then fail with ``BpfPermissionError``).
             writeonly: open with BPF_F_WRONLY.
+            verify: for typed classes, when the map has BTF (``btf_id != 0``) and ``bpfschema.btf`` is imported,
+                compare the key/value layouts with it field by field (names, offsets, sizes, signedness). Needs
+                BTF_GET_FD_BY_ID (Linux 5.0, CAP_SYS_ADMIN; skipped without the privilege).
 
         Raises:
             SyscallError: no pinned object there (errno ENOENT), or the pin is not a map.
-            LayoutMismatchError: the map's type or sizes do not fit this class.
+            LayoutMismatchError: the map's type or sizes do not fit this class, or its BTF differs from the
+                class's layouts (the message lists the differences).
             BpfPermissionError: no privilege.
         """
         flags = (F_RDONLY if readonly else 0) | (F_WRONLY if writeonly else 0)
         p = os.fspath(path)
-        return cls._open(Fd(ops.obj_get(p, flags), f"map pinned at {p!r}"))
+        return cls._open(Fd(ops.obj_get(p, flags), f"map pinned at {p!r}"), verify=verify)
 
     @classmethod
-    def from_id(cls, map_id: int, *, readonly: bool = False) -> Self:
+    def from_id(cls, map_id: int, *, readonly: bool = False, verify: bool = True) -> Self:
         """Open a map by its kernel id (BPF_MAP_GET_FD_BY_ID; needs CAP_SYS_ADMIN).
+
+        ``verify``: compare a typed class's layouts with the map's BTF (see ``from_pin``).
 
         Raises:
             SyscallError: no map with that id (ENOENT).
-            LayoutMismatchError: the map's type or sizes do not fit this class.
+            LayoutMismatchError: the map's type or sizes do not fit this class, or its BTF differs.
         """
         fd = ops.get_fd_by_id(Cmd.MAP_GET_FD_BY_ID, map_id, F_RDONLY if readonly else 0)
-        return cls._open(Fd(fd, f"map id {map_id}"))
+        return cls._open(Fd(fd, f"map id {map_id}"), verify=verify)
+
+    #: Whether ``_setup`` compares typed layouts with the map's BTF (set per object by ``_open``).
+    _verify_btf: bool = False
 
     @classmethod
-    def _open(cls, fd: Fd) -> Self:
+    def _open(cls, fd: Fd, *, verify: bool = True) -> Self:
         try:
             raw = ops.map_info(fd.fileno())
         except BaseException:
@@ -176,6 +208,7 @@ class Map:
         try:
             target = cls._class_for(info.type)
             obj = target.__new__(target)
+            obj._verify_btf = verify
             Map.__init__(obj, fd, info)
         except BaseException:
             fd.close()
@@ -272,6 +305,28 @@ class Map:
 _typed_variants: dict[tuple[type, tuple[object, ...]], type] = {}
 
 
+class BtfSupport(Protocol):
+    """What the ``btf`` layer provides to maps (registered when ``bpfschema.btf`` is imported)."""
+
+    def create_args(self, cls: type[Map], spec: MapSpec) -> tuple[int, int, int] | None:
+        """``(btf_fd, key_type_id, value_type_id)`` for MAP_CREATE, or ``None``; the caller closes the fd."""
+        ...
+
+    def verify(self, m: Map, roles: tuple[str, ...]) -> None:
+        """Raise ``LayoutMismatchError`` if the typed map's layouts differ from its BTF."""
+        ...
+
+
+_btf_support: BtfSupport | None = None
+
+
+def register_btf_support(support: BtfSupport) -> None:
+    """Install BTF at create and verification at open. ``bpfschema.btf`` calls this when it is imported; the
+    ``maps`` layer never imports it."""
+    global _btf_support
+    _btf_support = support
+
+
 class CodecMap(Map, Generic[K, V]):
     """A map with a key codec and a value codec (byte identity unless a subclass binds typed codecs).
 
@@ -350,8 +405,12 @@ class CodecMap(Map, Generic[K, V]):
         name: str = "",
         flags: MapFlags = MapFlags.NONE,
         map_extra: int = 0,
+        btf: bool = True,
     ) -> Self:
         """Create a map: from a spec, from the class's declared ``spec``, or from its key/value types.
+
+        With ``btf=True`` (the default) a typed map of a kind that accepts BTF is created with BTF describing its
+        key and value (see :meth:`Map.create`).
 
         ``Flows.create(max_entries=65536, name="flows")`` derives type, key size and value size from
         ``class Flows(bs.HashMap[FlowKey, FlowStats])``. A class with a declared ``spec`` (generated classes)
@@ -375,7 +434,7 @@ class CodecMap(Map, Generic[K, V]):
             if max_entries is None:
                 raise TypeError(f"{cls.__name__}.create() needs a MapSpec or max_entries=")
             spec = cls._spec_from_types(max_entries, name, flags, map_extra)
-        return super().create(spec)
+        return super().create(spec, btf=btf)
 
     @classmethod
     def _check_spec(cls, spec: MapSpec) -> None:
@@ -398,6 +457,8 @@ class CodecMap(Map, Generic[K, V]):
                 )
         self._kc = kc if kc is not None else BytesCodec(info.key_size)  # type: ignore[assignment]
         self._vc = vc if vc is not None else BytesCodec(info.value_size)  # type: ignore[assignment]
+        if self._verify_btf and info.btf_id and _btf_support is not None and (kc is not None or vc is not None):
+            _btf_support.verify(self, self._type_roles)
 
 
 def list_maps() -> Iterator[MapInfo]:

@@ -42,7 +42,7 @@ struct value {
 	struct bits bits;
 	__be16 port;
 	_Bool ok;
-	double ratio;
+	__u64 ratio_bits; /* bpftool 7.1 prints FLOAT members as "(unsupported-kind", breaking its JSON */
 	union {
 		__u64 both;
 		struct {
@@ -64,6 +64,8 @@ struct event {
 	__u64 seq;
 	struct inner where;
 	char tag[5];
+	float load;
+	enum color color;
 };
 
 struct {
@@ -120,17 +122,31 @@ struct args {
 SEC("syscall")
 int fill(struct args *ctx)
 {
+	/* Map helpers take stack (not ctx) pointers: copy each piece first. */
+	__u32 index = ctx->index;
+
 	switch (ctx->which) {
-	case 0:
-		return bpf_map_update_elem(&values, &ctx->key, &ctx->value, BPF_ANY);
-	case 1:
-		return bpf_map_update_elem(&slots, &ctx->index, &ctx->bits, BPF_ANY);
-	case 2:
-		return bpf_map_update_elem(&percpu, &ctx->index, &ctx->inner, BPF_ANY);
-	case 3:
-		return bpf_map_update_elem(&percpu_arr, &ctx->index, &ctx->num, BPF_ANY);
-	case 4:
-		return bpf_map_push_elem(&events, &ctx->event, BPF_ANY);
+	case 0: {
+		struct key k = ctx->key;
+		struct value v = ctx->value;
+		return bpf_map_update_elem(&values, &k, &v, BPF_ANY);
+	}
+	case 1: {
+		struct bits b = ctx->bits;
+		return bpf_map_update_elem(&slots, &index, &b, BPF_ANY);
+	}
+	case 2: {
+		struct inner in = ctx->inner;
+		return bpf_map_update_elem(&percpu, &index, &in, BPF_ANY);
+	}
+	case 3: {
+		union num n = ctx->num;
+		return bpf_map_update_elem(&percpu_arr, &index, &n, BPF_ANY);
+	}
+	case 4: {
+		struct event e = ctx->event;
+		return bpf_map_push_elem(&events, &e, BPF_ANY);
+	}
 	default:
 		return -1;
 	}

@@ -1,0 +1,309 @@
+"""Maps and BTF: maps declared in an object's ``.maps`` section, the BTF of live maps, BTF for maps created from
+schemas, and the check of a typed class against a map's BTF."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from bpfschema._sys import ops
+from bpfschema._sys.consts import MapType
+from bpfschema.btf._format import Kind
+from bpfschema.btf._fromlayout import BtfBuilder
+from bpfschema.btf._load import btf_from_id
+from bpfschema.btf._model import Btf, BtfArray, BtfDatasec, BtfPtr, BtfStruct, BtfVar
+from bpfschema.btf._tolayout import ctype_from_btf
+from bpfschema.btf._verify import layout_diff
+from bpfschema.btf._write import write_btf
+from bpfschema.errors import BpfPermissionError, BtfError, LayoutMismatchError
+from bpfschema.layout import BytesType, CType, IntType, Member, StructType
+from bpfschema.maps.base import Map
+from bpfschema.maps.codec import Codec
+from bpfschema.maps.spec import MapInfo, MapSpec
+
+__all__ = [
+    "BTF_MAP_TYPES",
+    "MapBtf",
+    "MapDecl",
+    "btf_for_map",
+    "declared_maps",
+    "map_btf",
+    "verify_map",
+]
+
+#: Map types whose key/value BTF the kernel accepts (queue, stack, ring buffer refuse it; bloom filters take a
+#: value type only and are left out).
+BTF_MAP_TYPES = frozenset({
+    MapType.HASH,
+    MapType.ARRAY,
+    MapType.PERCPU_HASH,
+    MapType.PERCPU_ARRAY,
+    MapType.LRU_HASH,
+    MapType.LRU_PERCPU_HASH,
+    MapType.LPM_TRIE,
+})
+
+
+@dataclass(frozen=True)
+class MapDecl:
+    """A map declared in a BPF object's ``.maps`` section (libbpf's ``__uint``/``__type`` macros).
+
+    Attributes:
+        name: the variable name (the kernel name is its first 15 bytes).
+        type: the map type (raw number if unknown here).
+        max_entries: capacity (0 if not declared).
+        flags: ``map_flags``.
+        key_size: key size in bytes (from ``key`` or ``key_size``).
+        value_size: value size in bytes (per CPU for per-CPU maps).
+        key_type_id: BTF id of the key type, 0 if none was declared.
+        value_type_id: BTF id of the value type, 0 if none.
+        key: the key's layout C type (``None`` without a key type).
+        value: the value's layout C type (``None`` without a value type).
+        map_extra: ``map_extra`` (bloom filter hash count ...).
+        pinning: libbpf's ``pinning`` (1 = by name).
+    """
+
+    name: str
+    type: MapType | int
+    max_entries: int
+    flags: int
+    key_size: int
+    value_size: int
+    key_type_id: int
+    value_type_id: int
+    key: CType | None
+    value: CType | None
+    map_extra: int = 0
+    pinning: int = 0
+
+    def spec(self) -> MapSpec:
+        """The :class:`~bpfschema.MapSpec` of this declaration (sizes only; names truncated to 15 bytes).
+
+        Raises:
+            ValueError: the type is unknown to bpfschema, or the declaration misses what MapSpec needs.
+        """
+        if not isinstance(self.type, MapType):
+            raise ValueError(f"map {self.name!r}: unknown map type {self.type}")
+        from bpfschema._sys.consts import MapFlags
+
+        return MapSpec(type=self.type, key_size=self.key_size, value_size=self.value_size,
+                       max_entries=self.max_entries, name=self.name[:15], flags=MapFlags(self.flags),
+                       map_extra=self.map_extra)
+
+
+def _uint(btf: Btf, tid: int) -> int:
+    """The number a ``__uint(name, n)`` member encodes: a pointer to an array of ``n`` ints."""
+    t = btf[btf.skip(tid)]
+    if isinstance(t, BtfPtr):
+        arr = btf[btf.skip(t.type)]
+        if isinstance(arr, BtfArray):
+            return arr.nelems
+    raise BtfError("read .maps", f"type [{tid}] is not a __uint() encoding (pointer to an array)")
+
+
+def _typed(btf: Btf, tid: int) -> int:
+    """The type a ``__type(name, T)`` member names: the pointee."""
+    t = btf[btf.skip(tid)]
+    if isinstance(t, BtfPtr):
+        return t.type
+    raise BtfError("read .maps", f"type [{tid}] is not a __type() encoding (a pointer)")
+
+
+def declared_maps(btf: Btf) -> list[MapDecl]:
+    """The maps an object declares in its ``.maps`` DATASEC, in section order.
+
+    This is where queue, stack and ring buffer maps keep their value type: the kernel map carries no BTF of its
+    own (``btf_id`` 0), so the only record of ``__type(value, struct event)`` is the object's BTF.
+
+    Raises:
+        BtfError: a ``.maps`` variable is not a struct of ``__uint``/``__type`` members, or a key/value type has
+            no layout.
+    """
+    out: list[MapDecl] = []
+    for sec_id in btf.find(".maps", Kind.DATASEC):
+        sec = btf[sec_id]
+        assert isinstance(sec, BtfDatasec)
+        for vsi in sec.vars:
+            var = btf[vsi.type]
+            if not isinstance(var, BtfVar):
+                raise BtfError("read .maps", f"type [{vsi.type}] in .maps is a {var.kind.name}, not a VAR")
+            st = btf[btf.skip(var.type)]
+            if not isinstance(st, BtfStruct):
+                raise BtfError("read .maps", f"map {var.name!r}: its type is a {st.kind.name}, not a struct")
+            fields: dict[str, int] = {}
+            types: dict[str, int] = {}
+            for m in st.members:
+                if m.name in ("key", "value"):
+                    types[m.name] = _typed(btf, m.type)
+                elif m.name in ("values", "inner"):
+                    continue  # map-in-map initialisers and inner map definitions
+                else:
+                    fields[m.name] = _uint(btf, m.type)
+            kt, vt = types.get("key", 0), types.get("value", 0)
+            key = ctype_from_btf(btf, kt, name=f"{var.name}_key") if kt else None
+            value = ctype_from_btf(btf, vt, name=f"{var.name}_value") if vt else None
+            raw_type = fields.get("type", 0)
+            try:
+                mtype: MapType | int = MapType(raw_type)
+            except ValueError:
+                mtype = raw_type
+            out.append(MapDecl(
+                name=var.name,
+                type=mtype,
+                max_entries=fields.get("max_entries", 0),
+                flags=fields.get("map_flags", 0),
+                key_size=btf.size_of(kt) if kt else fields.get("key_size", 0),
+                value_size=btf.size_of(vt) if vt else fields.get("value_size", 0),
+                key_type_id=kt,
+                value_type_id=vt,
+                key=key,
+                value=value,
+                map_extra=fields.get("map_extra", 0),
+                pinning=fields.get("pinning", 0),
+            ))
+    return out
+
+
+@dataclass(frozen=True)
+class MapBtf:
+    """The BTF of a live map and its key/value types.
+
+    Attributes:
+        btf: the whole BTF object the map refers to (a loaded program's object BTF includes its ``.maps``).
+        key_type_id: BTF id of the key type (0: none).
+        value_type_id: BTF id of the value type (0: none).
+        key: the key's layout C type, or ``None``.
+        value: the value's layout C type, or ``None``.
+    """
+
+    btf: Btf
+    key_type_id: int
+    value_type_id: int
+    key: CType | None
+    value: CType | None
+
+
+def map_btf(m: Map | MapInfo) -> MapBtf | None:
+    """The BTF of a live map, or ``None`` when it has none (``btf_id`` 0: maps created without BTF, and every
+    queue, stack and ring buffer).
+
+    Needs BPF_BTF_GET_FD_BY_ID (Linux 5.0, CAP_SYS_ADMIN); maps carry BTF since Linux 4.18.
+
+    Raises:
+        BpfPermissionError: without CAP_SYS_ADMIN.
+        BtfError: the BTF is malformed or the key/value type has no layout.
+    """
+    info = m.info if isinstance(m, Map) else m
+    if not info.btf_id:
+        return None
+    btf = btf_from_id(info.btf_id)
+    kt, vt = info.btf_key_type_id, info.btf_value_type_id
+    key = ctype_from_btf(btf, kt, name=f"{info.name or 'map'}_key") if kt else None
+    value = ctype_from_btf(btf, vt, name=f"{info.name or 'map'}_value") if vt else None
+    return MapBtf(btf, kt, vt, key, value)
+
+
+# -- BTF for maps created from schemas ---------------------------------------------------------------------
+
+
+def _codec_ctype(codec: Codec[object] | None, size: int, index_key: bool) -> CType | None:
+    ct = getattr(codec, "ctype", None)
+    if isinstance(ct, CType):
+        return ct
+    if index_key:
+        return IntType(4)
+    return BytesType(size) if size > 0 else None
+
+
+def btf_for_map(map_type: MapType | int, key: CType | None, value: CType | None) -> tuple[bytes, int, int]:
+    """BTF bytes describing a map's key and value, and their type ids (0 for ``None``).
+
+    LPM tries need a struct key: a key that is not a struct is described as
+    ``struct bpf_lpm_trie_key_u8 { __u32 prefixlen; __u8 data[n - 4]; }``.
+
+    Raises:
+        BtfError: a type cannot be expressed in BTF.
+    """
+    b = BtfBuilder()
+    if map_type == MapType.LPM_TRIE and key is not None and not isinstance(key, StructType) and key.size > 4:
+        prefix, data = Member("prefixlen", IntType(4)), Member("data", BytesType(key.size - 4))
+        key = StructType("bpf_lpm_trie_key_u8", (prefix, data))
+    kid = b.add(key) if key is not None else 0
+    vid = b.add(value) if value is not None else 0
+    return write_btf(b.btf), kid, vid
+
+
+class _Support:
+    """What :mod:`bpfschema.maps.base` calls: BTF at create, verification at open."""
+
+    def create_args(self, cls: type[Map], spec: MapSpec) -> tuple[int, int, int] | None:
+        if spec.type not in BTF_MAP_TYPES:
+            return None
+        kc: Codec[object] | None = getattr(cls, "key_codec", None)
+        vc: Codec[object] | None = getattr(cls, "value_codec", None)
+        if getattr(kc, "ctype", None) is None and getattr(vc, "ctype", None) is None:
+            return None  # nothing typed: nothing worth describing
+        index_key = spec.type in (MapType.ARRAY, MapType.PERCPU_ARRAY)
+        key = _codec_ctype(kc, spec.key_size, index_key)
+        value = _codec_ctype(vc, spec.value_size, False)
+        if (key is not None and key.size != spec.key_size) or (value is not None and value.size != spec.value_size):
+            return None
+        try:
+            blob, kid, vid = btf_for_map(spec.type, key, value)
+        except BtfError:
+            return None  # a type BTF cannot express: the map is still created, without BTF
+        try:
+            fd = ops.btf_load(blob)
+        except (ops.VerifierError, OSError):
+            return None  # an older kernel without some kind we used: create the map without BTF
+        return fd, kid, vid
+
+    def verify(self, m: Map, roles: Sequence[str]) -> None:
+        info = m.info
+        if not info.btf_id:
+            return
+        try:
+            mb = map_btf(info)
+        except BpfPermissionError:
+            return  # BTF_GET_FD_BY_ID needs CAP_SYS_ADMIN: nothing to compare with
+        except BtfError:
+            return  # BTF this module cannot turn into a layout: the kernel's size check already passed
+        if mb is None:
+            return
+        lines: list[str] = []
+        cls = type(m)
+        for role in roles:
+            codec = getattr(cls, f"{role}_codec", None)
+            ours = getattr(codec, "ctype", None)
+            theirs = mb.key if role == "key" else mb.value
+            if not isinstance(ours, CType) or theirs is None:
+                continue
+            diff = layout_diff(ours, theirs)
+            if diff:
+                tid = mb.key_type_id if role == "key" else mb.value_type_id
+                lines.append(f"{role}: {ours.c_type()} (the class) vs {mb.btf.describe(tid)} (BTF):")
+                lines.extend(f"    {d}" for d in diff)
+        if lines:
+            raise LayoutMismatchError(
+                "open",
+                f"{cls.__name__} does not match the map's BTF (pass verify=False to skip this check):\n  "
+                + "\n  ".join(lines),
+                map_name=info.name or f"id {info.id}",
+            )
+
+
+support = _Support()
+
+
+def verify_map(m: Map) -> None:
+    """Compare a typed map's key/value layouts with the map's BTF; what ``from_pin``/``from_id``/``from_fd`` do
+    unless ``verify=False``.
+
+    Raises:
+        LayoutMismatchError: a difference (the message lists each one: missing fields, offsets, sizes, kinds,
+            signedness).
+
+    A map without BTF, whose BTF cannot be read (no CAP_SYS_ADMIN) or has a type with no layout is accepted: the
+    size check at open still applies.
+    """
+    support.verify(m, getattr(type(m), "_type_roles", ("key", "value")))

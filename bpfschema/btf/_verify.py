@@ -1,0 +1,121 @@
+"""Compare a class's layout with the layout BTF gives for the same bytes, field by field."""
+
+from __future__ import annotations
+
+from bpfschema.layout import (
+    ArrayType,
+    BitfieldsType,
+    BoolType,
+    BytesType,
+    CStringType,
+    CType,
+    FloatType,
+    IntType,
+    MappedType,
+    PaddingType,
+    StructType,
+    UnionType,
+)
+
+__all__ = ["layout_diff"]
+
+
+def _base(t: CType) -> CType:
+    while isinstance(t, MappedType):
+        t = t.base
+    return t
+
+
+def _is_bytes(t: CType) -> bool:
+    t = _base(t)
+    if isinstance(t, BytesType | CStringType):
+        return True
+    return isinstance(t, ArrayType) and _base(t.elem).size == 1 and not isinstance(_base(t.elem), StructType)
+
+
+def _spell(t: CType) -> str:
+    return t.c_type()
+
+
+def layout_diff(ours: CType, theirs: CType, path: str = "") -> list[str]:
+    """Differences between ``ours`` (a class's C type) and ``theirs`` (from BTF), one readable line each.
+
+    Compared: field names (the C names), offsets, sizes, kinds (integer, float, struct, array...) and integer
+    signedness where both sides know it. Not compared: byte order (BTF has none), Python-only distinctions
+    (``bytes`` vs ``char[n]`` vs a tuple of bytes, an enum vs its integer), names of padding. A BTF member that
+    lies in the class's padding (explicit or implicit) is accepted; one that overlaps a class field is not.
+    """
+    where = path or "(whole value)"
+    a, b = _base(ours), _base(theirs)
+    if a.size != b.size:
+        return [f"{where}: {_spell(ours)} is {a.size} bytes in the class, BTF has {_spell(theirs)} of {b.size} bytes"]
+    if isinstance(a, StructType) and isinstance(b, StructType):
+        return _struct_diff(a, b, path)
+    if isinstance(a, StructType) or isinstance(b, StructType):
+        if isinstance(b, UnionType):
+            return []  # a union may be read through any of its members
+        return [f"{where}: {_spell(ours)} in the class, BTF has {_spell(theirs)}"]
+    if (_is_bytes(a) and not isinstance(b, StructType | UnionType)) or (_is_bytes(b) and not isinstance(a, StructType)):
+        return []  # a byte view of the same bytes (IPv6 as __u8[16] vs __be32[4], MAC, char[n] vs __u8[n])
+    if isinstance(a, ArrayType) and isinstance(b, ArrayType):
+        if a.length != b.length:
+            return [f"{where}: {a.length} elements in the class, {b.length} in BTF"]
+        return layout_diff(a.elem, b.elem, f"{path}[]")
+    if isinstance(b, UnionType):
+        return []
+    if isinstance(a, IntType) and isinstance(b, IntType):
+        if a.signed != b.signed and not (a.big_endian or b.big_endian):
+            return [f"{where}: {'signed' if a.signed else 'unsigned'} {_spell(ours)} in the class, BTF has "
+                    f"{'signed' if b.signed else 'unsigned'} {_spell(theirs)}"]
+        return []
+    if isinstance(a, IntType | BoolType) and isinstance(b, IntType | BoolType):
+        return []  # _Bool and a byte
+    if isinstance(a, FloatType) and isinstance(b, FloatType):
+        return []
+    return [f"{where}: {_spell(ours)} in the class, BTF has {_spell(theirs)}"]
+
+
+def _fields(st: StructType) -> list[tuple[str, int, CType]]:
+    out: list[tuple[str, int, CType]] = []
+    by_name = {m.name: m for m in st.members}
+    for fl in st.layout.fields:
+        m = by_name.get(fl.name)
+        cname = (m.c_spelling or fl.name) if m is not None else fl.name
+        out.append((cname, fl.offset, fl.ctype))
+    return out
+
+
+def _covered_by_padding(st: StructType, start: int, end: int) -> bool:
+    return all(not (off < end and start < off + ct.size) for _, off, ct in _fields(st))
+
+
+def _struct_diff(a: StructType, b: StructType, path: str) -> list[str]:
+    out: list[str] = []
+    prefix = f"{path}." if path else ""
+    theirs = {name: (off, ct) for name, off, ct in _fields(b)}
+    for name, off, ct in _fields(a):
+        p = prefix + name
+        if isinstance(ct, BitfieldsType):
+            continue  # only BTF-derived layouts have bitfields; compared through the BTF side below
+        other = theirs.pop(name, None)
+        if other is None:
+            out.append(f"- {p}: {_spell(ct)} at offset {off} is in the class, not in the map's BTF")
+            continue
+        boff, bct = other
+        if isinstance(bct, BitfieldsType):
+            out.append(f"~ {p}: a field in the class, bitfields in BTF")
+            continue
+        if boff != off:
+            out.append(f"~ {p}: offset {off} in the class, {boff} in BTF")
+            continue
+        out.extend("~ " + d for d in layout_diff(ct, bct, p))
+    for name, (off, ct) in theirs.items():
+        if isinstance(ct, BitfieldsType):
+            for bf in ct.bitfields:
+                out.append(f"+ {prefix}{bf.c_spelling}: bitfield {bf.ctype.c_base} : {bf.bits} at offset {off} "
+                           "in BTF has no field in the class")
+            continue
+        if isinstance(ct, PaddingType) or _covered_by_padding(a, off, off + ct.size):
+            continue
+        out.append(f"+ {prefix}{name}: {_spell(ct)} at offset {off} in BTF has no field in the class")
+    return out
