@@ -384,9 +384,49 @@ def _write_or_check(path: str, text: str, check: bool) -> bool:
     return True
 
 
+def _btf_maps(args: argparse.Namespace) -> tuple[list[object], str]:
+    from bpfschema import btf, codegen
+
+    if args.from_object:
+        try:
+            b = btf.load_object_btf(args.from_object)
+        except OSError as e:
+            raise CliError(f"--from-object {args.from_object}: {e.strerror or e}") from None
+        out: list[object] = []
+        for d in btf.declared_maps(b):
+            if isinstance(d.type, bs.MapType):
+                out.append(codegen.BtfMap(d.name, d.type, d.max_entries, d.flags, d.key, d.value, d.key_size,
+                                          d.value_size, d.map_extra))
+        rel = os.path.relpath(args.from_object)
+        return out, rel if not rel.startswith("..") else os.path.basename(args.from_object)
+    target = args.from_pin or str(args.from_id)
+    with _open(target, readonly=True, schema=None) as m:
+        mb = btf.map_btf(m)
+        info = m.info
+    if mb is None:
+        raise CliError(f"{target}: the map has no BTF (queues, stacks and ring buffers never do): use --from-object")
+    if not isinstance(info.type, bs.MapType):
+        raise CliError(f"{target}: unknown map type {info.type}")
+    src = f"pinned map {args.from_pin}" if args.from_pin else f"map id {args.from_id}"
+    return [codegen.BtfMap(info.name, info.type, info.max_entries, info.flags, mb.key, mb.value, info.key_size,
+                           info.value_size, info.map_extra)], src
+
+
 def cmd_gen(args: argparse.Namespace) -> int:
     from bpfschema import codegen
 
+    if args.from_object or args.from_pin or args.from_id is not None:
+        if args.inputs:
+            raise CliError("gen: give schema modules or one of --from-object/--from-pin/--from-id, not both")
+        if args.output.endswith(os.sep) or os.path.isdir(args.output):
+            raise CliError("gen --from-*: -o must name a .py file")
+        maps, src = _btf_maps(args)
+        name = os.path.splitext(os.path.basename(args.output))[0]
+        try:
+            text = codegen.generate_from_btf(maps, source=src, module_name=name)  # type: ignore[arg-type]
+        except codegen.GenerateError as e:
+            raise CliError(str(e)) from None
+        return 0 if _write_or_check(args.output, text, args.check) else 1
     targets = _gen_targets(args.inputs)
     if not targets:
         raise CliError("gen: no schema modules found in the inputs")
@@ -436,8 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_drain)
 
     s = sub.add_parser("gen", help="generate typed map classes (and a C header) from schema declarations")
-    s.add_argument("inputs", nargs="+", metavar="SCHEMA",
+    s.add_argument("inputs", nargs="*", metavar="SCHEMA",
                    help="schema modules: .py files, dotted module names, or directories of them")
+    s.add_argument("--from-object", metavar="PROG.bpf.o", help="generate from the maps declared in an object's BTF")
+    s.add_argument("--from-pin", metavar="PATH", help="generate from a pinned map's BTF")
+    s.add_argument("--from-id", type=int, metavar="ID", help="generate from a live map's BTF")
     s.add_argument("-o", "--output", required=True,
                    help="the module to write (.py), or a directory: one <name>_maps.py per input")
     s.add_argument("--header", metavar="FILE.h", help="also write the C declarations of every struct and map")

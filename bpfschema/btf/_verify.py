@@ -103,8 +103,9 @@ def _struct_diff(a: StructType, b: StructType, path: str) -> list[str]:
             continue
         boff, bct = other
         if isinstance(bct, BitfieldsType):
-            out.append(f"~ {p}: a field in the class, bitfields in BTF")
-            continue
+            if not (boff == off and _is_bytes(ct) and ct.size == bct.size):
+                out.append(f"~ {p}: a field in the class, bitfields in BTF")
+            continue  # raw bytes of exactly the bitfields' storage (what `bpfschema gen --from-*` declares)
         if boff != off:
             out.append(f"~ {p}: offset {off} in the class, {boff} in BTF")
             continue

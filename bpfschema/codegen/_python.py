@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keyword
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import bpfschema as bs
@@ -39,8 +40,12 @@ class _Imports:
     """Aliased imports: ``import x.y as _x_y``. A user's field named ``typing`` or ``bs`` cannot shadow them."""
 
     modules: dict[str, str] = field(default_factory=dict)
+    #: A module whose names are defined in the generated module itself (schemas generated from BTF).
+    inline: str | None = None
 
     def ref(self, module: str, name: str) -> str:
+        if module == self.inline:
+            return name
         alias = self.modules.get(module)
         if alias is None:
             alias = "_" + re.sub(r"\W", "_", module)
@@ -234,14 +239,20 @@ class _Emitter:
         return lines
 
 
-def generate_python(mods: list[SchemaModule]) -> str:
+def generate_python(mods: list[SchemaModule], *, imports: _Imports | None = None,
+                    inline: Sequence[str] = ()) -> str:
     """The text of the generated module for one or more loaded schema modules. Deterministic.
+
+    ``inline`` are schema source lines to place in the module itself (schemas generated from BTF); ``imports``
+    then holds the imports they use and names the module they stand for (``imports.inline``).
 
     Raises:
         GenerateError: a declaration the generator cannot express (a key type with no importable name, a map
             kind without a class, a missing key/value type).
     """
     e = _Emitter(mods)
+    if imports is not None:
+        e.imp = imports
     for m in mods:
         e.prepare(m)
     used = {camel(d.attr) + suffix for m in mods for d in m.maps for suffix in ("Map", "RecordMap")}
@@ -259,7 +270,7 @@ def generate_python(mods: list[SchemaModule]) -> str:
     records = [(e.record_names[id(st)], e.record_class(st)) for st in e.structs if st.py_cls is not None]
     checks = []
     for st in e.structs:
-        if st.py_cls is None:
+        if st.py_cls is None or inline:
             continue
         checks.append(f"{e.imp.ref('bpfschema.codegen', 'expect_layout')}({e.obj_ref(st.py_cls, st.name)}, "
                       f"size={st.size}, format={st.layout.format!r})")
@@ -269,7 +280,9 @@ def generate_python(mods: list[SchemaModule]) -> str:
            "from __future__ import annotations", ""]
     body: list[str] = []
     body += ["__all__ = [", *(f'    "{n}",' for n in names), "]", ""]
-    if checks:
+    if inline:
+        body += ["# Schemas generated from BTF.", "", *inline, ""]
+    elif checks:
         body += ["# The schemas must still have the layouts this module was generated from.", *checks, ""]
     for _, lines in records:
         body += ["", *lines, ""]

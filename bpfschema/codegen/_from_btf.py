@@ -1,0 +1,274 @@
+"""BTF map declarations -> Python schema source (Structs, IntEnums, MapSpecs), for ``bpfschema gen --from-*``.
+
+The schema source is executed into a module object, checked (each Struct's offsets and size must equal BTF's; a
+struct that the natural C rules do not reproduce is emitted ``packed`` with explicit padding) and then handed to
+the ordinary generator, which adds the typed map classes. Unions and bitfield groups, which Structs cannot
+express, become raw ``bytes`` members of their exact size (the struct is then emitted packed). C enums become
+integer fields (a C enum may hold any value), with the ``IntEnum`` class emitted alongside for conversions.
+"""
+
+from __future__ import annotations
+
+import enum
+import keyword
+import re
+import sys
+import types
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .._sys.consts import MapFlags, MapType
+from ..layout._ctypes import (
+    ArrayType,
+    BoolType,
+    BytesType,
+    CStringType,
+    CType,
+    FloatType,
+    IntType,
+    MappedType,
+    PaddingType,
+    StructType,
+)
+from ..maps import Map, MapSpec
+from ._load import GenerateError, MapDecl, SchemaModule
+from ._python import _Imports, camel
+
+
+@dataclass(frozen=True)
+class BtfMap:
+    """A map to generate from BTF: its name, kind, capacity and key/value C types (``None``: none declared)."""
+
+    name: str
+    type: MapType
+    max_entries: int
+    flags: int
+    key: CType | None
+    value: CType | None
+    key_size: int
+    value_size: int
+    map_extra: int = 0
+
+
+def _ident(name: str, taken: set[str]) -> str:
+    n = re.sub(r"\W", "_", name) or "field"
+    if n[0].isdigit() or n.startswith("_"):
+        n = "f" + n
+    if keyword.iskeyword(n) or n in ("model_config", "layout", "Record", "to_bytes", "from_bytes"):
+        n += "_"
+    base, i = n, 1
+    while n in taken:
+        i += 1
+        n = f"{base}{i}"
+    taken.add(n)
+    return n
+
+
+class _SchemaWriter:
+    def __init__(self, imp: _Imports):
+        self.imp = imp
+        self.lines: list[str] = []
+        self.names: dict[object, str] = {}  # structural key of a struct -> Python name
+        self.taken: set[str] = set()
+        self.enums: dict[object, str] = {}  # structural key of an enum -> Python name
+
+    def bs(self, name: str) -> str:
+        return self.imp.ref("bpfschema", name)
+
+    def annotated(self, py: str, meta: str) -> str:
+        return f"{self.imp.ref('typing', 'Annotated')}[{py}, {meta}]"
+
+    # -- field types ----------------------------------------------------------------------------------------
+
+    def scalar(self, t: CType) -> str | None:
+        """The bpfschema field type for a scalar C type, or None."""
+        if isinstance(t, IntType):
+            if t.order == "big" and not t.signed and t.size in (2, 4, 8):
+                return self.bs(f"be{t.size * 8}")
+            if t.order in (None, "little") or t.size == 1:
+                return self.bs(("s" if t.signed else "u") + str(t.size * 8))
+            return None
+        if isinstance(t, FloatType):
+            return self.bs(f"f{t.size * 8}")
+        if isinstance(t, BoolType):
+            return self.bs("bool8")
+        if isinstance(t, MappedType) and isinstance(t.py_type, type) and issubclass(t.py_type, enum.IntEnum):
+            # A C enum is an integer that may hold values with no enumerator: decode it as the integer (so kernel
+            # data never fails to decode) and emit the IntEnum class for callers to convert with.
+            self.enum(t.py_type)
+            return self.scalar(t.base)
+        return None
+
+    @staticmethod
+    def _enum_key(cls: type[enum.IntEnum]) -> object:
+        return (cls.__name__, tuple((m.name, int(m)) for m in cls))
+
+    def enum(self, cls: type[enum.IntEnum]) -> str:
+        # The same C type reached through several maps is one Python class.
+        key = self._enum_key(cls)
+        name = self.enums.get(key)
+        if name is not None:
+            return name
+        name = _ident(camel(cls.__name__) or "Enum", self.taken)
+        self.enums[key] = name
+        body = [f"class {name}({self.imp.ref('enum', 'IntEnum')}):"]
+        used: set[str] = set()
+        for member in cls:
+            body.append(f"    {_ident(member.name or 'V', used)} = {int(member)}")
+        if len(body) == 1:
+            body.append("    pass")
+        self.lines += [*body, "", ""]
+        return name
+
+    def field(self, t: CType) -> tuple[str, bool]:
+        """(annotation, exact): ``exact`` is False when the member is emitted as raw bytes."""
+        sc = self.scalar(t)
+        if sc is not None:
+            return sc, True
+        if isinstance(t, StructType):
+            return self.struct(t), True
+        if isinstance(t, CStringType):
+            return self.annotated("str", f"{self.bs('CString')}({t.size})"), True
+        if isinstance(t, BytesType):
+            return self.annotated("bytes", f"{self.bs('Bytes')}({t.size})"), True
+        if isinstance(t, ArrayType):
+            elem = t.elem
+            inner = self.scalar(elem)
+            py = "int"
+            if inner is None and isinstance(elem, StructType):
+                inner = py = self.struct(elem)
+            elif isinstance(elem, FloatType):
+                py = "float"
+            elif isinstance(elem, BoolType):
+                py = "bool"
+            if inner is not None:
+                return self.annotated(f"tuple[{py}, ...]", f"{self.bs('Array')}({inner}, {t.length})"), True
+        return self.annotated("bytes", f"{self.bs('Bytes')}({t.size})"), False
+
+    # -- structs --------------------------------------------------------------------------------------------
+
+    def struct(self, st: StructType) -> str:
+        key = (st.name, st.size, st.layout.c_declaration())
+        name = self.names.get(key)
+        if name is not None:
+            return name
+        name = _ident(camel(st.name) or "Struct", self.taken)
+        self.names[key] = name
+        members = [fl for fl in st.layout.members]
+        fields: list[tuple[str, str, int, int]] = []  # (name, annotation, offset, size)
+        exact = True
+        used: set[str] = set()
+        for fl in members:
+            if fl.is_padding or isinstance(fl.ctype, PaddingType):
+                continue
+            ann, ok = self.field(fl.ctype)
+            exact &= ok
+            fields.append((_ident(fl.name, used), ann, fl.offset, fl.size))
+        self.lines += self._struct_lines(name, st, fields, packed=not exact or st.packed)
+        self.lines += ["", ""]
+        return name
+
+    def _struct_lines(self, name: str, st: StructType, fields: list[tuple[str, str, int, int]], *,
+                      packed: bool) -> list[str]:
+        kw = [f"c_name={st.name!r}"]
+        out: list[str] = []
+        if packed:
+            kw += ["packed=True", f"align={st.alignment}"]
+            pos = 0
+            body: list[str] = []
+            pad = f"{self.imp.ref('typing', 'ClassVar')}[{self.bs('Padding')}"
+            for fname, ann, off, size in fields:
+                if off > pos:
+                    body.append(f"    _pad{len(body)}: {pad}[{off - pos}]]")
+                body.append(f"    {fname}: {ann}  # offset {off}")
+                pos = off + size
+            if st.size > pos:
+                body.append(f"    _pad{len(body)}: {pad}[{st.size - pos}]]")
+        else:
+            body = [f"    {fname}: {ann}  # offset {off}" for fname, ann, off, _ in fields]
+        out.append(f"class {name}({self.bs('Struct')}, {', '.join(kw)}):")
+        out.append(f'    """``struct {st.name}`` ({st.size} bytes), from BTF."""')
+        out.append("")
+        out += body or ["    pass"]
+        return out
+
+
+def schema_source(maps: Sequence[BtfMap], imp: _Imports) -> tuple[list[str], list[str]]:
+    """Schema lines (enums, structs, MapSpecs) for ``maps``, and the names of maps skipped (with why)."""
+    w = _SchemaWriter(imp)
+    specs: list[str] = []
+    skipped: list[str] = []
+    for m in sorted(maps, key=lambda m: m.name):
+        kind = Map._registry.get(m.type)
+        if kind is None:
+            skipped.append(f"{m.name}: map type {m.type.name} has no bpfschema class")
+            continue
+        args = {}
+        for role in kind._type_roles:
+            ct = m.key if role == "key" else m.value
+            if ct is None:
+                break
+            if isinstance(ct, StructType):
+                args[role] = w.struct(ct)
+            else:
+                ann, _ = w.field(ct)
+                alias = _ident(camel(m.name) + camel(role), w.taken)
+                w.lines += [f"{alias} = {ann}", ""]
+                args[role] = alias
+        else:
+            var = _ident(m.name, w.taken)
+            parts = [f"name={m.name[:15]!r}", f"type={w.bs('MapType')}.{m.type.name}"]
+            parts += [f"{r}={a}" for r, a in args.items()]
+            parts.append(f"max_entries={m.max_entries}")
+            flags = MapFlags(m.flags) & ~MapFlags.NO_PREALLOC if m.type == MapType.LPM_TRIE else MapFlags(m.flags)
+            if flags:
+                parts.append("flags=" + " | ".join(f"{w.bs('MapFlags')}.{f.name}" for f in MapFlags
+                                                   if f and f in flags and f.name))
+            if m.map_extra:
+                parts.append(f"map_extra={m.map_extra}")
+            specs.append(f"{var} = {w.bs('MapSpec')}({', '.join(parts)})")
+            continue
+        skipped.append(f"{m.name}: no {'key' if 'key' in kind._type_roles and m.key is None else 'value'} type "
+                       "in its BTF")
+    return [*w.lines, *specs], skipped
+
+
+def load_from_btf(maps: Sequence[BtfMap], source: str, import_name: str, imp: _Imports) -> tuple[SchemaModule,
+                                                                                                  list[str]]:
+    """Execute the schema source into a module named ``import_name`` and check it against the BTF layouts.
+
+    Returns the loaded module and its source lines.
+
+    Raises:
+        GenerateError: no map could be generated, or a struct's layout does not reproduce BTF's.
+    """
+    lines, skipped = schema_source(maps, imp)
+    mod = types.ModuleType(import_name)
+    prelude = "\n".join(f"import {m} as {a}" for m, a in sorted(imp.modules.items()))
+    sys.modules[import_name] = mod
+    try:
+        exec(compile(prelude + "\n" + "\n".join(lines), f"<generated from {source}>", "exec"), mod.__dict__)
+    except Exception as e:
+        del sys.modules[import_name]
+        raise GenerateError("gen", f"{source}: the schema generated from BTF does not load: {e}") from e
+    decls = sorted((MapDecl(k, v) for k, v in vars(mod).items() if isinstance(v, MapSpec)), key=lambda d: d.attr)
+    if not decls:
+        del sys.modules[import_name]
+        raise GenerateError("gen", f"{source}: no map with key/value types in its BTF ({'; '.join(skipped)})")
+    by_name = {m.name[:15]: m for m in maps}
+    for d in decls:
+        bm = by_name[d.spec.name]
+        for role in ("key", "value"):
+            want = bm.key if role == "key" else bm.value
+            tp = getattr(d.spec, role)
+            if want is None or tp is None:
+                continue
+            got = getattr(tp, "layout", None)
+            if got is not None and isinstance(want, StructType):
+                ours = [(f.offset, f.size) for f in got.fields]
+                theirs = [(f.offset, f.size) for f in want.layout.members if not f.is_padding]
+                if got.size != want.size or ours != theirs:
+                    raise GenerateError("gen", f"{source}: {bm.name}: {role} layout {ours} (size {got.size}) does "
+                                               f"not reproduce BTF's {theirs} (size {want.size})")
+    return SchemaModule(import_name=import_name, source=source, module=mod, maps=tuple(decls)), \
+        [*(f"# skipped {s}" for s in skipped), *([""] if skipped else []), *lines]
