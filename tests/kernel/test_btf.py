@@ -546,7 +546,8 @@ def test_gen_from_object_decodes_what_the_kernel_wrote(loaded: Loaded, tmp_path:
             vraw = bytes(int(x, 16) for x in e["value"])
             k, v = gen.Key.from_bytes(kraw), gen.Value.from_bytes(vraw)
             assert got[k] == v
-            rk, rv = kc.decode(kraw), vc.decode(vraw)
+            rk: Any = kc.decode(kraw)
+            rv: Any = vc.decode(vraw)
             assert (k.pid, k.comm) == (rk.pid, rk.comm)
             assert (v.id, v.port, v.ok, v.ratio_bits, v.delta, tuple(v.hist)) == (
                 rv.id, rv.port, rv.ok, rv.ratio_bits, rv.delta, tuple(rv.hist))
