@@ -295,57 +295,82 @@ def _silence_stdout() -> None:
 
 def cmd_drain(args: argparse.Namespace) -> int:
     writer = _PacedWriter(sys.stdout, pace=not args.no_pace)
-    stop = [False]
+    stop = [0]
 
     def on_signal(signum: int, frame: object) -> None:
-        stop[0] = True  # finish the entry in hand, then leave: the drain puts back whatever it took early
+        stop[0] = signum  # finish the entry in hand, then leave: the drain puts back whatever it took early
 
     old_int = signal.signal(signal.SIGINT, on_signal)
     old_term = signal.signal(signal.SIGTERM, on_signal)
     try:
-        with _open(args.target, readonly=False, schema=args.schema) as m:
-            drain_fn: Callable[..., bs.Drain[object]] | None = getattr(m, "drain", None)
-            if drain_fn is None:
-                raise CliError(f"map {m.name!r} ({type(m).__name__}) cannot be drained")
-            remaining = args.limit
-            prog = _Progress("drain")
-            kw: dict[str, object] = {}
-            if writer.pipe and isinstance(m, (bs.QueueMap, bs.StackMap)):
-                # Paced output takes one value per reader step: a batch pop would hold values back and, when
-                # the reader leaves, push them to the queue's tail (changing the order).
-                kw["batch_pop"] = False
-            while not stop[0]:
-                with drain_fn(limit=remaining, **kw) as d:
-                    while not stop[0]:
-                        try:
-                            entry = next(d)
-                        except StopIteration:
-                            break
-                        try:
-                            writer.write_line(_entry_json(m, entry))
-                        except _ReaderGone:
-                            _silence_stdout()
-                            if not _put_back(m, entry):
-                                print(f"bpfschema: the reader is gone and one entry could not be put back: "
-                                      f"{_entry_json(m, entry)}", file=sys.stderr)
-                                return 1
-                            return 0
-                        prog.tick()
-                    taken = d.delivered
-                if remaining is not None:
-                    remaining -= taken
-                    if remaining <= 0:
-                        break
-                if args.every is None:
-                    break
-                deadline = time.monotonic() + args.every
-                while not stop[0] and time.monotonic() < deadline:
-                    time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-            prog.done()
+        return _drain_loop(args, writer, stop)
+    except bs.DrainIncompleteError as e:
+        _report_lost(e.entries, None)
+        return 1
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
-    return 130 if stop[0] else 0
+
+
+def _report_lost(entries: Sequence[object], m: bs.Map | None) -> None:
+    """Entries out of the map that could not be written nor put back: the last place they can go is stderr."""
+    for entry in entries:
+        text = _entry_json(m, entry) if m is not None else json.dumps({"entry": to_json(entry)})
+        print(f"bpfschema: not delivered and not put back: {text}", file=sys.stderr)
+
+
+def _drain_loop(args: argparse.Namespace, writer: _PacedWriter, stop: list[int]) -> int:
+    with _open(args.target, readonly=False, schema=args.schema) as m:
+        drain_fn: Callable[..., bs.Drain[object]] | None = getattr(m, "drain", None)
+        if drain_fn is None:
+            raise CliError(f"map {m.name!r} ({type(m).__name__}) cannot be drained")
+        remaining = args.limit
+        prog = _Progress("drain")
+        kw: dict[str, object] = {}
+        if writer.pipe and isinstance(m, (bs.QueueMap, bs.StackMap)):
+            # Paced output takes one value per reader step: a batch pop would hold values back and, when
+            # the reader leaves, push them to the queue's tail (changing the order).
+            kw["batch_pop"] = False
+        while not stop[0]:
+            with drain_fn(limit=remaining, **kw) as d:
+                while not stop[0]:
+                    try:
+                        entry = next(d)
+                    except StopIteration:
+                        break
+                    except bs.DecodeError as e:
+                        # Taken out but not decodable with the schema: deliver the bytes rather than lose them.
+                        for raw in e.raw:
+                            writer.write_line(json.dumps({"undecodable": to_json(raw), "error": e.detail},
+                                                         separators=(",", ":")))
+                        continue
+                    try:
+                        writer.write_line(_entry_json(m, entry))
+                    except _ReaderGone:
+                        _silence_stdout()
+                        if not _put_back(m, entry):
+                            print(f"bpfschema: the reader is gone and one entry could not be put back: "
+                                  f"{_entry_json(m, entry)}", file=sys.stderr)
+                            return 1
+                        return 0
+                    except BaseException:
+                        # Not written (a full disk, an encoding error): the entry goes back, or to stderr.
+                        if not _put_back(m, entry):
+                            _report_lost([entry], m)
+                        raise
+                    prog.tick()
+                taken = d.delivered
+            if remaining is not None:
+                remaining -= taken
+                if remaining <= 0:
+                    break
+            if args.every is None:
+                break
+            deadline = time.monotonic() + args.every
+            while not stop[0] and time.monotonic() < deadline:
+                time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        prog.done()
+    return 128 + stop[0] if stop[0] else 0
 
 
 def _gen_targets(inputs: Sequence[str]) -> list[str]:

@@ -15,6 +15,7 @@ BpfError
  │   └─ DrainIncompleteError                a stopped drain could not put entries back; .entries holds them
  ├─ LayoutError (ValueError)                bytes that do not fit a layout; .path of the failing field
  │   ├─ LayoutMismatchError                 a schema's size/type/BTF differs from the kernel map's
+ │   ├─ DecodeError                         entries taken out of a map could not be decoded; .raw holds them
  │   └─ BtfError                            malformed, truncated or unusable BTF
  └─ SchemaError (TypeError)                 a declaration that cannot be laid out
 ```
@@ -34,6 +35,7 @@ __all__ = [
     "BpfError",
     "BpfPermissionError",
     "BtfError",
+    "DecodeError",
     "DrainIncompleteError",
     "IterationAbortedError",
     "KeyExistsError",
@@ -191,6 +193,22 @@ class LayoutError(BpfError, ValueError):
         self.path = path
         if path:
             detail = f"field {path!r}: {detail}" if detail else f"field {path!r}"
+        super().__init__(op, detail, map_name=map_name)
+
+
+class DecodeError(LayoutError):
+    """Entries were taken out of a map (a drain, a pop) and their bytes could not be decoded.
+
+    They are no longer in the map; ``raw`` holds them undecoded, so nothing is lost: ``(key, value)`` byte pairs
+    for keyed maps, value bytes for queues, stacks and ring buffers. The entries taken with them that did decode
+    were put back (hash maps) or stay pending (queue batch pops). A drain can go on after this error.
+
+    Attributes:
+        raw: the undecodable entries' bytes.
+    """
+
+    def __init__(self, op: str, detail: str = "", *, map_name: str | None = None, raw: Sequence[object] = ()):
+        self.raw = list(raw)
         super().__init__(op, detail, map_name=map_name)
 
 

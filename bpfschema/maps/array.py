@@ -56,6 +56,19 @@ class _ArrayBase(KeyedMap[int, V, VW]):
         """Arrays cannot delete. Raises ``NotSupportedError``; write zero values instead."""
         self._no_delete("clear")
 
+    def drain(self, *, batch_size: int = DEFAULT_BATCH, limit: int | None = None, atomic: bool = True) -> NoReturn:
+        """Arrays cannot delete, so they cannot be drained. Raises ``NotSupportedError``; read with ``items()``."""
+        self._no_delete("drain")
+
+    def drain_batches(self, *, batch_size: int = DEFAULT_BATCH, limit: int | None = None,
+                      atomic: bool = True) -> NoReturn:
+        """Arrays cannot delete. Raises ``NotSupportedError``."""
+        self._no_delete("drain")
+
+    def drain_raw(self, *, batch_size: int = DEFAULT_BATCH, limit: int | None = None) -> NoReturn:
+        """Arrays cannot delete. Raises ``NotSupportedError``."""
+        self._no_delete("drain")
+
     def _no_delete(self, op: str) -> NoReturn:
         self._unsupported(op, "array maps cannot delete entries: every index always exists (write a zero value "
                               "to reset one)")

@@ -275,8 +275,21 @@ class Map:
         ops.map_freeze(self._fd.fileno(), map_name=self._name)
 
     def close(self) -> None:
-        """Release the fd. Idempotent. The kernel frees the map when no fd, pin or program holds it."""
+        """Release the fd. Idempotent. The kernel frees the map when no fd, pin or program holds it.
+
+        Pre-built syscall arguments are invalidated first, so a drain or call still running on this object fails
+        with EBADF instead of reaching whatever object later gets the same fd number.
+        """
+        if not self._fd.closed:
+            self._invalidate()
         self._fd.close()
+
+    def _invalidate(self) -> None:
+        """Point this object's pre-built attrs at no fd (subclasses that keep attrs override this)."""
+
+    def _check_open(self) -> None:
+        if self._fd.closed:
+            raise ValueError(f"map {self._name!r} is closed")
 
     def __enter__(self) -> Self:
         return self
@@ -436,9 +449,19 @@ class CodecMap(Map, Generic[K, V]):
             spec = cls._spec_from_types(max_entries, name, flags, map_extra)
         return super().create(spec, btf=btf)
 
+    #: Whether the kernel's value_size is the size of one value (not for ring buffers: records vary).
+    _fixed_value_size: ClassVar[bool] = True
+
+    @classmethod
+    def _sizes_to_check(cls, key_size: int, value_size: int) -> list[tuple[str, Codec[object] | None, int]]:
+        out: list[tuple[str, Codec[object] | None, int]] = [("key", cls.key_codec, key_size)]
+        if cls._fixed_value_size:
+            out.append(("value", cls.value_codec, value_size))
+        return out
+
     @classmethod
     def _check_spec(cls, spec: MapSpec) -> None:
-        for what, codec, size in (("key", cls.key_codec, spec.key_size), ("value", cls.value_codec, spec.value_size)):
+        for what, codec, size in cls._sizes_to_check(spec.key_size, spec.value_size):
             if codec is not None and codec.size != size:
                 raise LayoutMismatchError(
                     "create", f"{cls.__name__}: {what} layout is {codec.size} bytes, the spec says {size}"
@@ -447,7 +470,7 @@ class CodecMap(Map, Generic[K, V]):
     def _setup(self) -> None:
         info = self._info
         kc, vc = type(self).key_codec, type(self).value_codec
-        for what, codec, size in (("key", kc, info.key_size), ("value", vc, info.value_size)):
+        for what, codec, size in self._sizes_to_check(info.key_size, info.value_size):
             if codec is not None and codec.size != size:
                 raise LayoutMismatchError(
                     "open",

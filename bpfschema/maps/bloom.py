@@ -40,6 +40,9 @@ class BloomFilterMap(CodecMap[bytes, V], register=True):
         self._c_add = _sc.bind(int(Cmd.MAP_UPDATE_ELEM), aaddr, _ELEM_SIZE)
         self._c_lookup = _sc.bind(int(Cmd.MAP_LOOKUP_ELEM), aaddr, _ELEM_SIZE)
 
+    def _invalidate(self) -> None:
+        self._attr.map_fd = 0xFFFFFFFF
+
     def _load(self, value: V, op: str) -> None:
         vb = self._vc.encode(value)
         if len(vb) != self._info.value_size:

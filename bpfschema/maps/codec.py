@@ -112,3 +112,18 @@ def resolve_codec(tp: object) -> Codec[Any]:
 
         raise SchemaError("declare", f"typed maps need bpfschema.layout to resolve {tp!r}: import bpfschema first")
     return _resolver(tp)
+
+
+def decode_taken(decode: Callable[[bytes], T], raw: bytes, op: str, map_name: str,
+                 raw_entry: object = None) -> T:
+    """Decode bytes that were already taken out of a map; on failure raise :class:`DecodeError` carrying them.
+
+    ``raw_entry`` is what the error's ``raw`` holds (default: ``raw``), e.g. a ``(key, value)`` byte pair.
+    """
+    try:
+        return decode(raw)
+    except Exception as e:
+        from ..errors import DecodeError
+
+        raise DecodeError(op, f"taken out of the map but not decodable ({e}); its bytes are in .raw",
+                          map_name=map_name, raw=[raw if raw_entry is None else raw_entry]) from e

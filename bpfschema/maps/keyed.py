@@ -14,10 +14,17 @@ from .._sys import syscall as _sc
 from .._sys.attrs import BatchAttr, ElemAttr
 from .._sys.consts import Cmd, MapType, UpdateFlags
 from .._sys.cpus import possible_cpus, round_up8
-from ..errors import ENOTSUPP, IterationAbortedError, KeyNotFoundError, LayoutError, NotSupportedError
+from ..errors import (
+    ENOTSUPP,
+    DecodeError,
+    IterationAbortedError,
+    KeyNotFoundError,
+    LayoutError,
+    NotSupportedError,
+)
 from . import features
 from .base import Buffer, CodecMap
-from .codec import Codec
+from .codec import Codec, decode_taken
 from .drain import Drain
 
 K = TypeVar("K", default=bytes)
@@ -36,6 +43,9 @@ _NEXT = int(Cmd.MAP_GET_NEXT_KEY)
 _LOOKUP_DELETE = int(Cmd.MAP_LOOKUP_AND_DELETE_ELEM)
 _ELEM_SIZE = ctypes.sizeof(ElemAttr)
 _BATCH_SIZE = ctypes.sizeof(BatchAttr)
+
+#: An fd number no process has: attrs of a closed map point here (the kernel answers EBADF).
+_NO_FD = 0xFFFFFFFF
 
 #: Default number of entries per batch syscall.
 DEFAULT_BATCH = 4096
@@ -106,6 +116,7 @@ class BatchWalk:
             return -1
         attr = self._attr
         m = self._map
+        m._check_open()
         c = self.count if want is None else max(1, min(self.count, want))
         while True:
             attr.in_batch = self._tok_in.addr if self.started else 0
@@ -223,8 +234,18 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         return self._dec_v(bytes(self._vbuf.data))
 
     def __contains__(self, key: object) -> bool:
-        """Whether ``key`` has an entry (one lookup)."""
-        return self._lookup(key) >= 0  # type: ignore[arg-type]
+        """Whether ``key`` has an entry (one lookup). Errors other than "no such key" are raised.
+
+        Raises:
+            BpfPermissionError: the map was opened write-only.
+        """
+        rc = self._lookup(key)  # type: ignore[arg-type]
+        if rc >= 0:
+            return True
+        if rc == -_ENOENT:
+            return False
+        self._raise(Cmd.MAP_LOOKUP_ELEM, rc)
+        return False  # pragma: no cover - _raise raises
 
     def put(self, key: K, value: VW, flags: UpdateFlags = UpdateFlags.ANY) -> None:
         """Write ``value`` at ``key`` (BPF_MAP_UPDATE_ELEM) with explicit flags.
@@ -260,6 +281,12 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         rc = self._delete_raw(self._key(key, "MAP_DELETE_ELEM"))
         if rc < 0:
             self._raise(Cmd.MAP_DELETE_ELEM, rc, f"key {key!r}")
+
+    def _invalidate(self) -> None:
+        self._attr.map_fd = _NO_FD
+
+    def _kbuf_bytes(self) -> bytes:
+        return bytes(self._kbuf.data[: self._info.key_size])
 
     def _put_raw(self, kb: bytes, vb: bytes, flags: UpdateFlags) -> int:
         self._kbuf.data[:] = kb
@@ -333,7 +360,8 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
                 self._unsupported("MAP_LOOKUP_AND_DELETE_ELEM", "lookup-and-delete of a key", min_kernel="5.14",
                                   err=-rc)
             self._raise(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, rc, f"key {key!r}")
-        return self._dec_v(bytes(self._vbuf.data))
+        raw = bytes(self._vbuf.data)
+        return decode_taken(self._dec_v, raw, "MAP_LOOKUP_AND_DELETE_ELEM", self._name, (self._kbuf_bytes(), raw))
 
     # -- walks --------------------------------------------------------------------------------------------
 
@@ -367,6 +395,7 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         seen: set[bytes] = set()
         bound = 4 * self._info.max_entries + 16
         for _ in range(bound):
+            self._check_open()
             rc = next_key()
             if rc < 0:
                 if rc == -_ENOENT:
@@ -467,7 +496,8 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         """Drain as raw batches: one :class:`RawBatch` (keys and values as contiguous bytes) per batch syscall.
 
         No decoding at all: the form for ``numpy.frombuffer`` or for forwarding bytes. A batch counts as delivered
-        when it is yielded. Needs BPF_MAP_LOOKUP_AND_DELETE_BATCH (5.6+).
+        when it is yielded. ``limit`` counts entries (a hash bucket is never split, so the last batch can take a
+        few more when a bucket is larger than what is left). Needs BPF_MAP_LOOKUP_AND_DELETE_BATCH (5.6+).
 
         Raises:
             NotSupportedError: the kernel or map kind has no LOOKUP_AND_DELETE_BATCH.
@@ -476,7 +506,7 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
             raise NotSupportedError("drain_raw", "needs BPF_MAP_LOOKUP_AND_DELETE_BATCH for this map type",
                                     map_name=self._name, feature="MAP_LOOKUP_AND_DELETE_BATCH",
                                     min_kernel=self._batch_min_kernel)
-        return Drain(_RawBatchSource(self, batch_size), limit=limit)
+        return Drain(_RawBatchSource(self, batch_size, limit))
 
     def drain_batches(self, *, batch_size: int = DEFAULT_BATCH, limit: int | None = None, atomic: bool = True
                       ) -> Iterator[list[tuple[K, V]]]:
@@ -674,16 +704,21 @@ class RawBatch(NamedTuple):
 
 
 class _RawBatchSource:
-    def __init__(self, m: KeyedMap[Any, Any, Any], batch_size: int):
+    def __init__(self, m: KeyedMap[Any, Any, Any], batch_size: int, limit: int | None):
         self._m = m
         self.map_name = m._name
         self._walk = BatchWalk(m, Cmd.MAP_LOOKUP_AND_DELETE_BATCH, batch_size)
+        self._left = limit  # entries, not batches
 
     def next_chunk(self, want: int | None) -> list[RawBatch] | None:
         w, m = self._walk, self._m
-        n = w.step(want)
+        if self._left is not None and self._left <= 0:
+            return None
+        n = w.step(self._left)
         if n < 0:
             return None
+        if self._left is not None:
+            self._left -= n
         ks, vs = m._info.key_size, m._vstride
         return [RawBatch(bytes(w.keys.data[: n * ks]), bytes(w.values.data[: n * vs]), n, ks, vs)]
 
@@ -728,10 +763,32 @@ class _BatchDrainSource(_KeyedSource[K, V]):
         try:
             self._items = list(zip(m._kc.decode_many(self._keys, n, ks), m._vc.decode_many(self._vals, n, vs),
                                    strict=True))
+        except Exception as e:
+            self._items = []
+            self._undecodable(n, e)  # raises
         finally:
             if pause:
                 gc.enable()
         return self._items
+
+    def _undecodable(self, n: int, cause: Exception) -> None:
+        """Some entries of the chunk just taken do not decode: put the others back, hand those out as bytes."""
+        m = self._m
+        ks, vs = m._info.key_size, m._vstride
+        raw: list[tuple[bytes, bytes]] = []
+        for i in range(n):
+            kb, vb = self._keys[i * ks : (i + 1) * ks], self._vals[i * vs : (i + 1) * vs]
+            try:
+                m._dec_k(kb)
+                m._dec_v(vb)
+                ok = True
+            except Exception:
+                ok = False
+            if not ok or m._put_raw(kb, vb, UpdateFlags.NOEXIST) < 0:
+                raw.append((kb, vb))  # undecodable, or could not go back: the caller gets its bytes
+        raise DecodeError("drain", f"{len(raw)} of {n} entries taken out could not be decoded or put back "
+                                   f"({cause}); their bytes are in .raw, the others are back in the map",
+                          map_name=m._name, raw=raw) from cause
 
     def put_back(self, start: int) -> list[tuple[K, V]]:
         m = self._m
@@ -763,6 +820,7 @@ class _CursorDrainSource(_KeyedSource[K, V]):
 
     def _advance(self) -> bool:
         """Move the cursor: next key after the current one (or the first key) into ``_nxt``."""
+        self._m._check_open()
         self._attr.key = self._cur.addr if self._have_cur else 0
         rc = self._next_key()
         if rc == -_ENOENT:
@@ -789,5 +847,6 @@ class _CursorDrainSource(_KeyedSource[K, V]):
             else:
                 self._cur.data[:] = nxt
             if value is not None:
-                return [(m._dec_k(key), m._dec_v(value))]
+                k = decode_taken(m._dec_k, key, "drain", m._name, (key, value))
+                return [(k, decode_taken(m._dec_v, value, "drain", m._name, (key, value)))]
         return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import os
+import warnings
 import weakref
 from types import TracebackType
 from typing import ClassVar, Generic, NoReturn
@@ -18,9 +19,10 @@ from typing_extensions import TypeVar
 from .._sys import syscall as _sc
 from .._sys.attrs import ElemAttr
 from .._sys.consts import Cmd, MapType, UpdateFlags
-from ..errors import DrainIncompleteError, LayoutError, MapEmptyError
+from ..errors import DecodeError, DrainIncompleteError, LayoutError, MapEmptyError
 from ._batchpop import BatchPop, retry_busy
 from .base import Buffer, CodecMap
+from .codec import decode_taken
 from .drain import Drain
 from .spec import MapSpec
 
@@ -77,6 +79,7 @@ class _PushPopMap(CodecMap[bytes, V]):
         self._vbuf.data[:] = vb
         self._attr.flags = int(flags)
         rc = self._c_push()
+        self._attr.flags = 0  # pops and peeks share this attr and must run with flags 0
         if rc < 0:
             self._raise(Cmd.MAP_UPDATE_ELEM, rc)
 
@@ -87,7 +90,7 @@ class _PushPopMap(CodecMap[bytes, V]):
             if rc == -_ENOENT:
                 raise MapEmptyError(op, "the map is empty", map_name=self._name, err=_ENOENT)
             self._raise(Cmd(cmd), rc)
-        return self._dec(bytes(self._vbuf.data))
+        return decode_taken(self._dec, bytes(self._vbuf.data), op, self._name)
 
     def pop(self) -> V:
         """Remove and return the next value (BPF_MAP_LOOKUP_AND_DELETE_ELEM).
@@ -189,6 +192,21 @@ class _PushPopMap(CodecMap[bytes, V]):
         self._fd.fileno()
         return self._bp.pin(os.fspath(path))
 
+    def _invalidate(self) -> None:
+        self._attr.map_fd = 0xFFFFFFFF
+
+    def __del__(self) -> None:
+        # A map object collected with values still pending must not take them with it: push them back.
+        if getattr(self, "_fd", None) is None or self._fd.closed:
+            return
+        warnings.warn(f"unclosed map {self._name!r}", ResourceWarning, stacklevel=2)
+        try:
+            self.close()
+        except DrainIncompleteError as e:
+            warnings.warn(f"map {self._name!r} was collected with {len(e.entries)} values taken out by a drain "
+                          "that could not be pushed back (the map is full): they are lost", RuntimeWarning,
+                          stacklevel=2)
+
     def close(self) -> None:
         """Push :attr:`pending` values back into the map, then release the fd, the program and the scratch map.
 
@@ -281,11 +299,11 @@ class _QueueSource(Generic[V]):
                 if rc == -_ENOENT:
                     return None
                 self._m._raise(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, rc)
-            return [self._dec(bytes(self._buf))]
+            return [decode_taken(self._dec, bytes(self._buf), "drain", self.map_name)]
         bp = self._bp
         if self._held is not None:
             self._release(self._held[1])  # the whole chunk was delivered
-        if self._ended:
+        if self._ended and (bp.scratch is None or bp.pending() is None):
             return None
         p = bp.pending() if bp.scratch is not None else None
         if p is not None or (self._batch and bp.holder is None and bp.available()):
@@ -300,9 +318,14 @@ class _QueueSource(Generic[V]):
                 if rc == -_ENOENT:
                     self._ended = True  # the map was empty when this batch was taken
                 lo, hi = 0, count
+            try:
+                values = bp.decode(lo, hi)
+            except Exception as e:
+                values = self._decodable_prefix(lo, hi, e)
+                hi = lo + len(values)
             bp.holder = self
             self._held = (lo, hi)
-            return bp.decode(lo, hi)
+            return values
         if self._batch and bp.off_reason is not None:
             self._batch = False  # decided for this map object: one pop per syscall from now on
         self._plain = not self._batch and bp.scratch is None
@@ -311,7 +334,26 @@ class _QueueSource(Generic[V]):
             if rc == -_ENOENT:
                 return None
             self._m._raise(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, rc)
-        return [self._dec(bytes(self._buf))]
+        return [decode_taken(self._dec, bytes(self._buf), "drain", self.map_name)]
+
+    def _decodable_prefix(self, lo: int, hi: int, cause: Exception) -> list[V]:
+        """The values of ``lo..hi`` before the first one that does not decode. If that is the first, it is marked
+        delivered and handed out as bytes in a :class:`DecodeError` (the rest stays pending)."""
+        bp = self._bp
+        out: list[V] = []
+        for i in range(lo, hi):
+            try:
+                out += bp.decode(i, i + 1)
+            except Exception:
+                break
+        if out:
+            return out
+        assert bp.scratch is not None
+        raw = bytes(bp.scratch.read(lo, lo + 1))
+        bp.holder = self
+        self._release(lo + 1)  # delivered: through the exception
+        raise DecodeError("drain", f"a value taken out could not be decoded ({cause}); its bytes are in .raw",
+                          map_name=self.map_name, raw=[raw]) from cause
 
     def put_back(self, start: int) -> list[V]:
         if self._held is not None:

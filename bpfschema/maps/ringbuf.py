@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import mmap
 import select
 import struct
@@ -11,7 +12,9 @@ from typing import Generic
 from typing_extensions import TypeVar
 
 from .._sys.consts import MapType
+from ..errors import BpfPermissionError, error_for_errno
 from .base import CodecMap
+from .codec import decode_taken
 from .drain import Drain
 from .spec import MapSpec
 
@@ -34,7 +37,7 @@ class _RecordSource(Generic[V]):
 
     def next_chunk(self, want: int | None) -> list[V] | None:
         rec = self._rb._read_one()
-        return None if rec is None else [self._dec(rec)]
+        return None if rec is None else [decode_taken(self._dec, rec, "drain", self.map_name)]
 
     def put_back(self, start: int) -> list[V]:
         return []  # chunks of one record are always delivered
@@ -55,6 +58,7 @@ class RingBuffer(CodecMap[bytes, V], register=True):
 
     map_types = (MapType.RINGBUF,)
     _type_roles = ("value",)
+    _fixed_value_size = False  # value_size is 0; a typed ring buffer's records must each be one value
 
     @classmethod
     def _spec_defaults(cls, spec: MapSpec) -> MapSpec:
@@ -67,19 +71,36 @@ class RingBuffer(CodecMap[bytes, V], register=True):
         size = self._info.max_entries
         self._mask = size - 1
         self._page = page
-        self._cons = mmap.mmap(fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+        self._readonly = False
+        self._cons: mmap.mmap | None = None
+        self._prod: mmap.mmap | None = None
         try:
-            self._prod = mmap.mmap(fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
-        except BaseException:
-            self._cons.close()
-            raise
+            self._cons = mmap.mmap(fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0)
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EINVAL):
+                raise error_for_errno("mmap", e.errno or 0, map_name=self._name, detail="consumer page") from None
+            # A read-only fd (from_pin(readonly=True), `bpfschema show`): the kernel maps no page of it. The map
+            # can be shown, not read.
+            self._readonly = True
+        if self._cons is not None:
+            try:
+                self._prod = mmap.mmap(fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+            except OSError as e:
+                self._cons.close()
+                raise error_for_errno("mmap", e.errno or 0, map_name=self._name, detail="data pages") from None
         self._epoll: select.epoll | None = None
         self._dec = self._vc.decode
 
+    def _mapped(self) -> tuple[mmap.mmap, mmap.mmap]:
+        if self._cons is None or self._prod is None:
+            raise BpfPermissionError("consume", "the ring buffer was opened read-only: the kernel maps none of its "
+                                                "pages for such an fd, so it cannot be read", map_name=self._name)
+        return self._cons, self._prod
+
     def _read_one(self) -> bytes | None:
         """The next committed record, releasing its space; ``None`` when none is available."""
-        prod_map = self._prod
-        cons = _U64.unpack_from(self._cons, 0)[0]
+        cons_map, prod_map = self._mapped()
+        cons = _U64.unpack_from(cons_map, 0)[0]
         while True:
             prod = _U64.unpack_from(prod_map, 0)[0]
             if cons >= prod:
@@ -91,7 +112,7 @@ class RingBuffer(CodecMap[bytes, V], register=True):
             length = word & ~(_BUSY | _DISCARD)
             rec = None if word & _DISCARD else prod_map[off + _HDR : off + _HDR + length]
             cons += (length + _HDR + 7) & ~7
-            _U64.pack_into(self._cons, 0, cons)  # release the space; the record is copied already
+            _U64.pack_into(cons_map, 0, cons)  # release the space; the record is copied already
             if rec is not None:
                 return rec
 
@@ -122,7 +143,8 @@ class RingBuffer(CodecMap[bytes, V], register=True):
 
     def pending_bytes(self) -> int:
         """Bytes produced but not yet consumed (producer position minus consumer position)."""
-        return int(_U64.unpack_from(self._prod, 0)[0] - _U64.unpack_from(self._cons, 0)[0])
+        cons_map, prod_map = self._mapped()
+        return int(_U64.unpack_from(prod_map, 0)[0] - _U64.unpack_from(cons_map, 0)[0])
 
     def close(self) -> None:
         if self._epoll is not None:

@@ -38,7 +38,7 @@ def test_ringbuf_record_wrapping_the_end_of_the_data_area() -> None:
         assert list(rb) == [filler]
         big = bytes(range(200))
         assert producers.ringbuf_output(rb, [big, b"after"]) == [0, 0]
-        cons = struct.unpack_from("=Q", rb._cons, 0)[0]
+        cons = struct.unpack_from("=Q", rb._mapped()[0], 0)[0]
         assert cons % size == size - 48  # the record header sits 48 bytes before the end
         assert list(rb) == [big, b"after"]
 
