@@ -79,6 +79,9 @@ def to_json(value: object) -> object:
         return str(value)
     if isinstance(value, (bool, int, float, str)) or value is None:
         return value
+    asdict = getattr(value, "_asdict", None)
+    if isinstance(value, tuple) and callable(asdict):  # a record (NamedTuple)
+        return {str(k): to_json(v) for k, v in asdict().items()}
     if isinstance(value, (list, tuple)):
         return [to_json(v) for v in value]
     if isinstance(value, dict):
@@ -243,6 +246,37 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_btf(m: bs.Map) -> bs.Map:
+    """A map object that decodes keys and values through the map's own BTF (records), or ``m`` itself when the map
+    has no BTF. The caller owns the returned object; ``m`` is closed when it is replaced."""
+    from bpfschema import btf
+
+    if not m.info.btf_id or not isinstance(m, bs.maps.base.CodecMap):
+        return m
+    try:
+        mb = btf.map_btf(m)
+        if mb is None:
+            return m
+        attrs: dict[str, object] = {}
+        if mb.key is not None and "key" in m._type_roles:
+            attrs["key_codec"] = bs.record_codec(mb.key) if _is_record(mb.key) else bs.raw_codec(mb.key)
+        if mb.value is not None:
+            attrs["value_codec"] = bs.record_codec(mb.value) if _is_record(mb.value) else bs.raw_codec(mb.value)
+        typed = type(type(m).__name__, (type(m),), attrs)
+        out = typed.from_fd(m.fd, verify=False)  # type: ignore[attr-defined]
+    except bs.BpfError as e:
+        print(f"bpfschema: the map's BTF cannot decode it ({e}); printing hex", file=sys.stderr)
+        return m
+    m.close()
+    return out  # type: ignore[no-any-return]
+
+
+def _is_record(ct: object) -> bool:
+    from bpfschema.layout import StructType, UnionType
+
+    return isinstance(ct, (StructType, UnionType))
+
+
 def _entries_of(m: bs.Map) -> Iterator[object]:
     if isinstance(m, KeyedMap):
         return iter(m.items())
@@ -250,7 +284,8 @@ def _entries_of(m: bs.Map) -> Iterator[object]:
 
 
 def cmd_dump(args: argparse.Namespace) -> int:
-    with _open(args.target, readonly=True, schema=args.schema) as m:
+    m0 = _open(args.target, readonly=True, schema=args.schema)
+    with m0 if args.schema or args.raw else _with_btf(m0) as m:
         prog = _Progress("dump")
         for entry in _entries_of(m):
             if args.json:
@@ -320,7 +355,8 @@ def _report_lost(entries: Sequence[object], m: bs.Map | None) -> None:
 
 
 def _drain_loop(args: argparse.Namespace, writer: _PacedWriter, stop: list[int]) -> int:
-    with _open(args.target, readonly=False, schema=args.schema) as m:
+    m0 = _open(args.target, readonly=False, schema=args.schema)
+    with m0 if args.schema or args.raw else _with_btf(m0) as m:
         drain_fn: Callable[..., bs.Drain[object]] | None = getattr(m, "drain", None)
         if drain_fn is None:
             raise CliError(f"map {m.name!r} ({type(m).__name__}) cannot be drained")
@@ -488,6 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("target", metavar="PIN|ID")
     s.add_argument("--schema", metavar="MODULE:CLASS", help="a typed map class to decode with")
     s.add_argument("-j", "--json", "--jsonl", action="store_true", help="one JSON object per line")
+    s.add_argument("--raw", action="store_true", help="print hex even when the map carries BTF")
     s.set_defaults(func=cmd_dump)
 
     s = sub.add_parser("drain", help="take every entry out, one JSON object per line on stdout")
@@ -495,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--schema", metavar="MODULE:CLASS", help="a typed map class to decode with")
     s.add_argument("--limit", type=int, default=None, help="stop after N entries")
     s.add_argument("--every", type=float, default=None, metavar="SECONDS", help="keep draining at this interval")
+    s.add_argument("--raw", action="store_true", help="hex even when the map carries BTF")
     s.add_argument("--no-pace", action="store_true",
                    help="do not wait for a pipe reader to consume each line (faster; lines still in the pipe "
                         "when the reader exits are lost)")

@@ -137,3 +137,32 @@ def test_permission_error_is_one_line(bpffs: Path) -> None:
 def test_help_like_calls_do_not_crash(args: list[str]) -> None:
     r = cli(*args)
     assert "Traceback" not in r.stderr
+
+
+class CliKey(bs.Struct):
+    pid: bs.u32
+
+
+class CliVal(bs.Struct):
+    packets: bs.u64
+    comm: bs.CString[8]
+
+
+class CliMap(bs.HashMap[CliKey, CliVal]):
+    pass
+
+
+def test_dump_and_drain_decode_with_the_maps_btf(bpffs: Path) -> None:
+    with CliMap.create(max_entries=8, name="btfcli") as m:  # created with BTF for its key and value
+        assert m.info.btf_id != 0
+        m[CliKey(pid=7)] = CliVal(packets=3, comm="curl")
+        m.pin(bpffs / "btfcli")
+    r = cli("dump", "--jsonl", str(bpffs / "btfcli"))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"key": {"pid": 7}, "value": {"packets": 3, "comm": "curl"}}
+    raw = json.loads(cli("dump", "--jsonl", "--raw", str(bpffs / "btfcli")).stdout)
+    assert raw["key"] == "07000000"
+    r = cli("drain", str(bpffs / "btfcli"))
+    assert r.returncode == 0 and json.loads(r.stdout)["value"]["comm"] == "curl"
+    with bs.HashMap.from_pin(bpffs / "btfcli") as again:
+        assert list(again.keys()) == []
