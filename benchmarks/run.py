@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown table here")
+    ap.add_argument("--filter", default=None, help="only forms whose name matches this regex (C references stay)")
     args = ap.parse_args(argv)
     n, batch = args.entries, args.batch
     exe = build_c_ref()
@@ -138,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
               lambda: timed(py_queue_drain_batches)), fill_queue),
     ]
     forms += typed_forms(h, q, batch, fill_hash, fill_queue)
+    if args.filter:
+        import re
+
+        forms = [(f, fill) for f, fill in forms if f.name.startswith("C libbpf") or re.search(args.filter, f.name)]
 
     results: dict[str, list[float]] = {f.name: [] for f, _ in forms}
     filled_items = False
