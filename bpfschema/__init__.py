@@ -24,6 +24,7 @@ from .errors import (
     NotSupportedError,
     SchemaError,
     SyscallError,
+    VerifierError,
 )
 from .layout import (
     Align,
@@ -139,6 +140,7 @@ __all__ = [
     "Struct",
     "SyscallError",
     "UpdateFlags",
+    "VerifierError",
     "be16",
     "be32",
     "be64",

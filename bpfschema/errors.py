@@ -17,7 +17,8 @@ BpfError
  │   ├─ LayoutMismatchError                 a schema's size/type/BTF differs from the kernel map's
  │   ├─ DecodeError                         entries taken out of a map could not be decoded; .raw holds them
  │   └─ BtfError                            malformed, truncated or unusable BTF
- └─ SchemaError (TypeError)                 a declaration that cannot be laid out
+ ├─ SchemaError (TypeError)                 a declaration that cannot be laid out
+ └─ VerifierError                           the kernel refused a program or BTF; .log holds its log
 ```
 
 Every error raised for a map operation carries the operation (``op``), the map's name (``map_name``) and the
@@ -48,6 +49,7 @@ __all__ = [
     "NotSupportedError",
     "SchemaError",
     "SyscallError",
+    "VerifierError",
 ]
 
 #: The kernel-internal "operation not supported" errno (524) that Python's errno module does not name.
@@ -85,6 +87,8 @@ class BpfError(Exception):
     op: str
     map_name: str | None
     errno: int | None  # type: ignore[assignment,unused-ignore]
+    #: For ``update_many``/``delete_many``: how many entries were written or deleted before this error.
+    written: int | None = None
 
     def __init__(self, op: str, detail: str = "", *, map_name: str | None = None, err: int | None = None):
         self.op = op
@@ -223,6 +227,21 @@ class BtfError(LayoutError):
     A ``LayoutError`` (so a ``ValueError``): BTF is type information in bytes, and bad bytes are bad values. The
     kernel refusing BTF we built is a different error (``VerifierError`` from ``BTF_LOAD``, with its log).
     """
+
+
+class VerifierError(BpfError):
+    """The kernel refused a program (BPF_PROG_LOAD) or BTF (BPF_BTF_LOAD); ``log`` holds the verifier's output.
+
+    The message ends with the last 25 lines of the log.
+    """
+
+    def __init__(self, op: str, detail: str, *, err: int, log: str):
+        self.log = log
+        super().__init__(op, detail, err=err)
+
+    def __str__(self) -> str:
+        tail = "\n".join(self.log.strip().splitlines()[-25:])
+        return super().__str__() + (f"\nverifier log (tail):\n{tail}" if tail else "")
 
 
 class SchemaError(BpfError, TypeError):

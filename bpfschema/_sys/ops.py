@@ -11,7 +11,7 @@ import errno as _errno
 import os
 from dataclasses import dataclass
 
-from ..errors import BpfError, error_for_errno
+from ..errors import VerifierError, error_for_errno
 from . import syscall as _sc
 from .attrs import (
     BatchAttr,
@@ -125,18 +125,6 @@ def map_freeze(fd: int, *, map_name: str | None = None) -> None:
 
 def new_batch_attr(fd: int) -> BatchAttr:
     return BatchAttr(map_fd=fd)
-
-
-class VerifierError(BpfError):
-    """The verifier refused a program; ``log`` holds its output."""
-
-    def __init__(self, op: str, detail: str, *, err: int, log: str):
-        self.log = log
-        super().__init__(op, detail, err=err)
-
-    def __str__(self) -> str:
-        tail = "\n".join(self.log.strip().splitlines()[-25:])
-        return super().__str__() + (f"\nverifier log (tail):\n{tail}" if tail else "")
 
 
 def prog_load(

@@ -15,7 +15,7 @@ from bpfschema.btf._model import Btf, BtfArray, BtfDatasec, BtfPtr, BtfStruct, B
 from bpfschema.btf._tolayout import ctype_from_btf
 from bpfschema.btf._verify import layout_diff
 from bpfschema.btf._write import write_btf
-from bpfschema.errors import BpfPermissionError, BtfError, LayoutMismatchError
+from bpfschema.errors import BpfPermissionError, BtfError, LayoutMismatchError, VerifierError
 from bpfschema.layout import BytesType, CType, IntType, Member, StructType
 from bpfschema.maps.base import Map
 from bpfschema.maps.codec import Codec
@@ -254,7 +254,7 @@ class _Support:
             return None  # a type BTF cannot express: the map is still created, without BTF
         try:
             fd = ops.btf_load(blob)
-        except (ops.VerifierError, OSError):
+        except (VerifierError, OSError):
             return None  # an older kernel without some kind we used: create the map without BTF
         return fd, kid, vid
 

@@ -98,6 +98,7 @@ from ..errors import (
     LayoutMismatchError,
     MapError,
     SyscallError,
+    VerifierError,
     error_for_errno,
 )
 from .codec import Codec
@@ -410,7 +411,7 @@ def _describe_refusal(form: Form, e: BaseException) -> str:
     what = f"{form} form (Linux {MIN_KERNEL[form]}+)"
     if isinstance(e, BpfPermissionError):
         return f"{what}: not permitted ({e}); needs CAP_BPF (or root)"
-    if isinstance(e, ops.VerifierError):
+    if isinstance(e, VerifierError):
         return f"{what}: refused by the verifier: {e}"
     if isinstance(e, SyscallError) and e.errno == _errno.EINVAL:
         return f"{what}: EINVAL, the kernel is probably too old: {e}"

@@ -21,6 +21,7 @@ from ..errors import (
     KeyNotFoundError,
     LayoutError,
     NotSupportedError,
+    error_for_errno,
 )
 from . import features
 from .base import Buffer, CodecMap
@@ -566,11 +567,9 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
 
     def _fail_many(self, cmd: Cmd, rc: int, done: int, key: bytes | None = None) -> None:
         what = f"key {self._dec_k(key)!r} failed after {done} entries" if key is not None else f"after {done} entries"
-        try:
-            self._raise(cmd, rc, what)
-        except Exception as e:
-            e.written = done  # type: ignore[attr-defined]
-            raise
+        err = error_for_errno(cmd.name, -rc, map_name=self._name, detail=what)
+        err.written = done
+        raise err
 
     def delete_many(self, keys: Iterable[K], *, missing_ok: bool = False, batch_size: int = DEFAULT_BATCH) -> int:
         """Delete many keys: BPF_MAP_DELETE_BATCH (5.6+) where supported, else one delete per key.

@@ -307,7 +307,7 @@ def write_entries(
 
     Raises:
         ValueError: an entry of the wrong size, or a map without keys (use :func:`push_values`).
-        bpfschema._sys.ops.VerifierError: the kernel refused the program (carries the verifier log).
+        VerifierError: the kernel refused the program (carries the verifier log).
         bpfschema.errors.SyscallError: a bpf(2) call failed (``BpfPermissionError`` without CAP_BPF/root).
     """
     fd = _fd_of(map)
@@ -348,7 +348,7 @@ def push_values(
 
     Raises:
         ValueError: a value of the wrong size, or a map kind without push.
-        bpfschema._sys.ops.VerifierError: the kernel refused the program.
+        VerifierError: the kernel refused the program.
         bpfschema.errors.SyscallError: a bpf(2) call failed.
     """
     fd = _fd_of(map)
@@ -386,7 +386,7 @@ def ringbuf_output(
 
     Raises:
         ValueError: not a ring buffer, or a record too large to stage.
-        bpfschema._sys.ops.VerifierError: the kernel refused the program.
+        VerifierError: the kernel refused the program.
         bpfschema.errors.SyscallError: a bpf(2) call failed.
     """
     fd = _fd_of(map)
@@ -577,7 +577,7 @@ def fill_counters(
 
     Raises:
         ValueError: bad sizes or arguments.
-        bpfschema._sys.ops.VerifierError: the kernel refused the program.
+        VerifierError: the kernel refused the program.
         bpfschema.errors.SyscallError: a bpf(2) call failed.
     """
     t0 = time.perf_counter_ns()
@@ -686,7 +686,7 @@ def push_sequence(
 
     Raises:
         ValueError: not a queue or stack, or bad sizes or arguments.
-        bpfschema._sys.ops.VerifierError: the kernel refused the program.
+        VerifierError: the kernel refused the program.
         bpfschema.errors.SyscallError: a bpf(2) call failed.
     """
     t0 = time.perf_counter_ns()

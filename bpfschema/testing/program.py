@@ -10,7 +10,8 @@ from .._sys import ops
 from .._sys.asm import Item, assemble
 from .._sys.consts import F_SLEEPABLE, ProgType
 from .._sys.fd import Fd
-from .._sys.ops import TestRunResult, VerifierError
+from .._sys.ops import TestRunResult
+from ..errors import VerifierError
 
 __all__ = ["SO_ATTACH_BPF", "Program", "ProgType", "TestRunResult", "VerifierError"]
 

@@ -29,7 +29,7 @@ from bpfschema._sys.attrs import ElemAttr
 from bpfschema._sys.consts import Cmd, MapFlags, MapType, ProgType, UpdateFlags
 from bpfschema._sys.cpus import possible_cpus
 from bpfschema._sys.fd import Fd
-from bpfschema._sys.ops import VerifierError
+from bpfschema.errors import VerifierError
 from bpfschema.testing import asm
 from bpfschema.testing.bpffs import is_bpffs, private_bpffs
 from bpfschema.testing.producers import (
