@@ -4,7 +4,7 @@ from .array import ArrayMap, IndexCodec, PerCpuArrayMap
 from .base import Map, list_maps
 from .bloom import BloomFilterMap
 from .codec import BytesCodec, Codec
-from .drain import Drain
+from .drain import Drain, DrainBatches
 from .hash import HashMap, LruHashMap, LruPerCpuHashMap, PerCpuHashMap
 from .keyed import KeyedMap, PerCpuCodec, RawBatch
 from .lpm import LpmTrieMap, lpm_key, lpm_split
@@ -18,6 +18,7 @@ __all__ = [
     "BytesCodec",
     "Codec",
     "Drain",
+    "DrainBatches",
     "HashMap",
     "IndexCodec",
     "KeyedMap",

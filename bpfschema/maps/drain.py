@@ -255,3 +255,34 @@ class Drain(Generic[T]):
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+
+class DrainBatches(Generic[T]):
+    """A :class:`Drain` consumed a batch (a list) at a time: an iterator of lists and a context manager.
+
+    Leaving the ``with`` block puts back what was taken and not delivered, and raises
+    :class:`~bpfschema.errors.DrainIncompleteError` for entries that could not be put back, exactly like
+    :class:`Drain` (a plain generator could not: closing it early would swallow that error).
+    """
+
+    def __init__(self, drain: Drain[T]):
+        self.drain = drain
+        self._it = drain.batches()
+
+    def __iter__(self) -> DrainBatches[T]:
+        return self
+
+    def __next__(self) -> list[T]:
+        return next(self._it)
+
+    def close(self) -> list[T]:
+        """Stop; put back what was taken and not delivered. Returns what could not be put back."""
+        return self.drain.close()
+
+    def __enter__(self) -> DrainBatches[T]:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.drain.__exit__(t, v, tb)

@@ -26,7 +26,7 @@ from ..errors import (
 from . import features
 from .base import Buffer, CodecMap
 from .codec import Codec, decode_taken
-from .drain import Drain
+from .drain import Drain, DrainBatches
 
 K = TypeVar("K", default=bytes)
 V = TypeVar("V", default=bytes)
@@ -510,10 +510,13 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         return Drain(_RawBatchSource(self, batch_size, limit))
 
     def drain_batches(self, *, batch_size: int = DEFAULT_BATCH, limit: int | None = None, atomic: bool = True
-                      ) -> Iterator[list[tuple[K, V]]]:
-        """Like :meth:`drain`, yielding lists of ``(key, value)`` (one per batch syscall): the fastest form."""
-        with self.drain(batch_size=batch_size, limit=limit, atomic=atomic) as d:
-            yield from d.batches()
+                      ) -> DrainBatches[tuple[K, V]]:
+        """Like :meth:`drain`, yielding lists of ``(key, value)`` (one per batch syscall): the fastest form.
+
+        Use it as a context manager (``with m.drain_batches() as batches:``) to receive entries that could not be
+        put back after an early stop as :class:`~bpfschema.errors.DrainIncompleteError`.
+        """
+        return DrainBatches(self.drain(batch_size=batch_size, limit=limit, atomic=atomic))
 
     def items_batches(self, *, batch_size: int = DEFAULT_BATCH) -> Iterator[list[tuple[K, V]]]:
         """Like :meth:`items`, yielding lists of ``(key, value)`` (one per batch syscall)."""
