@@ -60,13 +60,7 @@ class BenchRecordMap(_bs.HashMap[BenchKeyRecord, BenchValueRecord]):
     bytes), max_entries 1000000. Decodes structs to records.
     """
 
-    spec: _typing.ClassVar[_bs.MapSpec] = _bs.MapSpec(
-        type=_bs.MapType.HASH,
-        key_size=16,
-        value_size=16,
-        max_entries=1000000,
-        name='bench_hash',
-    )
+    spec: _typing.ClassVar[_bs.MapSpec] = BenchMap.spec
 
 
 @_typing.final
@@ -88,10 +82,4 @@ class BenchQueueRecordMap(_bs.QueueMap[BenchValueRecord]):
     Decodes structs to records.
     """
 
-    spec: _typing.ClassVar[_bs.MapSpec] = _bs.MapSpec(
-        type=_bs.MapType.QUEUE,
-        key_size=0,
-        value_size=16,
-        max_entries=1000000,
-        name='bench_queue',
-    )
+    spec: _typing.ClassVar[_bs.MapSpec] = BenchQueueMap.spec

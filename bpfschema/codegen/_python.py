@@ -190,7 +190,9 @@ class _Emitter:
             out.append((cname, cls_lines))
             if any(isinstance(ctype_of(types[r]) if types[r] is not bytes else None, StructType) for r in roles):
                 rname = camel(decl.attr) + "RecordMap"
-                rbody = [*self.docstring(summary + " Decodes structs to records."), "", *spec_lines]
+                rbody = [*self.docstring(summary + " Decodes structs to records."), "",
+                         f"    spec: {self.imp.ref('typing', 'ClassVar')}[{self.imp.ref('bpfschema', 'MapSpec')}] = "
+                         f"{cname}.spec"]
                 out.append((rname, [f"@{final}", f"class {rname}({kind_ref}[{', '.join(rec_args)}]):", *rbody]))
         return out
 

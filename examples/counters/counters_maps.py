@@ -64,10 +64,4 @@ class StatsRecordMap(_bs.PerCpuArrayMap[CounterRecord]):
     structs to records.
     """
 
-    spec: _typing.ClassVar[_bs.MapSpec] = _bs.MapSpec(
-        type=_bs.MapType.PERCPU_ARRAY,
-        key_size=4,
-        value_size=24,
-        max_entries=16,
-        name='stats',
-    )
+    spec: _typing.ClassVar[_bs.MapSpec] = StatsMap.spec

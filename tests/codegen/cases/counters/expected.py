@@ -64,13 +64,7 @@ class AllowRecordMap(_bs.LpmTrieMap[PrefixRecord, _bs.u8]):
     max_entries 16. Decodes structs to records.
     """
 
-    spec: _typing.ClassVar[_bs.MapSpec] = _bs.MapSpec(
-        type=_bs.MapType.LPM_TRIE,
-        key_size=8,
-        value_size=1,
-        max_entries=16,
-        name='allow',
-    )
+    spec: _typing.ClassVar[_bs.MapSpec] = AllowMap.spec
 
 
 @_typing.final
@@ -92,13 +86,7 @@ class LogRecordMap(_bs.RingBuffer[CounterRecord]):
     structs to records.
     """
 
-    spec: _typing.ClassVar[_bs.MapSpec] = _bs.MapSpec(
-        type=_bs.MapType.RINGBUF,
-        key_size=0,
-        value_size=16,
-        max_entries=4096,
-        name='log',
-    )
+    spec: _typing.ClassVar[_bs.MapSpec] = LogMap.spec
 
 
 @_typing.final
@@ -135,10 +123,4 @@ class SlotsRecordMap(_bs.ArrayMap[CounterRecord]):
     to records.
     """
 
-    spec: _typing.ClassVar[_bs.MapSpec] = _bs.MapSpec(
-        type=_bs.MapType.ARRAY,
-        key_size=4,
-        value_size=16,
-        max_entries=8,
-        name='slots',
-    )
+    spec: _typing.ClassVar[_bs.MapSpec] = SlotsMap.spec

@@ -76,13 +76,7 @@ class EventsRecordMap(_bs.QueueMap[EventRecord]):
     to records.
     """
 
-    spec: _typing.ClassVar[_bs.MapSpec] = _bs.MapSpec(
-        type=_bs.MapType.QUEUE,
-        key_size=0,
-        value_size=32,
-        max_entries=256,
-        name='events',
-    )
+    spec: _typing.ClassVar[_bs.MapSpec] = EventsMap.spec
 
 
 @_typing.final
@@ -106,10 +100,4 @@ class FlowsRecordMap(_bs.LruHashMap[FlowKeyRecord, FlowStatsRecord]):
     bytes), max_entries 1024. Decodes structs to records.
     """
 
-    spec: _typing.ClassVar[_bs.MapSpec] = _bs.MapSpec(
-        type=_bs.MapType.LRU_HASH,
-        key_size=16,
-        value_size=48,
-        max_entries=1024,
-        name='flows',
-    )
+    spec: _typing.ClassVar[_bs.MapSpec] = FlowsMap.spec
