@@ -119,6 +119,7 @@ class BatchWalk:
         m = self._map
         m._check_open()
         c = self.count if want is None else max(1, min(self.count, want))
+        interrupted = 0
         while True:
             attr.in_batch = self._tok_in.addr if self.started else 0
             attr.count = c
@@ -131,7 +132,15 @@ class BatchWalk:
                 self.done = True
                 self.n = n
                 return n if n else -1
-            if err == _ENOSPC and n == 0:
+            if err == _errno.EINTR:
+                # generic (array, LPM) batches stop with EINTR when an entry vanished under them; what was
+                # copied (count and out_batch) is valid: consume it and go on from there.
+                if n:
+                    break
+                interrupted += 1
+                if interrupted < 100:
+                    continue
+            elif err == _ENOSPC and n == 0:
                 # A bucket holds more entries than we asked for; the kernel took none of them. Ask for more.
                 if c < self.count:
                     c = min(self.count, c * 2)
