@@ -96,6 +96,13 @@ def forms(
     def drain_record_batches() -> int:
         return sum(len(b) for b in tr.drain_batches(batch_size=batch))
 
+    def drain_columns() -> int:
+        c = 0
+        with th.drain_columns(batch_size=batch) as d:
+            for b in d:
+                c += b.entries
+        return c
+
     def items_models() -> int:
         return sum(1 for _ in th.items(batch_size=batch))
 
@@ -112,6 +119,7 @@ def forms(
         (Form("drain_batches() -> pydantic models", "drain", lambda: _timed(drain_model_batches)), fill_hash),
         (Form("drain() -> records (NamedTuple)", "drain", lambda: _timed(drain_records)), fill_hash),
         (Form("drain_batches() -> records (NamedTuple)", "drain", lambda: _timed(drain_record_batches)), fill_hash),
+        (Form("drain_columns() -> a list per field", "drain", lambda: _timed(drain_columns)), fill_hash),
         (Form("items() -> pydantic models", "items", lambda: _timed(items_models)), fill_hash),
         (Form("QueueMap[Model].drain() -> models", "queue", lambda: _timed(queue_models)), fill_queue),
         (Form("QueueMap[Record].drain() -> records", "queue", lambda: _timed(queue_records)), fill_queue),

@@ -40,7 +40,8 @@ class FastCodec(Generic[T]):
     which otherwise runs every few hundred allocations and roughly doubles the cost of large batches.
     """
 
-    __slots__ = ("__weakref__", "_ctype", "_dec", "_dec_many", "_enc", "_mode", "_records", "_size", "source")
+    __slots__ = ("__weakref__", "_cols", "_ctype", "_dec", "_dec_many", "_enc", "_mode", "_records", "_size",
+                 "source")
 
     def __init__(self, ctype: CType, mode: Mode, records: Callable[[StructType | UnionType], type] | None = None):
         compiled = compile_codec(plan_for(ctype), mode, records)
@@ -58,6 +59,37 @@ class FastCodec(Generic[T]):
     def size(self) -> int:
         """Size in bytes of one encoded value."""
         return self._size
+
+    def decode_columns(self, buf: Buffer, count: int, stride: int, /) -> tuple[list[Any], ...]:
+        """Decode ``count`` values every ``stride`` bytes as one list per field (see :attr:`column_names`).
+
+        The fastest typed form for batches: numeric fields are read with one ``memoryview.cast`` pass each, with
+        no Python object per entry; mapped fields (addresses, enums) convert their column; other fields come from
+        decoding the batch normally.
+
+        Raises:
+            LayoutError: bytes that do not decode.
+            SchemaError: the codec is a raw codec (flat tuples have no fields).
+        """
+        cols: tuple[list[Any], ...] = self._columns_codec().decode_columns(buf, count, stride)
+        return cols
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """The field names :meth:`decode_columns` returns columns for, in order (``("value",)`` for a scalar)."""
+        names: tuple[str, ...] = self._columns_codec().names
+        return names
+
+    def _columns_codec(self) -> Any:
+        cc = getattr(self, "_cols", None)
+        if cc is None:
+            if self._mode == "raw":
+                raise SchemaError("declare", "a raw codec has no fields to make columns of")
+            from bpfschema.layout._columns import ColumnsCodec
+
+            cc = ColumnsCodec(self._ctype, self._dec_many)
+            self._cols = cc
+        return cc
 
     @property
     def ctype(self) -> CType:

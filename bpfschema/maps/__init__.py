@@ -6,7 +6,7 @@ from .bloom import BloomFilterMap
 from .codec import BytesCodec, Codec
 from .drain import Drain, DrainBatches
 from .hash import HashMap, LruHashMap, LruPerCpuHashMap, PerCpuHashMap
-from .keyed import KeyedMap, PerCpuCodec, RawBatch
+from .keyed import ColumnBatch, KeyedMap, PerCpuCodec, RawBatch
 from .lpm import LpmTrieMap, lpm_key, lpm_split
 from .queue import QueueMap, StackMap
 from .ringbuf import RingBuffer
@@ -17,6 +17,7 @@ __all__ = [
     "BloomFilterMap",
     "BytesCodec",
     "Codec",
+    "ColumnBatch",
     "Drain",
     "DrainBatches",
     "HashMap",

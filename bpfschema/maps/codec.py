@@ -72,6 +72,14 @@ class BytesCodec:
             raise LayoutError("decode", f"{count} items of {self._size} bytes every {stride} bytes need {st.size} "
                               f"bytes, got {len(buf)}") from None
 
+    def decode_columns(self, buf: bytes | bytearray | memoryview, count: int, stride: int, /) -> tuple[list[bytes]]:
+        """One column (``value``) of raw bytes."""
+        return (self.decode_many(buf, count, stride),)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return ("value",)
+
     def __repr__(self) -> str:
         return f"BytesCodec({self._size})"
 

@@ -7,6 +7,7 @@ from typing import NamedTuple
 from typing_extensions import assert_type
 
 import bpfschema as bs
+from bpfschema.maps import ColumnBatch
 
 
 class Key(bs.Struct):
@@ -58,6 +59,9 @@ def check(k: Key, v: Val) -> None:  # pragma: no cover - only type-checked
     assert_type(h.pop(k), Val)
     assert_type(h.drain(), bs.Drain[tuple[Key, Val]])
     assert_type(next(h.drain_batches()), list[tuple[Key, Val]])
+    for cb in h.drain_columns():
+        assert_type(cb, ColumnBatch)
+        assert_type(cb.value("hits"), list[object])
     assert_type(next(h.items()), tuple[Key, Val])
     assert_type(dict(h.items()), dict[Key, Val])
     assert_type(set(h.keys()), set[Key])
