@@ -110,6 +110,10 @@ def forms(
         with tq.drain() as d:
             return sum(1 for _ in d)
 
+    def queue_columns() -> int:
+        with tq.drain_columns() as d:
+            return sum(b.entries for b in d)
+
     def queue_records() -> int:
         with tqr.drain() as d:
             return sum(1 for _ in d)
@@ -123,6 +127,8 @@ def forms(
         (Form("items() -> pydantic models", "items", lambda: _timed(items_models)), fill_hash),
         (Form("QueueMap[Model].drain() -> models", "queue", lambda: _timed(queue_models)), fill_queue),
         (Form("QueueMap[Record].drain() -> records", "queue", lambda: _timed(queue_records)), fill_queue),
+        (Form("QueueMap[Model].drain_columns() -> a list per field", "queue", lambda: _timed(queue_columns)),
+         fill_queue),
         (Form("generated BenchMap.drain() -> models", "drain", lambda: _timed(lambda: count_drain(gh))), fill_hash),
         (Form("generated BenchRecordMap.drain() -> records", "drain", lambda: _timed(lambda: count_drain(ghr))),
          fill_hash),

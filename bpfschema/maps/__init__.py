@@ -8,7 +8,7 @@ from .drain import Drain, DrainBatches
 from .hash import HashMap, LruHashMap, LruPerCpuHashMap, PerCpuHashMap
 from .keyed import ColumnBatch, KeyedMap, PerCpuCodec, RawBatch
 from .lpm import LpmTrieMap, lpm_key, lpm_split
-from .queue import QueueMap, StackMap
+from .queue import QueueMap, StackMap, ValueColumns
 from .ringbuf import RingBuffer
 from .spec import MapInfo, MapSpec
 
@@ -36,6 +36,7 @@ __all__ = [
     "RawBatch",
     "RingBuffer",
     "StackMap",
+    "ValueColumns",
     "list_maps",
     "lpm_key",
     "lpm_split",

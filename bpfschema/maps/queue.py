@@ -12,14 +12,14 @@ import os
 import warnings
 import weakref
 from types import TracebackType
-from typing import ClassVar, Generic, NoReturn
+from typing import Any, ClassVar, Generic, NamedTuple, NoReturn
 
 from typing_extensions import TypeVar
 
 from .._sys import syscall as _sc
 from .._sys.attrs import ElemAttr
 from .._sys.consts import Cmd, MapType, UpdateFlags
-from ..errors import DecodeError, DrainIncompleteError, LayoutError, MapEmptyError
+from ..errors import DecodeError, DrainIncompleteError, LayoutError, MapEmptyError, NotSupportedError
 from ._batchpop import BatchPop, retry_busy
 from .base import Buffer, CodecMap
 from .codec import decode_taken
@@ -167,6 +167,24 @@ class _PushPopMap(CodecMap[bytes, V]):
         self._drains.add(d)
         return d
 
+    def drain_columns(self, *, limit: int | None = None, batch_size: int | None = None, batch_pop: bool = True
+                      ) -> Drain[ValueColumns]:
+        """Like :meth:`drain`, as one :class:`ValueColumns` per batch: a list per value field, no object per value.
+
+        The fastest decoded form (numeric fields are read with one ``memoryview.cast`` pass each). ``limit`` then
+        counts batches, not values. Same delivery guarantees as :meth:`drain`.
+
+        Raises:
+            ValueError: the map is closed, or ``batch_size`` < 1.
+            NotSupportedError: the value codec has no columnar form.
+        """
+        self._fd.fileno()
+        if batch_size is not None and batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        d = Drain(_QueueColumnsSource(self, batch_size, batch_pop), limit=limit)
+        self._drains.add(d)
+        return d
+
     def pin_scratch(self, path: str | os.PathLike[str]) -> int:
         """Keep this consumer's batch-pop scratch map pinned at ``path`` (a bpffs), for crash recovery.
 
@@ -266,7 +284,8 @@ class _QueueSource(Generic[V]):
     as delivered when the next chunk is asked for, and up to the put-back point when the drain stops.
     """
 
-    __slots__ = ("_batch", "_bp", "_buf", "_dec", "_ended", "_held", "_m", "_plain", "_pop", "_size", "map_name")
+    __slots__ = ("_batch", "_bp", "_buf", "_dec", "_ended", "_held", "_m", "_plain", "_pop", "_size", "_span",
+                 "map_name")
 
     def __init__(self, m: _PushPopMap[V], batch_size: int | None, batch_pop: bool):
         self._m = m
@@ -282,7 +301,16 @@ class _QueueSource(Generic[V]):
         self._pop = m._c_pop
         self._buf = m._vbuf.data
         self.map_name = m._name
+        self._span = 1  # values per chunk item (a columns batch is one item for many values)
         m._attr.flags = 0
+
+    def _one(self) -> list[V]:
+        """The value just popped into the buffer, as a chunk."""
+        return [decode_taken(self._dec, bytes(self._buf), "drain", self.map_name)]
+
+    def _range(self, lo: int, hi: int) -> list[V]:
+        """Values ``lo..hi`` of the scratch, as a chunk."""
+        return self._bp.decode(lo, hi)
 
     def _release(self, upto: int) -> None:
         bp = self._bp
@@ -299,7 +327,7 @@ class _QueueSource(Generic[V]):
                 if rc == -_ENOENT:
                     return None
                 self._m._raise(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, rc)
-            return [decode_taken(self._dec, bytes(self._buf), "drain", self.map_name)]
+            return self._one()
         bp = self._bp
         if self._held is not None:
             self._release(self._held[1])  # the whole chunk was delivered
@@ -319,10 +347,11 @@ class _QueueSource(Generic[V]):
                     self._ended = True  # the map was empty when this batch was taken
                 lo, hi = 0, count
             try:
-                values = bp.decode(lo, hi)
+                values = self._range(lo, hi)
             except Exception as e:
-                values = self._decodable_prefix(lo, hi, e)
-                hi = lo + len(values)
+                prefix = self._decodable_prefix(lo, hi, e)
+                hi = lo + len(prefix)
+                values = self._range(lo, hi)
             bp.holder = self
             self._held = (lo, hi)
             return values
@@ -334,7 +363,7 @@ class _QueueSource(Generic[V]):
             if rc == -_ENOENT:
                 return None
             self._m._raise(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, rc)
-        return [decode_taken(self._dec, bytes(self._buf), "drain", self.map_name)]
+        return self._one()
 
     def _decodable_prefix(self, lo: int, hi: int, cause: Exception) -> list[V]:
         """The values of ``lo..hi`` before the first one that does not decode. If that is the first, it is marked
@@ -357,8 +386,51 @@ class _QueueSource(Generic[V]):
 
     def put_back(self, start: int) -> list[V]:
         if self._held is not None:
-            self._release(self._held[0] + start)  # the rest stays pending in the scratch map
+            lo, hi = self._held
+            self._release(min(hi, lo + start * self._span))  # the rest stays pending in the scratch map
         return []  # nothing is ever put back into the kernel map here, so nothing can fail
+
+
+class ValueColumns(NamedTuple):
+    """One batch of :meth:`QueueMap.drain_columns`: ``values[i]`` is the column of field ``names[i]``."""
+
+    values: tuple[list[object], ...]
+    entries: int
+    names: tuple[str, ...]
+
+    def column(self, name: str) -> list[object]:
+        """The column of field ``name``. Raises ``ValueError`` for an unknown field."""
+        return self.values[self.names.index(name)]
+
+
+class _QueueColumnsSource(_QueueSource[Any]):
+    """Chunks of one :class:`ValueColumns` per batch (or per single pop in the fallback)."""
+
+    __slots__ = ("_cols", "_names", "_vs")
+
+    def __init__(self, m: _PushPopMap[Any], batch_size: int | None, batch_pop: bool):
+        super().__init__(m, batch_size, batch_pop)
+        cols = getattr(m._vc, "decode_columns", None)
+        if cols is None:
+            raise NotSupportedError("drain_columns", f"the value codec of {type(m).__name__} has no columnar form",
+                                    map_name=m._name, feature="drain_columns")
+        self._cols = cols
+        self._names: tuple[str, ...] = m._vc.column_names  # type: ignore[attr-defined]
+        self._vs = m._info.value_size
+        self._span = 1 << 62  # a chunk's one item stands for all its values
+
+    def next_chunk(self, want: int | None) -> list[Any] | None:
+        return super().next_chunk(None)  # the drain's limit counts batches here, not values
+
+    def _one(self) -> list[Any]:
+        raw = bytes(self._buf)
+        cols = decode_taken(lambda b: self._cols(b, 1, self._vs), raw, "drain", self.map_name)
+        return [ValueColumns(cols, 1, self._names)]
+
+    def _range(self, lo: int, hi: int) -> list[Any]:
+        bp = self._bp
+        assert bp.scratch is not None
+        return [ValueColumns(self._cols(bp.scratch.read(lo, hi), hi - lo, bp._vs), hi - lo, self._names)]
 
 
 class QueueMap(_PushPopMap[V], register=True):
