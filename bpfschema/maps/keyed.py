@@ -111,6 +111,13 @@ class BatchWalk:
         self._attr.keys = self.keys.addr
         self._attr.values = self.values.addr
 
+    def step_limited(self, left: int | None) -> tuple[int, int | None]:
+        """:meth:`step` under an entry budget: ``(entries or -1, budget left)``; -1 once the budget is spent."""
+        if left is not None and left <= 0:
+            return -1, left
+        n = self.step(left)
+        return n, (left - n if left is not None and n > 0 else left)
+
     def step(self, want: int | None = None) -> int:
         """One batch syscall for up to ``want`` entries (default: the buffer size)."""
         if self.done:
@@ -763,13 +770,9 @@ class _RawBatchSource:
 
     def next_chunk(self, want: int | None) -> list[RawBatch] | None:
         w, m = self._walk, self._m
-        if self._left is not None and self._left <= 0:
-            return None
-        n = w.step(self._left)
+        n, self._left = w.step_limited(self._left)
         if n < 0:
             return None
-        if self._left is not None:
-            self._left -= n
         ks, vs = m._info.key_size, m._vstride
         return [RawBatch(bytes(w.keys.data[: n * ks]), bytes(w.values.data[: n * vs]), n, ks, vs)]
 
@@ -870,13 +873,9 @@ class _ColumnsSource(_BatchDrainSource[Any, Any]):
 
     def next_chunk(self, want: int | None) -> list[Any] | None:
         w, m = self._walk, self._m
-        if self._left is not None and self._left <= 0:
-            return None
-        n = w.step(self._left)
+        n, self._left = w.step_limited(self._left)
         if n < 0:
             return None
-        if self._left is not None:
-            self._left -= n
         ks, vs = m._info.key_size, m._vstride
         self._keys = bytes(w.keys.data[: n * ks])
         self._vals = bytes(w.values.data[: n * vs])
