@@ -50,7 +50,6 @@ import logging
 import mmap
 import os
 import struct
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Generic, Literal
@@ -91,6 +90,7 @@ from .._sys.asm import (
 from .._sys.attrs import TestRunAttr
 from .._sys.consts import F_SLEEPABLE, Cmd, MapFlags, MapType, ProgType
 from .._sys.fd import Fd
+from .._sys.signals import critical
 from ..errors import (
     BpfError,
     BpfPermissionError,
@@ -513,7 +513,6 @@ class BatchPop(Generic[V]):
         self.holder: object | None = None
         self.pinned_at: str | None = None
         self._pinned_id = 0
-        self._open = False  # a batch is outstanding (cached; the scratch header is authoritative)
 
     # -- set-up ------------------------------------------------------------------------------------------
 
@@ -543,7 +542,7 @@ class BatchPop(Generic[V]):
                 except (BpfError, OSError) as e:
                     reason = _describe_refusal(support.form, e)
                     level = logging.WARNING
-                    if self.pinned_at is None and not self._open:
+                    if self.pinned_at is None and (self.scratch is None or self.scratch.outstanding() is None):
                         self._drop_scratch()  # unused: keeps the per-syscall path free of scratch checks
         self.off_reason = reason
         log.log(level, "map %r: drains pop one value per syscall: %s", self._name, reason)
@@ -587,7 +586,6 @@ class BatchPop(Generic[V]):
             ops.obj_pin(scratch.fd.fileno(), path, map_name=self._name)
             sid = int(ops.map_info(scratch.fd.fileno()).id)
         assert self.scratch is not None
-        self._open = self.scratch.outstanding() is not None
         self.scratch.set_owner(me, _start_time(me) or 0)
         _IN_USE.add(sid)
         self._pinned_id = sid
@@ -605,13 +603,16 @@ class BatchPop(Generic[V]):
                 self.pinned_at = None
             self.scratch.close()
             self.scratch = None
-        self._open = False
 
     # -- the outstanding batch -----------------------------------------------------------------------------
 
     def pending(self) -> tuple[int, int] | None:
-        """``(delivered, count)`` of an outstanding batch no drain holds, else None."""
-        if not self._open or self.holder is not None or self.scratch is None:
+        """``(delivered, count)`` of an outstanding batch no drain holds, else None.
+
+        Read from the scratch header each time (the kernel's ``taken`` and user space's ``done`` and ``delivered``):
+        no cached flag can disagree with it after an interrupted step.
+        """
+        if self.holder is not None or self.scratch is None:
             return None
         return self.scratch.outstanding()
 
@@ -624,9 +625,9 @@ class BatchPop(Generic[V]):
         return self._codec.decode_many(self.scratch.read(lo, hi), hi - lo, self._vs)
 
     def mark_delivered(self, n: int) -> None:
+        """Record values ``0..n`` of the outstanding batch as delivered (an absolute position: idempotent)."""
         assert self.scratch is not None
-        if self.scratch.mark_delivered(n):
-            self._open = False
+        self.scratch.mark_delivered(n)
 
     def take(self, want: int) -> tuple[int, int]:
         """Pop up to ``want`` values (at most the capacity) into the scratch with one program run.
@@ -650,7 +651,6 @@ class BatchPop(Generic[V]):
         _taken, _done, count, rc, _want, _delivered = sc.state()
         if count == 0:
             sc.mark_delivered(0)
-        self._open = count > 0
         return count, rc
 
     # -- end -------------------------------------------------------------------------------------------------
@@ -667,44 +667,18 @@ class BatchPop(Generic[V]):
         """
         failed: list[V] = []
         try:
-            p = self.scratch.outstanding() if self.scratch is not None else None
-            if p is not None and self.scratch is not None:
-                lo, hi = p
-                raw = self.scratch.read(lo, hi)
-                vs = self._vs
-                order = range(hi - lo - 1, -1, -1) if lifo else range(hi - lo)
-                bad = [i for i in order if push(raw[i * vs : (i + 1) * vs]) < 0]
-                self.scratch.mark_delivered(hi)
-                if bad:
-                    bad.sort()
+            with critical():  # pushed back and recorded as such together, or neither
+                p = self.scratch.outstanding() if self.scratch is not None else None
+                if p is not None and self.scratch is not None:
+                    lo, hi = p
+                    raw = self.scratch.read(lo, hi)
+                    vs = self._vs
+                    order = range(hi - lo - 1, -1, -1) if lifo else range(hi - lo)
+                    bad = sorted(i for i in order if push(raw[i * vs : (i + 1) * vs]) < 0)
+                    self.scratch.mark_delivered(hi)
                     failed = [self._codec.decode_many(raw[i * vs : (i + 1) * vs], 1, vs)[0] for i in bad]
         finally:
             self._drop_scratch()
             self.holder = None
         return failed
 
-
-def retry_busy(take: Callable[[], tuple[int, int]], map_name: str) -> tuple[int, int]:
-    """Call ``take`` until it takes values or finds the map empty; retry while the helper reports contention.
-
-    A batch of 0 values with a retryable errno (EBUSY...) is contention, not an empty map. Other errnos raise.
-
-    Raises:
-        SyscallError: the helper failed with a non-retryable errno, or stayed busy for ``BUSY_BUDGET_S`` seconds.
-    """
-    budget_s = BUSY_BUDGET_S
-    deadline = 0.0
-    while True:
-        count, rc = take()
-        if count or rc == -_errno.ENOENT:
-            return count, rc
-        # rc 0 with nothing taken: may_goto's loop budget ran out before the first pop; retried like contention
-        if rc != 0 and -rc not in RETRYABLE:
-            raise error_for_errno("bpf_map_pop_elem", -rc, map_name=map_name, detail="batch pop")
-        now = time.monotonic()
-        if not deadline:
-            deadline = now + budget_s
-        elif now > deadline:
-            raise error_for_errno("bpf_map_pop_elem", -rc, map_name=map_name,
-                                  detail=f"batch pop: still busy after {budget_s:g} s")
-        os.sched_yield()

@@ -48,6 +48,9 @@ _BATCH_SIZE = ctypes.sizeof(BatchAttr)
 #: An fd number no process has: attrs of a closed map point here (the kernel answers EBADF).
 _NO_FD = 0xFFFFFFFF
 
+#: The first bytes of a batch ``out_batch`` token before the call; no kernel cursor has them (see BatchWalk.step).
+_UNWRITTEN = b"\xff\xff\xff\xff"
+
 #: Default number of entries per batch syscall.
 DEFAULT_BATCH = 4096
 
@@ -119,7 +122,13 @@ class BatchWalk:
         return n, (left - n if left is not None and n > 0 else left)
 
     def step(self, want: int | None = None) -> int:
-        """One batch syscall for up to ``want`` entries (default: the buffer size)."""
+        """One batch syscall for up to ``want`` entries (default: the buffer size).
+
+        Only a count the kernel wrote back is trusted: before each call the first four bytes of the ``out_batch``
+        token are set to a value no kernel cursor takes (a hash bucket index or an array index is below
+        ``0xffffffff``, an LPM key's prefix length is at most 2048), and the kernel writes the token together with
+        the count whenever it copied entries. An error that left the token alone copied nothing.
+        """
         if self.done:
             return -1
         attr = self._attr
@@ -127,12 +136,18 @@ class BatchWalk:
         m._check_open()
         c = self.count if want is None else max(1, min(self.count, want))
         interrupted = 0
+        tok = self._tok_out.data
         while True:
             attr.in_batch = self._tok_in.addr if self.started else 0
             attr.count = c
+            tok[:4] = _UNWRITTEN
             rc = self._call()
-            n = int(attr.count)
+            wrote = tok[:4] != _UNWRITTEN
+            n = min(int(attr.count), c) if wrote or rc >= 0 else 0
             if rc >= 0:
+                if not wrote:  # nothing copied and no cursor: a kernel never does this, but do not loop on it
+                    self.done = True
+                    return -1
                 break
             err = -rc
             if err == _ENOENT:
@@ -148,16 +163,22 @@ class BatchWalk:
                 if interrupted < 100:
                     continue
             elif err == _ENOSPC and n == 0:
-                # A bucket holds more entries than we asked for; the kernel took none of them. Ask for more.
+                # A bucket holds more entries than we asked for; the kernel took none of them. Ask for more, up to
+                # what a map of max_entries can hold in one bucket.
                 if c < self.count:
                     c = min(self.count, c * 2)
-                else:
-                    self._resize(self.count * 2)
+                    continue
+                cap = max(m._info.max_entries, 1)
+                if self.count < cap:
+                    self._resize(min(self.count * 2, cap))
                     c = self.count
-                continue
+                    continue
+                raise error_for_errno(Cmd(self._cmd).name, err, map_name=m._name,
+                                      detail=f"ENOSPC with a buffer of {self.count} entries, as many as the map's "
+                                             "max_entries: the kernel keeps refusing the batch")
             m._raise(Cmd(self._cmd), rc, f"batch of {self.count}")
         self.started = True
-        self._tok_in.data[:] = self._tok_out.data
+        self._tok_in.data[:] = tok
         self.n = n
         return n
 
@@ -494,7 +515,7 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         """
         t = self._info.type
         if self._supports(Cmd.MAP_LOOKUP_AND_DELETE_BATCH):
-            src: _KeyedSource[K, V] = _BatchDrainSource(self, batch_size)
+            src: _BatchDrainSource[K, V] | _CursorDrainSource[K, V] = _BatchDrainSource(self, batch_size)
         elif self._can_pop and self._supports(Cmd.MAP_LOOKUP_AND_DELETE_ELEM):
             src = _CursorDrainSource(self, atomic=True)
         elif not atomic:
@@ -731,6 +752,93 @@ class PerCpuMixin:
         return possible_cpus()
 
 
+class _Chunk:
+    """Entries one LOOKUP_AND_DELETE_BATCH took out: their bytes, and their decoded form once decoded."""
+
+    __slots__ = ("items", "keys", "n", "vals")
+
+    def __init__(self, keys: bytes, vals: bytes, n: int):
+        self.keys = keys
+        self.vals = vals
+        self.n = n
+        self.items: list[Any] | None = None
+
+
+class _BatchDrainSource(Generic[K, V]):
+    """LOOKUP_AND_DELETE_BATCH chunks of ``(key, value)``; puts back, by their bytes, entries not delivered."""
+
+    def __init__(self, m: KeyedMap[K, V, Any], batch_size: int, limit: int | None = None):
+        self._m = m
+        self.map_name = m._name
+        self._walk = BatchWalk(m, Cmd.MAP_LOOKUP_AND_DELETE_BATCH, batch_size)  # type: ignore[arg-type]
+        self._left = limit  # an entry budget of the source's own (for sources whose items are whole batches)
+
+    def take(self, want: int | None) -> _Chunk | None:
+        w, m = self._walk, self._m
+        if self._left is not None:
+            want = self._left if want is None else min(want, self._left)
+            if want <= 0:
+                return None
+        n = w.step(want)
+        if n < 0:
+            return None
+        ks, vs = m._info.key_size, m._vstride
+        chunk = _Chunk(bytes(w.keys.data[: n * ks]), bytes(w.values.data[: n * vs]), n)
+        if self._left is not None:
+            self._left -= n
+        return chunk
+
+    def decode(self, raw: _Chunk) -> list[Any]:
+        m, n = self._m, raw.n
+        ks, vs = m._info.key_size, m._vstride
+        # Building a batch of objects triggers the cyclic GC every few hundred allocations, and each pass scans
+        # the objects just built (none of which can be in a cycle): pause it while the batch is built.
+        pause = n >= 256 and gc.isenabled()
+        if pause:
+            gc.disable()
+        try:
+            raw.items = list(zip(m._kc.decode_many(raw.keys, n, ks), m._vc.decode_many(raw.vals, n, vs),
+                                 strict=True))
+        finally:
+            if pause:
+                gc.enable()
+        return raw.items
+
+    def backoff(self) -> None:  # pragma: no cover - take never returns RETRY here
+        pass
+
+    def _entry(self, raw: _Chunk, i: int) -> tuple[bytes, bytes]:
+        ks, vs = self._m._info.key_size, self._m._vstride
+        return raw.keys[i * ks : (i + 1) * ks], raw.vals[i * vs : (i + 1) * vs]
+
+    def finish(self, raw: _Chunk, delivered: int) -> list[Any]:
+        m = self._m
+        failed: list[Any] = []
+        for i in range(delivered, raw.n):
+            kb, vb = self._entry(raw, i)
+            if m._put_raw(kb, vb, UpdateFlags.NOEXIST) < 0:
+                failed.append(raw.items[i] if raw.items is not None and i < len(raw.items) else (kb, vb))
+        return failed
+
+    def undecodable(self, raw: _Chunk, cause: Exception) -> BaseException:
+        """Put back the entries that decode; hand out the others as bytes in a DecodeError."""
+        m = self._m
+        bad: list[tuple[bytes, bytes]] = []
+        for i in range(raw.n):
+            kb, vb = self._entry(raw, i)
+            try:
+                m._dec_k(kb)
+                m._dec_v(vb)
+                ok = True
+            except Exception:
+                ok = False
+            if not ok or m._put_raw(kb, vb, UpdateFlags.NOEXIST) < 0:
+                bad.append((kb, vb))  # undecodable, or could not go back: the caller gets its bytes
+        return DecodeError("drain", f"{len(bad)} of {raw.n} entries taken out could not be decoded or put back "
+                                    f"({cause}); their bytes are in .raw, the others are back in the map",
+                           map_name=m._name, raw=bad)
+
+
 class RawBatch(NamedTuple):
     """Entries of one batch syscall, undecoded: entry ``i``'s key is ``keys[i*key_size:(i+1)*key_size]`` and its
     value ``values[i*value_stride:(i+1)*value_stride]`` (per-CPU maps: ``ncpus`` slots of ``round_up(size, 8)``)."""
@@ -761,107 +869,22 @@ class ColumnBatch(NamedTuple):
         return self.values[self.value_names.index(name)]
 
 
-class _RawBatchSource:
-    def __init__(self, m: KeyedMap[Any, Any, Any], batch_size: int, limit: int | None):
-        self._m = m
-        self.map_name = m._name
-        self._walk = BatchWalk(m, Cmd.MAP_LOOKUP_AND_DELETE_BATCH, batch_size)
-        self._left = limit  # entries, not batches
+class _RawBatchSource(_BatchDrainSource[Any, Any]):
+    """One :class:`RawBatch` per chunk; ``limit`` counts entries (the source's own budget)."""
 
-    def next_chunk(self, want: int | None) -> list[RawBatch] | None:
-        w, m = self._walk, self._m
-        n, self._left = w.step_limited(self._left)
-        if n < 0:
-            return None
-        ks, vs = m._info.key_size, m._vstride
-        return [RawBatch(bytes(w.keys.data[: n * ks]), bytes(w.values.data[: n * vs]), n, ks, vs)]
-
-    def put_back(self, start: int) -> list[RawBatch]:
-        return []  # one batch per chunk, delivered whole
-
-
-class _KeyedSource(Generic[K, V]):
-    map_name: str
-
-    def next_chunk(self, want: int | None) -> list[tuple[K, V]] | None:
-        raise NotImplementedError
-
-    def put_back(self, start: int) -> list[tuple[K, V]]:
-        return []
-
-
-class _BatchDrainSource(_KeyedSource[K, V]):
-    """LOOKUP_AND_DELETE_BATCH chunks; keeps the raw bytes of the last chunk to put back what was not delivered."""
-
-    def __init__(self, m: KeyedMap[K, V, Any], batch_size: int):
-        self._m = m
-        self.map_name = m._name
-        self._walk = BatchWalk(m, Cmd.MAP_LOOKUP_AND_DELETE_BATCH, batch_size)  # type: ignore[arg-type]
-        self._keys = b""
-        self._vals = b""
-        self._items: list[tuple[K, V]] = []
-
-    def next_chunk(self, want: int | None) -> list[tuple[K, V]] | None:
-        w, m = self._walk, self._m
-        n = w.step(want)
-        if n < 0:
-            return None
-        ks, vs = m._info.key_size, m._vstride
-        self._keys = bytes(w.keys.data[: n * ks])
-        self._vals = bytes(w.values.data[: n * vs])
-        # Building a batch of objects triggers the cyclic GC every few hundred allocations, and each pass scans
-        # the objects just built (none of which can be in a cycle): pause it while the batch is built.
-        pause = n >= 256 and gc.isenabled()
-        if pause:
-            gc.disable()
-        try:
-            self._items = list(zip(m._kc.decode_many(self._keys, n, ks), m._vc.decode_many(self._vals, n, vs),
-                                   strict=True))
-        except Exception as e:
-            self._items = []
-            self._undecodable(n, e)  # raises
-        finally:
-            if pause:
-                gc.enable()
-        return self._items
-
-    def _undecodable(self, n: int, cause: Exception) -> None:
-        """Some entries of the chunk just taken do not decode: put the others back, hand those out as bytes."""
+    def decode(self, raw: _Chunk) -> list[Any]:
         m = self._m
-        ks, vs = m._info.key_size, m._vstride
-        raw: list[tuple[bytes, bytes]] = []
-        for i in range(n):
-            kb, vb = self._keys[i * ks : (i + 1) * ks], self._vals[i * vs : (i + 1) * vs]
-            try:
-                m._dec_k(kb)
-                m._dec_v(vb)
-                ok = True
-            except Exception:
-                ok = False
-            if not ok or m._put_raw(kb, vb, UpdateFlags.NOEXIST) < 0:
-                raw.append((kb, vb))  # undecodable, or could not go back: the caller gets its bytes
-        raise DecodeError("drain", f"{len(raw)} of {n} entries taken out could not be decoded or put back "
-                                   f"({cause}); their bytes are in .raw, the others are back in the map",
-                          map_name=m._name, raw=raw) from cause
+        return [RawBatch(raw.keys, raw.vals, raw.n, m._info.key_size, m._vstride)]
 
-    def put_back(self, start: int) -> list[tuple[K, V]]:
-        m = self._m
-        ks, vs = m._info.key_size, m._vstride
-        failed = []
-        for i in range(start, len(self._items)):
-            rc = m._put_raw(self._keys[i * ks : (i + 1) * ks], self._vals[i * vs : (i + 1) * vs], UpdateFlags.NOEXIST)
-            if rc < 0:
-                failed.append(self._items[i])
-        self._items = []
-        return failed
+    def finish(self, raw: _Chunk, delivered: int) -> list[Any]:
+        return [] if delivered else super().finish(raw, 0)
 
 
 class _ColumnsSource(_BatchDrainSource[Any, Any]):
-    """LOOKUP_AND_DELETE_BATCH chunks decoded as columns (one ColumnBatch per batch)."""
+    """One :class:`ColumnBatch` per chunk; ``limit`` counts entries (the source's own budget)."""
 
     def __init__(self, m: KeyedMap[Any, Any, Any], batch_size: int, limit: int | None):
-        super().__init__(m, batch_size)
-        self._left = limit
+        super().__init__(m, batch_size, limit)
         kc, vc = m._kc, m._vc
         dk, dv = getattr(kc, "decode_columns", None), getattr(vc, "decode_columns", None)
         if dk is None or dv is None:
@@ -871,29 +894,18 @@ class _ColumnsSource(_BatchDrainSource[Any, Any]):
         self._kn: tuple[str, ...] = kc.column_names  # type: ignore[attr-defined]
         self._vn: tuple[str, ...] = vc.column_names  # type: ignore[attr-defined]
 
-    def next_chunk(self, want: int | None) -> list[Any] | None:
-        w, m = self._walk, self._m
-        n, self._left = w.step_limited(self._left)
-        if n < 0:
-            return None
+    def decode(self, raw: _Chunk) -> list[Any]:
+        m, n = self._m, raw.n
         ks, vs = m._info.key_size, m._vstride
-        self._keys = bytes(w.keys.data[: n * ks])
-        self._vals = bytes(w.values.data[: n * vs])
-        try:
-            batch = ColumnBatch(self._dk(self._keys, n, ks), self._dv(self._vals, n, vs), n, self._kn, self._vn)
-        except Exception as e:
-            self._items = []
-            self._undecodable(n, e)  # raises
-        self._items = []
-        return [batch]
+        return [ColumnBatch(self._dk(raw.keys, n, ks), self._dv(raw.vals, n, vs), n, self._kn, self._vn)]
 
-    def put_back(self, start: int) -> list[Any]:
-        return []  # one batch per chunk, delivered whole
+    def finish(self, raw: _Chunk, delivered: int) -> list[Any]:
+        return [] if delivered else super().finish(raw, 0)
 
 
-class _CursorDrainSource(_KeyedSource[K, V]):
+class _CursorDrainSource(Generic[K, V]):
     """Per-element drain: the cursor moves to the next key *before* the current one is deleted, so the walk never
-    restarts from the first bucket because of its own deletions."""
+    restarts from the first bucket because of its own deletions. A chunk is one ``(key bytes, value bytes)``."""
 
     def __init__(self, m: KeyedMap[K, V, Any], *, atomic: bool):
         self._m = m
@@ -918,14 +930,14 @@ class _CursorDrainSource(_KeyedSource[K, V]):
             self._m._raise(Cmd.MAP_GET_NEXT_KEY, rc)
         return True
 
-    def next_chunk(self, want: int | None) -> list[tuple[K, V]] | None:
+    def take(self, want: int | None) -> tuple[bytes, bytes] | None:
         m = self._m
         if not self._started:
-            self._started = True
             if not self._advance():
+                self._started = True
                 return None
             self._cur.data[:] = self._nxt.data
-            self._have_cur = True
+            self._have_cur = self._started = True
         while self._have_cur:
             key = bytes(self._cur.data)
             more = self._advance()  # find the next key while the current one still exists
@@ -936,6 +948,24 @@ class _CursorDrainSource(_KeyedSource[K, V]):
             else:
                 self._cur.data[:] = nxt
             if value is not None:
-                k = decode_taken(m._dec_k, key, "drain", m._name, (key, value))
-                return [(k, decode_taken(m._dec_v, value, "drain", m._name, (key, value)))]
+                return key, value
         return None
+
+    def decode(self, raw: tuple[bytes, bytes]) -> list[tuple[K, V]]:
+        m = self._m
+        return [(m._dec_k(raw[0]), m._dec_v(raw[1]))]
+
+    def finish(self, raw: tuple[bytes, bytes], delivered: int) -> list[Any]:
+        if delivered or self._m._put_raw(raw[0], raw[1], UpdateFlags.NOEXIST) >= 0:
+            return []
+        try:
+            return self.decode(raw)
+        except Exception:
+            return [raw]
+
+    def undecodable(self, raw: tuple[bytes, bytes], cause: Exception) -> BaseException:
+        return DecodeError("drain", f"taken out of the map but not decodable ({cause}); its bytes are in .raw",
+                           map_name=self.map_name, raw=[raw])
+
+    def backoff(self) -> None:  # pragma: no cover - take never returns RETRY here
+        pass

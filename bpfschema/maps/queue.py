@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import os
+import time
 import warnings
 import weakref
 from types import TracebackType
@@ -19,11 +20,19 @@ from typing_extensions import TypeVar
 from .._sys import syscall as _sc
 from .._sys.attrs import ElemAttr
 from .._sys.consts import Cmd, MapType, UpdateFlags
-from ..errors import DecodeError, DrainIncompleteError, LayoutError, MapEmptyError, NotSupportedError
-from ._batchpop import BatchPop, retry_busy
+from .._sys.signals import critical
+from ..errors import (
+    DecodeError,
+    DrainIncompleteError,
+    LayoutError,
+    MapEmptyError,
+    NotSupportedError,
+    error_for_errno,
+)
+from ._batchpop import BUSY_BUDGET_S, RETRYABLE, BatchPop
 from .base import Buffer, CodecMap
 from .codec import decode_taken
-from .drain import Drain
+from .drain import RETRY, Drain
 from .spec import MapSpec
 
 V = TypeVar("V", default=bytes)
@@ -84,29 +93,57 @@ class _PushPopMap(CodecMap[bytes, V]):
             self._raise(Cmd.MAP_UPDATE_ELEM, rc)
 
     def _take(self, cmd: int, op: str) -> V:
-        self._attr.flags = 0
-        rc = (self._c_pop if cmd == _POP else self._c_peek)()
-        if rc < 0:
-            if rc == -_ENOENT:
-                raise MapEmptyError(op, "the map is empty", map_name=self._name, err=_ENOENT)
-            self._raise(Cmd(cmd), rc)
-        return decode_taken(self._dec, bytes(self._vbuf.data), op, self._name)
+        raw: bytes | None = None
+        try:
+            with critical():  # the value leaves the kernel and is recorded here together
+                self._attr.flags = 0
+                rc = (self._c_pop if cmd == _POP else self._c_peek)()
+                if rc >= 0:
+                    raw = bytes(self._vbuf.data)
+            if raw is None:
+                if rc == -_ENOENT:
+                    raise MapEmptyError(op, "the map is empty", map_name=self._name, err=_ENOENT)
+                self._raise(Cmd(cmd), rc)
+            assert raw is not None
+            return decode_taken(self._dec, raw, op, self._name)
+        except BaseException as e:
+            if raw is not None and cmd == _POP and not isinstance(e, DecodeError):
+                self._give_back(raw, e)
+            raise
+
+    def _give_back(self, raw: bytes, e: BaseException) -> None:
+        """A popped value was not returned (an exception, e.g. Ctrl-C, came in between): push it back.
+
+        A stack gets it back on top (same place); a queue at its tail. If the map is full, the value rides on the
+        exception (``e.unreturned_entries``, raw bytes).
+        """
+        with critical():
+            if self._push_raw(raw) < 0:
+                e.unreturned_entries = [raw]  # type: ignore[attr-defined]
 
     def pop(self) -> V:
         """Remove and return the next value (BPF_MAP_LOOKUP_AND_DELETE_ELEM).
 
         Values an earlier drain of this map object took out of the kernel and did not deliver (see
-        :attr:`pending`) come first, without a syscall.
+        :attr:`pending`) come first, without a syscall. An exception that interrupts ``pop`` (a ``KeyboardInterrupt``)
+        after the kernel gave up the value puts it back (a queue gets it at its tail).
 
         Raises:
             MapEmptyError: the map is empty.
         """
-        p = self._bp.pending()
+        bp = self._bp
+        p = bp.pending()
         if p is not None:
             lo = p[0]
-            value = self._bp.decode(lo, lo + 1)[0]
-            self._bp.mark_delivered(lo + 1)
-            return value
+            value = bp.decode(lo, lo + 1)[0]
+            try:
+                with critical():
+                    bp.mark_delivered(lo + 1)
+                return value
+            except BaseException:
+                with critical():
+                    bp.mark_delivered(lo)  # not returned after all: pending again
+                raise
         return self._take(_POP, "pop")
 
     def peek(self) -> V:
@@ -280,23 +317,26 @@ class _PushPopMap(CodecMap[bytes, V]):
 class _QueueSource(Generic[V]):
     """A drain's values: pending values first, then batches from the pop program, else one pop per syscall.
 
-    While this source delivers a chunk of the outstanding batch it is the batch's *holder*; the chunk is recorded
-    as delivered when the next chunk is asked for, and up to the put-back point when the drain stops.
+    A chunk is either the bytes of one popped value (one pop per syscall), or a range ``(lo, hi)`` of the scratch
+    map's outstanding batch, which this source *holds* until the drain finishes the chunk: then the scratch records
+    how far it was delivered (an absolute position, so recording twice is harmless) and the rest stays pending.
     """
 
-    __slots__ = ("_batch", "_bp", "_buf", "_dec", "_ended", "_held", "_m", "_plain", "_pop", "_size", "_span",
+    __slots__ = ("_batch", "_bp", "_buf", "_deadline", "_dec", "_ended", "_m", "_plain", "_pop", "_size", "_span",
                  "map_name")
 
     def __init__(self, m: _PushPopMap[V], batch_size: int | None, batch_pop: bool):
         self._m = m
         self._bp = m._bp
-        self._batch = batch_pop
         self._size = batch_size
-        self._held: tuple[int, int] | None = None
         self._ended = False
+        self._deadline = 0.0
+        if batch_pop and m._bp.holder is None:
+            batch_pop = m._bp.available()  # loads the program at the first drain of this map object
+        self._batch = batch_pop
         # Nothing is pending without a scratch map. (Values that become pending while this drain runs, because
         # another drain of this map object popped in batches and stopped early, wait for the next drain or pop.)
-        self._plain = (not batch_pop or m._bp.off_reason is not None) and m._bp.scratch is None
+        self._plain = not batch_pop and m._bp.scratch is None
         self._dec = m._dec
         self._pop = m._c_pop
         self._buf = m._vbuf.data
@@ -304,91 +344,110 @@ class _QueueSource(Generic[V]):
         self._span = 1  # values per chunk item (a columns batch is one item for many values)
         m._attr.flags = 0
 
-    def _one(self) -> list[V]:
-        """The value just popped into the buffer, as a chunk."""
-        return [decode_taken(self._dec, bytes(self._buf), "drain", self.map_name)]
-
-    def _range(self, lo: int, hi: int) -> list[V]:
-        """Values ``lo..hi`` of the scratch, as a chunk."""
-        return self._bp.decode(lo, hi)
-
-    def _release(self, upto: int) -> None:
-        bp = self._bp
-        self._held = None
-        if bp.holder is self:
-            bp.holder = None
-            if bp.scratch is not None:
-                bp.mark_delivered(upto)
-
-    def next_chunk(self, want: int | None) -> list[V] | None:
-        if self._plain:  # one pop per syscall and no scratch map: the hot path of the fallback
-            rc = self._pop()
-            if rc < 0:
-                if rc == -_ENOENT:
-                    return None
-                self._m._raise(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, rc)
-            return self._one()
-        bp = self._bp
-        if self._held is not None:
-            self._release(self._held[1])  # the whole chunk was delivered
-        if self._ended and (bp.scratch is None or bp.pending() is None):
-            return None
-        p = bp.pending() if bp.scratch is not None else None
-        if p is not None or (self._batch and bp.holder is None and bp.available()):
-            cap = bp.scratch.capacity if bp.scratch is not None else 1
-            n = min(cap, self._size or cap, want or cap)
-            if p is not None:
-                lo, hi = p[0], min(p[1], p[0] + n)
-            else:
-                count, rc = retry_busy(lambda: bp.take(n), self.map_name)
-                if count == 0:
-                    return None
-                if rc == -_ENOENT:
-                    self._ended = True  # the map was empty when this batch was taken
-                lo, hi = 0, count
-            try:
-                values = self._range(lo, hi)
-            except Exception as e:
-                prefix = self._decodable_prefix(lo, hi, e)
-                hi = lo + len(prefix)
-                values = self._range(lo, hi)
-            bp.holder = self
-            self._held = (lo, hi)
-            return values
-        if self._batch and bp.off_reason is not None:
-            self._batch = False  # decided for this map object: one pop per syscall from now on
-        self._plain = not self._batch and bp.scratch is None
+    def _pop_one(self) -> bytes | None:
         rc = self._pop()
         if rc < 0:
             if rc == -_ENOENT:
                 return None
             self._m._raise(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, rc)
-        return self._one()
+        return bytes(self._buf)
 
-    def _decodable_prefix(self, lo: int, hi: int, cause: Exception) -> list[V]:
-        """The values of ``lo..hi`` before the first one that does not decode. If that is the first, it is marked
-        delivered and handed out as bytes in a :class:`DecodeError` (the rest stays pending)."""
+    def take(self, want: int | None) -> object:
+        if self._plain:  # one pop per syscall and no scratch map: the hot path of the fallback
+            return self._pop_one()
         bp = self._bp
-        out: list[V] = []
-        for i in range(lo, hi):
-            try:
-                out += bp.decode(i, i + 1)
-            except Exception:
-                break
-        if out:
-            return out
-        assert bp.scratch is not None
-        raw = bytes(bp.scratch.read(lo, lo + 1))
-        bp.holder = self
-        self._release(lo + 1)  # delivered: through the exception
-        raise DecodeError("drain", f"a value taken out could not be decoded ({cause}); its bytes are in .raw",
-                          map_name=self.map_name, raw=[raw]) from cause
+        p = bp.pending() if bp.scratch is not None else None
+        if p is None and self._ended:
+            return None
+        if p is not None or (self._batch and bp.holder is None and bp.prog is not None):
+            sc = bp.scratch
+            assert sc is not None
+            cap = sc.capacity
+            n = min(cap, self._size or cap, want or cap)
+            if p is not None:
+                lo, hi = p[0], min(p[1], p[0] + n)
+            else:
+                count, rc = bp.take(n)
+                if count == 0:
+                    if rc == -_ENOENT:
+                        return None
+                    # rc 0 with nothing taken: may_goto's loop budget ran out before the first pop: like contention
+                    if rc != 0 and -rc not in RETRYABLE:
+                        raise error_for_errno("bpf_map_pop_elem", -rc, map_name=self.map_name, detail="batch pop")
+                    return RETRY
+                if rc == -_ENOENT:
+                    self._ended = True  # the map was empty when this batch was taken
+                lo, hi = 0, count
+            bp.holder = self
+            return lo, hi
+        return self._pop_one()
 
-    def put_back(self, start: int) -> list[V]:
-        if self._held is not None:
-            lo, hi = self._held
-            self._release(min(hi, lo + start * self._span))  # the rest stays pending in the scratch map
-        return []  # nothing is ever put back into the kernel map here, so nothing can fail
+    def backoff(self) -> None:
+        now = time.monotonic()
+        if not self._deadline:
+            self._deadline = now + BUSY_BUDGET_S
+        elif now > self._deadline:
+            raise error_for_errno("bpf_map_pop_elem", _errno.EBUSY, map_name=self.map_name,
+                                  detail=f"batch pop: still busy after {BUSY_BUDGET_S:g} s")
+        os.sched_yield()
+
+    def decode(self, raw: Any) -> list[V]:
+        if isinstance(raw, bytes):
+            return self._one(raw)
+        self._deadline = 0.0
+        lo, hi = raw
+        try:
+            return self._range(lo, hi)
+        except Exception:
+            # Deliver the values before the first that does not decode; the rest stays pending (see finish). If
+            # the first does not decode, undecodable() hands it out in the DecodeError.
+            bp = self._bp
+            out: list[V] = []
+            for i in range(lo, hi):
+                try:
+                    out += bp.decode(i, i + 1)
+                except Exception:
+                    break
+            if not out:
+                raise
+            return out
+
+    def _one(self, raw: bytes) -> list[V]:
+        """One popped value, as a chunk."""
+        return [self._dec(raw)]
+
+    def _range(self, lo: int, hi: int) -> list[V]:
+        """Values ``lo..hi`` of the scratch, as a chunk."""
+        return self._bp.decode(lo, hi)
+
+    def finish(self, raw: Any, delivered: int) -> list[V]:
+        if isinstance(raw, bytes):
+            if delivered or self._m._push_raw(raw) >= 0:  # not delivered: back into the map (a queue's tail)
+                return []
+            try:
+                return self._one(raw)
+            except Exception:
+                return [raw]  # type: ignore[list-item]
+        lo, hi = raw
+        bp = self._bp
+        if bp.holder is self:
+            bp.mark_delivered(min(hi, lo + delivered * self._span))  # the rest stays pending in the scratch map
+            bp.holder = None
+        return []
+
+    def undecodable(self, raw: Any, cause: Exception) -> BaseException:
+        if isinstance(raw, bytes):
+            value = raw  # handed out through the exception
+        else:
+            lo = raw[0]
+            bp = self._bp
+            assert bp.scratch is not None
+            value = bytes(bp.scratch.read(lo, lo + 1))
+            if bp.holder is self:
+                bp.mark_delivered(lo + 1)  # delivered: through the exception; the rest stays pending
+                bp.holder = None
+        return DecodeError("drain", f"a value taken out could not be decoded ({cause}); its bytes are in .raw",
+                           map_name=self.map_name, raw=[value])
 
 
 class ValueColumns(NamedTuple):
@@ -419,18 +478,22 @@ class _QueueColumnsSource(_QueueSource[Any]):
         self._vs = m._info.value_size
         self._span = 1 << 62  # a chunk's one item stands for all its values
 
-    def next_chunk(self, want: int | None) -> list[Any] | None:
-        return super().next_chunk(None)  # the drain's limit counts batches here, not values
+    def take(self, want: int | None) -> object:
+        return super().take(None)  # the drain's limit counts batches here, not values
 
-    def _one(self) -> list[Any]:
-        raw = bytes(self._buf)
-        cols = decode_taken(lambda b: self._cols(b, 1, self._vs), raw, "drain", self.map_name)
-        return [ValueColumns(cols, 1, self._names)]
+    def _one(self, raw: bytes) -> list[Any]:
+        return [ValueColumns(self._cols(raw, 1, self._vs), 1, self._names)]
 
     def _range(self, lo: int, hi: int) -> list[Any]:
         bp = self._bp
         assert bp.scratch is not None
         return [ValueColumns(self._cols(bp.scratch.read(lo, hi), hi - lo, bp._vs), hi - lo, self._names)]
+
+    def decode(self, raw: Any) -> list[Any]:
+        if isinstance(raw, bytes):
+            return self._one(raw)
+        self._deadline = 0.0
+        return self._range(*raw)
 
 
 class QueueMap(_PushPopMap[V], register=True):

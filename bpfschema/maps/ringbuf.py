@@ -12,9 +12,8 @@ from typing import Generic
 from typing_extensions import TypeVar
 
 from .._sys.consts import MapType
-from ..errors import BpfPermissionError, error_for_errno
+from ..errors import BpfPermissionError, DecodeError, error_for_errno
 from .base import CodecMap
-from .codec import decode_taken
 from .drain import Drain
 from .spec import MapSpec
 
@@ -28,6 +27,13 @@ _U32 = struct.Struct("=I")
 
 
 class _RecordSource(Generic[V]):
+    """Chunks of committed records, read in place; the consumer position moves only past delivered records.
+
+    A chunk is ``(records, ends)``: the records' bytes and the consumer position after each. Finishing a chunk
+    writes the position after the last delivered record: an absolute value, so writing it twice is harmless, and
+    nothing is released before it was handed out.
+    """
+
     __slots__ = ("_dec", "_rb", "map_name")
 
     def __init__(self, rb: RingBuffer[V]):
@@ -35,12 +41,38 @@ class _RecordSource(Generic[V]):
         self._dec = rb._dec
         self.map_name = rb._name
 
-    def next_chunk(self, want: int | None) -> list[V] | None:
-        rec = self._rb._read_one()
-        return None if rec is None else [decode_taken(self._dec, rec, "drain", self.map_name)]
+    def take(self, want: int | None) -> tuple[list[bytes], list[int]] | None:
+        recs, ends = self._rb._read_many(min(want or _CHUNK, _CHUNK))
+        return (recs, ends) if recs else None
 
-    def put_back(self, start: int) -> list[V]:
-        return []  # chunks of one record are always delivered
+    def decode(self, raw: tuple[list[bytes], list[int]]) -> list[V]:
+        """The records before the first that does not decode (that one, if first, goes to undecodable())."""
+        dec = self._dec
+        out: list[V] = []
+        try:
+            for r in raw[0]:
+                out.append(dec(r))
+        except Exception:
+            if not out:
+                raise
+        return out
+
+    def finish(self, raw: tuple[list[bytes], list[int]], delivered: int) -> list[V]:
+        if delivered:
+            self._rb._release(raw[1][delivered - 1])
+        return []
+
+    def undecodable(self, raw: tuple[list[bytes], list[int]], cause: Exception) -> BaseException:
+        """The first record does not decode: release it, its bytes ride on the error."""
+        self._rb._release(raw[1][0])
+        return DecodeError("drain", f"a record could not be decoded ({cause}); its bytes are in .raw",
+                           map_name=self.map_name, raw=[raw[0][0]])
+
+    def backoff(self) -> None:  # pragma: no cover - take never returns RETRY here
+        pass
+
+
+_CHUNK = 1024  # records per chunk at most
 
 
 class RingBuffer(CodecMap[bytes, V], register=True):
@@ -97,24 +129,38 @@ class RingBuffer(CodecMap[bytes, V], register=True):
                                                 "pages for such an fd, so it cannot be read", map_name=self._name)
         return self._cons, self._prod
 
-    def _read_one(self) -> bytes | None:
-        """The next committed record, releasing its space; ``None`` when none is available."""
+    def _read_many(self, most: int) -> tuple[list[bytes], list[int]]:
+        """Up to ``most`` committed records from the consumer position on, and the position after each.
+
+        Nothing is released here (see :meth:`_release`); DISCARDed records before the first committed one are
+        released at once (they carry nothing).
+        """
         cons_map, prod_map = self._mapped()
         cons = _U64.unpack_from(cons_map, 0)[0]
-        while True:
-            prod = _U64.unpack_from(prod_map, 0)[0]
-            if cons >= prod:
-                return None
-            off = self._page + (cons & self._mask)
+        recs: list[bytes] = []
+        ends: list[int] = []
+        prod = _U64.unpack_from(prod_map, 0)[0]
+        page, mask = self._page, self._mask
+        while len(recs) < most and cons < prod:
+            off = page + (cons & mask)
             word = _U32.unpack_from(prod_map, off)[0]
             if word & _BUSY:
-                return None  # reserved, not yet committed: records after it must wait too
+                break  # reserved, not yet committed: records after it must wait too
             length = word & ~(_BUSY | _DISCARD)
-            rec = None if word & _DISCARD else prod_map[off + _HDR : off + _HDR + length]
             cons += (length + _HDR + 7) & ~7
-            _U64.pack_into(cons_map, 0, cons)  # release the space; the record is copied already
-            if rec is not None:
-                return rec
+            if word & _DISCARD:
+                if not recs:
+                    _U64.pack_into(cons_map, 0, cons)
+                continue
+            recs.append(prod_map[off + _HDR : off + _HDR + length])
+            ends.append(cons)
+        return recs, ends
+
+    def _release(self, pos: int) -> None:
+        """Move the consumer position to ``pos`` (never backwards), releasing the records before it."""
+        cons_map, _ = self._mapped()
+        if pos > _U64.unpack_from(cons_map, 0)[0]:
+            _U64.pack_into(cons_map, 0, pos)
 
     def __iter__(self) -> Iterator[V]:
         """Records available now, oldest first; stops when the ring is empty. Never waits."""

@@ -76,7 +76,8 @@ def test_put_back_conflict_is_reported_not_dropped() -> None:
         with pytest.raises(bs.DrainIncompleteError) as ei, m.drain(batch_size=20) as d:
             first = next(d)
             # While those entries are out of the map, a producer re-creates two of them with new values.
-            pending_keys = [k for k, _ in d._chunk[d._i : d._i + 2]]
+            cur = d._cur  # the chunk held by the drain: decoded entries, the first `taken()` delivered
+            pending_keys = [k for k, _ in cur.raw.items[cur.taken() : cur.taken() + 2]]  # type: ignore[attr-defined]
             for k in pending_keys:
                 m[k] = v64(999)
         lost = ei.value.entries
@@ -178,7 +179,7 @@ def test_drain_batches_reports_entries_it_could_not_put_back() -> None:
     with filled_hash(20) as m:
         with pytest.raises(bs.DrainIncompleteError) as ei, m.drain_batches(batch_size=20) as batches:
             next(batches.drain)  # take one entry on its own: the rest of the batch is held, undelivered
-            held = [k for k, _ in batches.drain._cur.chunk[1:3]]
+            held = [k for k, _ in batches.drain._cur.raw.items[1:3]]  # type: ignore[attr-defined]
             for k in held:
                 m[k] = v64(999)  # re-created meanwhile: these two cannot go back
         assert sorted(e[0] for e in ei.value.entries) == sorted(held)  # type: ignore[index]

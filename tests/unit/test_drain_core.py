@@ -11,7 +11,11 @@ from bpfschema.maps.drain import Drain
 
 
 class Script:
-    """Hands out the given chunks; records every call. ``fail_at``: raise on that next_chunk call (0-based)."""
+    """Hands out the given chunks; records every call. ``fail_at``: raise on that take call (0-based).
+
+    Calls are recorded as ("next", want) for each take and ("put_back", delivered) for each finish, the names the
+    drain contract uses: a finish with ``delivered < len(chunk)`` puts the rest back.
+    """
 
     map_name = "script"
 
@@ -19,25 +23,32 @@ class Script:
         self.chunks = list(chunks)
         self.calls: list[tuple[str, int | None]] = []
         self.fail_at = fail_at
-        self.refuse = refuse  # values put_back reports as not put back
-        self.last: list[int] = []
+        self.refuse = refuse  # values put back reports as not put back
         self.returned: list[int] = []
 
-    def next_chunk(self, want: int | None) -> list[int] | None:
+    def take(self, want: int | None) -> list[int] | None:
         n = len([c for c in self.calls if c[0] == "next"])
         self.calls.append(("next", want))
         if n == self.fail_at:
             raise OSError("kernel said no")
         if not self.chunks:
             return None
-        self.last = self.chunks.pop(0)
-        return self.last
+        return self.chunks.pop(0)
 
-    def put_back(self, start: int) -> list[int]:
-        self.calls.append(("put_back", start))
-        rest = self.last[start:]
+    def decode(self, raw: list[int]) -> list[int]:
+        return list(raw)
+
+    def finish(self, raw: list[int], delivered: int) -> list[int]:
+        self.calls.append(("put_back", delivered))
+        rest = raw[delivered:]
         self.returned += [v for v in rest if v not in self.refuse]
         return [v for v in rest if v in self.refuse]
+
+    def undecodable(self, raw: list[int], cause: Exception) -> BaseException:
+        return cause
+
+    def backoff(self) -> None:
+        pass
 
 
 def test_for_and_next_share_one_position() -> None:
@@ -63,7 +74,7 @@ def test_delivered_and_pending_follow_the_iterator() -> None:
     next(it)
     next(it)
     assert (d.delivered, d.pending) == (2, 2)
-    assert d._chunk[d._i :] == [3, 4]
+    assert d._cur.raw[d._cur.taken() :] == [3, 4]  # type: ignore[index]
 
 
 def test_break_puts_back_exactly_the_undelivered_rest() -> None:
