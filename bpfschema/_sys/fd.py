@@ -18,8 +18,8 @@ class Fd:
     def __init__(self, fd: int, what: str = "bpf object"):
         if fd < 0:
             raise ValueError(f"invalid fd {fd}")
-        self._fd = fd
         self.what = what
+        self._fd = fd
 
     @property
     def closed(self) -> bool:

@@ -25,6 +25,7 @@ import signal as _signal_mod
 import sys
 import threading
 from collections.abc import Callable
+from itertools import compress
 from types import FrameType, TracebackType
 
 __all__ = ["critical"]
@@ -64,13 +65,15 @@ class critical:
             caught.append(signum)
 
         saved: list[tuple[int, object]] = []
+        handlers = list(map(_getsignal, _SIGNALS))
         try:
-            for s, h in zip(_SIGNALS, map(_getsignal, _SIGNALS), strict=True):
-                if callable(h):
-                    # signal.signal() first runs handlers of signals that are already pending: an exception here
-                    # is raised before anything was taken, so it may propagate (after undoing the swaps so far).
-                    _setsignal(s, defer)
-                    saved.append((s, h))
+            # compress() filters in C; usually only SIGINT (default_int_handler) is left.
+            for s, h in compress(zip(_SIGNALS, handlers, strict=True), map(callable, handlers)):
+                # Recorded before the swap, so an exception at any point leaves nothing swapped and unrecorded.
+                # signal.signal() first runs handlers of signals that are already pending: an exception from one
+                # is raised before anything was taken, so it may propagate (after undoing the swaps so far).
+                saved.append((s, h))
+                _setsignal(s, defer)
         except BaseException:
             _restore(saved)
             raise

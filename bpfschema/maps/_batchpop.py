@@ -536,8 +536,11 @@ class BatchPop(Generic[V]):
                 level = logging.DEBUG
             else:
                 try:
-                    self.prog = PopProgram(support.form, self._queue_fileno(), self._ensure_scratch(),
-                                           map_name=self._name)
+                    # Created and stored together: an interrupt in between would strand the new fds (the verifier
+                    # takes up to ~50 ms here for the bounded form; a Ctrl-C waits that long at most).
+                    with critical():
+                        self.prog = PopProgram(support.form, self._queue_fileno(), self._ensure_scratch(),
+                                               map_name=self._name)
                     return True
                 except (BpfError, OSError) as e:
                     reason = _describe_refusal(support.form, e)

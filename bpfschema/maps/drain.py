@@ -193,11 +193,12 @@ class Drain(Generic[T]):
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
         self._src = source
-        self._cur: _Cursor[T] = _Cursor(source, limit)
         self._pid = os.getpid()
+        cur: _Cursor[T] = _Cursor(source, limit)
         # For next(d); its generator must not reference the drain (a cycle would delay the put-back of an abandoned
         # drain until a GC run).
-        self._flat: Iterator[T] = itertools.chain.from_iterable(_chunk_iterators(self._cur, None))
+        self._flat: Iterator[T] = itertools.chain.from_iterable(_chunk_iterators(cur, None))
+        self._cur = cur  # last: __del__ looks for it
 
     def __iter__(self) -> Iterator[T]:
         # A C-level iterator: within a chunk, no Python code runs per entry.

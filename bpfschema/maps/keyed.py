@@ -14,6 +14,7 @@ from .._sys import syscall as _sc
 from .._sys.attrs import BatchAttr, ElemAttr
 from .._sys.consts import Cmd, MapType, UpdateFlags
 from .._sys.cpus import possible_cpus, round_up8
+from .._sys.signals import critical
 from ..errors import (
     ENOTSUPP,
     DecodeError,
@@ -181,6 +182,17 @@ class BatchWalk:
         self._tok_in.data[:] = tok
         self.n = n
         return n
+
+
+def _written(attr: BatchAttr, asked: int) -> int:
+    """Entries an UPDATE_BATCH/DELETE_BATCH that failed had processed.
+
+    The kernel writes the count back after its loop, and a failed loop stops before ``asked``; an error raised
+    before the loop (bad flags, no permission) leaves the count as we set it. So a count equal to ``asked`` on an
+    error means nothing was processed.
+    """
+    n = int(attr.count)
+    return n if n < asked else 0
 
 
 class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
@@ -383,23 +395,37 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         """
         if not self._can_pop:
             self._unsupported("MAP_LOOKUP_AND_DELETE_ELEM", f"{type(self).__name__} has no atomic pop")
-        self._kbuf.data[:] = self._key(key, "MAP_LOOKUP_AND_DELETE_ELEM")
-        attr = self._attr
-        attr.flags = 0
-        attr.value = self._vbuf.addr
-        rc = self._c_lookup_delete()
-        if rc < 0:
-            if rc == -_ENOENT:
-                if default is _MISSING:
-                    raise KeyNotFoundError("MAP_LOOKUP_AND_DELETE_ELEM", f"no entry for key {key!r}",
-                                           map_name=self._name, err=_ENOENT)
-                return default
-            if -rc in _UNSUPPORTED:
-                self._unsupported("MAP_LOOKUP_AND_DELETE_ELEM", "lookup-and-delete of a key", min_kernel="5.14",
-                                  err=-rc)
-            self._raise(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, rc, f"key {key!r}")
-        raw = bytes(self._vbuf.data)
-        return decode_taken(self._dec_v, raw, "MAP_LOOKUP_AND_DELETE_ELEM", self._name, (self._kbuf_bytes(), raw))
+        kb = self._key(key, "MAP_LOOKUP_AND_DELETE_ELEM")
+        raw: bytes | None = None
+        try:
+            with critical():  # the value leaves the kernel and is recorded here together
+                self._kbuf.data[:] = kb
+                attr = self._attr
+                attr.flags = 0
+                attr.value = self._vbuf.addr
+                rc = self._c_lookup_delete()
+                if rc >= 0:
+                    raw = bytes(self._vbuf.data)
+            if raw is None:
+                if rc == -_ENOENT:
+                    if default is _MISSING:
+                        raise KeyNotFoundError("MAP_LOOKUP_AND_DELETE_ELEM", f"no entry for key {key!r}",
+                                               map_name=self._name, err=_ENOENT)
+                    return default
+                if -rc in _UNSUPPORTED:
+                    self._unsupported("MAP_LOOKUP_AND_DELETE_ELEM", "lookup-and-delete of a key", min_kernel="5.14",
+                                      err=-rc)
+                self._raise(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, rc, f"key {key!r}")
+            assert raw is not None
+            return decode_taken(self._dec_v, raw, "MAP_LOOKUP_AND_DELETE_ELEM", self._name, (kb, raw))
+        except BaseException as e:
+            if raw is not None and not isinstance(e, DecodeError):
+                # Taken but not returned (a KeyboardInterrupt came in between): put it back, or let it ride on the
+                # exception if the key was re-created meanwhile.
+                with critical():
+                    if self._put_raw(kb, raw, UpdateFlags.NOEXIST) < 0:
+                        e.unreturned_entries = [(kb, raw)]  # type: ignore[attr-defined]
+            raise
 
     # -- walks --------------------------------------------------------------------------------------------
 
@@ -588,6 +614,8 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
     ) -> int:
         """Write many entries: BPF_MAP_UPDATE_BATCH (5.6+) where supported, else one update per entry.
 
+        ``NOEXIST``/``EXIST`` always go one update per entry (the batch command accepts only ``LOCK``).
+
         Returns:
             The number of entries written.
 
@@ -607,7 +635,8 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         return written
 
     def _update_chunk(self, chunk: list[tuple[bytes, bytes]], flags: UpdateFlags, before: int) -> int:
-        if self._supports(Cmd.MAP_UPDATE_BATCH):
+        # UPDATE_BATCH takes no NOEXIST/EXIST (its elem_flags allow only BPF_F_LOCK: EINVAL otherwise).
+        if not int(flags) & ~int(UpdateFlags.LOCK) and self._supports(Cmd.MAP_UPDATE_BATCH):
             keys = b"".join(k for k, _ in chunk)
             vals = b"".join(v for _, v in chunk)
             kb, vb = Buffer(len(keys)), Buffer(len(vals))
@@ -618,7 +647,7 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
             rc = _sc.call(Cmd.MAP_UPDATE_BATCH, attr)
             if rc >= 0:
                 return len(chunk)
-            n = int(attr.count)
+            n = _written(attr, len(chunk))
             self._fail_many(Cmd.MAP_UPDATE_BATCH, rc, before + n, chunk[n][0] if n < len(chunk) else None)
         for i, (k, v) in enumerate(chunk):
             rc = self._put_raw(k, v, flags)
@@ -680,7 +709,7 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         rc = _sc.call(Cmd.MAP_DELETE_BATCH, attr)
         if rc >= 0:
             return len(chunk)
-        n = int(attr.count)
+        n = _written(attr, len(chunk))
         self._fail_many(Cmd.MAP_DELETE_BATCH, rc, before + n, chunk[n] if n < len(chunk) else None)
         return n  # pragma: no cover - _fail_many raises
 
