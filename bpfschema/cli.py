@@ -1,4 +1,6 @@
-"""The ``bpfschema`` command line: list, show, dump and drain maps. The only module that prints or exits.
+"""The ``bpfschema`` command line: list, show, dump and drain maps; probe kernel features.
+
+The only module that prints or exits.
 
 Expected failures (no such pin, permission, schema mismatch) print one line to stderr and exit non-zero.
 """
@@ -507,6 +509,22 @@ def cmd_gen(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_features(args: argparse.Namespace) -> int:
+    feats = bs.features.probe_all()
+    if args.json:
+        print(json.dumps({"kernel": os.uname().release,
+                          "features": [{"name": f.name, "supported": f.supported, "minimum": f.minimum,
+                                        "detail": f.detail} for f in feats]}, indent=1))
+        return 0
+    print(f"kernel {os.uname().release}")
+    width = max(len(f.name) for f in feats)
+    for f in feats:
+        since = f" (Linux {f.minimum}+)" if f.minimum else ""
+        detail = f": {f.detail.splitlines()[0] if f.detail else ''}" if f.detail else ""
+        print(f"{'yes' if f.supported else 'no ':3}  {f.name:{width}}{since}{detail}".rstrip())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bpfschema", description="Read, dump and drain eBPF maps.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -550,6 +568,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 and print a diff if the files on disk are stale")
     s.set_defaults(func=cmd_gen)
+
+    s = sub.add_parser("features", help="probe and list the kernel features bpfschema adapts to (needs CAP_BPF)")
+    s.add_argument("-j", "--json", action="store_true", help="JSON output")
+    s.set_defaults(func=cmd_features)
     return p
 
 

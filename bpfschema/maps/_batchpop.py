@@ -1,10 +1,9 @@
 """Kernel-assisted batch pop for QUEUE and STACK maps: many values per syscall, nothing lost.
 
 The kernel has no batch command for queues and stacks (``MAP_LOOKUP_AND_DELETE_BATCH`` answers ENOTSUPP), so
-every ``BPF_MAP_LOOKUP_AND_DELETE_ELEM`` pops one value. Here a tiny ``BPF_PROG_TYPE_SYSCALL`` program, loaded
-with ``BPF_F_SLEEPABLE`` and run with ``BPF_PROG_TEST_RUN``, pops up to ``capacity`` values with
-``bpf_map_pop_elem`` into the one value of a ``BPF_F_MMAPABLE`` ARRAY (the *scratch* map); user space reads them
-straight out of its mmap. One syscall per batch instead of one per value.
+every ``BPF_MAP_LOOKUP_AND_DELETE_ELEM`` pops one value. Here a tiny program run with ``BPF_PROG_TEST_RUN`` pops up
+to ``capacity`` values with ``bpf_map_pop_elem`` into the one value of a ``BPF_F_MMAPABLE`` ARRAY (the *scratch*
+map); user space reads them straight out of its mmap. One syscall per batch instead of one per value.
 
 Scratch layout (the array's single value)::
 
@@ -23,17 +22,24 @@ The sequence numbers make a batch that was taken but not fully delivered visible
 refuses to overwrite it (it returns 1 without popping), and a consumer that opens a pinned scratch after a crash
 finds it and delivers ``values[delivered:count]`` first (at-least-once across crashes).
 
-Two program forms, both hand-assembled (:mod:`bpfschema._sys.asm`):
+Three program forms, all hand-assembled (:mod:`bpfschema._sys.asm`). The first two are ``BPF_PROG_TYPE_SYSCALL``
+programs, which must be loaded with ``BPF_F_SLEEPABLE``; sleepable programs may use QUEUE and STACK maps only
+since Linux 6.9 (before, only array, hash and ring buffer maps: "Sleepable programs can only use array, hash, and
+ringbuf maps" on 6.1).
 
 * ``may_goto`` (Linux 6.9): the loop counter is kept in the scratch header and reloaded each iteration, so the
   verifier sees an unknown scalar and its states converge after one iteration: 57 instructions processed for any
   capacity (measured from 64 to 65,536). Works with CAP_BPF alone.
-* ``bounded`` (Linux 5.3 loops; 5.14 for SYSCALL programs): a plain bounded loop that the verifier unrolls, about
-  24 processed instructions per value (4,096 values: ~98,000, 35-50 ms to load). The destination pointer advances
-  by a constant (``ptr += value_size``), which passes the Spectre-v1 pointer-arithmetic checks applied without
-  CAP_PERFMON; indexing with the loop counter (``ptr = base + i * value_size``) is refused under CAP_BPF alone
-  ("pointer arithmetic with it prohibited for !root"). The loop continues through the jump *target* of each
-  branch, so the verifier explores the exits first and its stack of pending branches stays shallow.
+* ``bounded`` (Linux 6.9: a sleepable SYSCALL program using a queue): a plain bounded loop that the verifier
+  unrolls, about 24 processed instructions per value (4,096 values: ~98,000, 35-50 ms to load). The destination
+  pointer advances by a constant (``ptr += value_size``), which passes the Spectre-v1 pointer-arithmetic checks
+  applied without CAP_PERFMON; indexing with the loop counter (``ptr = base + i * value_size``) is refused under
+  CAP_BPF alone ("pointer arithmetic with it prohibited for !root"). The loop continues through the jump *target*
+  of each branch, so the verifier explores the exits first and its stack of pending branches stays shallow.
+* ``socket_filter`` (Linux 5.12: atomic cmpxchg; bounded loops 5.3, mmapable arrays 5.5): the same bounded loop in
+  a ``BPF_PROG_TYPE_SOCKET_FILTER`` program, which is not sleepable and so may use queues on every kernel; its
+  ``BPF_PROG_TEST_RUN`` is fed a dummy 14-byte packet (the kernel builds an skb for each run, a few microseconds).
+  The form for kernels before 6.9 (Debian 12's 6.1, Ubuntu 22.04's 5.15).
 
 :func:`probe` tries the forms once per process, in that order, on a throwaway queue; the maps then load their own
 program lazily. Where no form works, queue and stack drains pop one value per syscall, and the reason (with the
@@ -108,11 +114,15 @@ V = TypeVar("V", default=bytes)
 log = logging.getLogger("bpfschema")
 
 #: The program forms, in order of preference.
-Form = Literal["may_goto", "bounded"]
-FORMS: Final[tuple[Form, ...]] = ("may_goto", "bounded")
+Form = Literal["may_goto", "bounded", "socket_filter"]
+FORMS: Final[tuple[Form, ...]] = ("may_goto", "bounded", "socket_filter")
 
-#: Minimum upstream kernel of each form (SYSCALL programs: 5.14; may_goto: 6.9).
-MIN_KERNEL: Final[dict[Form, str]] = {"may_goto": "6.9", "bounded": "5.14"}
+#: Minimum upstream kernel of each form (may_goto: 6.9; queues in sleepable SYSCALL programs: 6.9; the socket filter
+#: form: 5.12, for the atomic cmpxchg that claims the scratch).
+MIN_KERNEL: Final[dict[Form, str]] = {"may_goto": "6.9", "bounded": "6.9", "socket_filter": "5.12"}
+
+#: The packet a socket filter form's ``BPF_PROG_TEST_RUN`` is fed (an Ethernet header's worth of zeros).
+_SKB_DATA_SIZE: Final = 14
 
 #: Values per batch unless the value size makes the scratch larger than ``MAX_SCRATCH_BYTES``.
 DEFAULT_CAPACITY: Final = 4096
@@ -154,7 +164,7 @@ def build_program(form: Form, queue_fd: int, scratch_fd: int, value_size: int, c
     """The instructions of one consumer's pop program.
 
     Args:
-        form: ``"may_goto"`` or ``"bounded"`` (see the module docstring).
+        form: ``"may_goto"``, ``"bounded"`` or ``"socket_filter"`` (see the module docstring).
         queue_fd: the QUEUE or STACK to pop from (an fd of this process).
         scratch_fd: the scratch ARRAY (one value of ``HEADER_SIZE + capacity * value_size`` bytes).
         value_size: the queue's value size.
@@ -210,7 +220,7 @@ def build_program(form: Form, queue_fd: int, scratch_fd: int, value_size: int, c
             stx(Size.W, R6, R0, _RC),
             label("done"),
         ]
-    elif form == "bounded":
+    elif form in ("bounded", "socket_filter"):  # the same loop; only the program type differs
         p += [
             mov64(R8, 0),
             mov64(R9, R6),
@@ -369,10 +379,17 @@ class PopProgram:
     def __init__(self, form: Form, queue_fd: int, scratch: Scratch, *, map_name: str):
         insns = build_program(form, queue_fd, scratch.fd.fileno(), scratch.value_size, scratch.capacity)
         self.form = form
-        self.fd = Fd(ops.prog_load(ProgType.SYSCALL, insns, flags=F_SLEEPABLE, name="bpfs_batchpop"),
-                     "batch-pop program")
+        if form == "socket_filter":
+            fd = ops.prog_load(ProgType.SOCKET_FILTER, insns, name="bpfs_batchpop")
+        else:
+            fd = ops.prog_load(ProgType.SYSCALL, insns, flags=F_SLEEPABLE, name="bpfs_batchpop")
+        self.fd = Fd(fd, "batch-pop program")
         self._map_name = map_name
         self._attr = TestRunAttr(prog_fd=self.fd.fileno())
+        if form == "socket_filter":
+            self._data = ctypes.create_string_buffer(_SKB_DATA_SIZE)  # kept alive as long as the attr points to it
+            self._attr.data_in = ctypes.addressof(self._data)
+            self._attr.data_size_in = _SKB_DATA_SIZE
         self._run = _sc.bind(Cmd.PROG_TEST_RUN, ctypes.addressof(self._attr), ctypes.sizeof(TestRunAttr))
 
     def run(self) -> int:
@@ -399,7 +416,8 @@ class BatchPopSupport:
     """Whether queue and stack drains can pop in batches here, and with which program form.
 
     Attributes:
-        form: ``"may_goto"`` (Linux 6.9+), ``"bounded"`` (Linux 5.14+), or ``None``: one pop per syscall.
+        form: ``"may_goto"`` (Linux 6.9+), ``"bounded"`` (Linux 6.9+), ``"socket_filter"`` (Linux 5.12+), or
+            ``None``: one pop per syscall.
         reasons: why each form that was tried and not chosen was refused (verifier log tails included).
     """
 
@@ -437,6 +455,20 @@ def _try_form(form: Form) -> None:
         if scratch is not None:
             scratch.close()
         q.close()
+
+
+@functools.cache
+def form_refusal(form: Form) -> str | None:
+    """Why ``form`` does not work here (None: it loads and runs); probed once per process and form (cached).
+
+    Unlike :func:`probe`, which stops at the first form that works, this answers for any form (the feature matrix
+    and the tests use it).
+    """
+    try:
+        _try_form(form)
+    except (BpfError, OSError) as e:
+        return _describe_refusal(form, e)
+    return None
 
 
 @functools.cache

@@ -10,15 +10,29 @@ import ctypes
 import errno as _errno
 import functools
 import os
+import re
+from dataclasses import dataclass
 
 from .._sys import ops
 from .._sys import syscall as _sc
+from .._sys.asm import R0, R1, R2, R10, Alu, Helper, alu64, assemble, call, exit_, ld_map_fd, mov64
 from .._sys.attrs import BatchAttr, ElemAttr
-from .._sys.consts import Cmd, MapFlags, MapType
-from ..errors import ENOTSUPP, BpfPermissionError, SyscallError
-from ._batchpop import BatchPopSupport, probe
+from .._sys.consts import Cmd, MapFlags, MapType, ProgType
+from .._sys.fd import Fd
+from ..errors import ENOTSUPP, BpfError, BpfPermissionError, SyscallError
+from ._batchpop import FORMS, BatchPopSupport, form_refusal, probe
+from ._batchpop import MIN_KERNEL as _FORM_MIN_KERNEL
 
-__all__ = ["MIN_KERNEL", "BatchPopSupport", "has_command", "has_map_type", "queue_batch_pop"]
+__all__ = [
+    "MIN_KERNEL",
+    "BatchPopSupport",
+    "Feature",
+    "has_command",
+    "has_map_type",
+    "helper_errors_sign_extended",
+    "probe_all",
+    "queue_batch_pop",
+]
 
 _NOT_SUPPORTED = frozenset({_errno.EINVAL, ENOTSUPP, _errno.EOPNOTSUPP})
 
@@ -119,10 +133,112 @@ def has_command(t: MapType, cmd: Cmd) -> bool:
 def queue_batch_pop() -> BatchPopSupport:
     """Whether queue and stack drains pop in batches here, and with which program form (probed once, cached).
 
-    The probe loads each form of the pop program (a ``BPF_PROG_TYPE_SYSCALL`` program, see
-    :meth:`bpfschema.QueueMap.drain`) on a throwaway queue and runs it: ``"may_goto"`` needs Linux 6.9,
-    ``"bounded"`` Linux 5.14; both need CAP_BPF (or root). ``form`` is ``None`` where neither works: drains then pop
-    one value per syscall, and ``reasons`` (also logged on the ``"bpfschema"`` logger) say why, with the verifier
-    log. Never raises: a missing privilege is a reason, not an error.
+    The probe loads each form of the pop program (see :meth:`bpfschema.QueueMap.drain`) on a throwaway queue and
+    runs it, in order of preference: ``"may_goto"`` and ``"bounded"`` (sleepable ``BPF_PROG_TYPE_SYSCALL``
+    programs using a queue: Linux 6.9), then ``"socket_filter"`` (Linux 5.12: Debian 12's 6.1 uses it); all need
+    CAP_BPF (or root). ``form`` is ``None`` where none works: drains then pop one value per syscall, and
+    ``reasons`` (also logged on the ``"bpfschema"`` logger) say why, with the verifier log. Never raises: a missing
+    privilege is a reason, not an error.
     """
     return probe()
+
+
+@functools.cache
+def helper_errors_sign_extended() -> bool:
+    """Whether a map helper's negative errno reaches a BPF program sign-extended to 64 bits (probed once).
+
+    A socket filter pops from an empty queue and returns the upper half of ``bpf_map_pop_elem``'s result. Linux
+    6.18 answers ``-ENOENT`` as a 64-bit value; 6.1 as a 32-bit int in the 64-bit register (``0x00000000fffffffe``),
+    so programs must compare helper results as 32-bit signed ints (``jmp32``) to work on both.
+
+    Raises:
+        BpfPermissionError: without the privilege to create maps and load programs.
+        SyscallError: the probe program could not be loaded or run.
+    """
+    q = Fd(ops.map_create(MapType.QUEUE, 0, 8, 1, name="bpfschema_probe"), "probe queue")
+    try:
+        insns = assemble([
+            ld_map_fd(R1, q.fileno()), mov64(R2, R10), alu64(Alu.ADD, R2, -8),
+            call(Helper.MAP_POP_ELEM),
+            alu64(Alu.RSH, R0, 32),
+            exit_(),
+        ])
+        prog = Fd(ops.prog_load(ProgType.SOCKET_FILTER, insns, name="bpfschema_probe"), "probe program")
+        try:
+            res = ops.prog_test_run(prog.fileno(), data_in=bytes(14))
+        finally:
+            prog.close()
+    finally:
+        q.close()
+    return res.retval == 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One probed kernel feature, as :func:`probe_all` reports it.
+
+    Attributes:
+        name: a stable name (e.g. ``"map type QUEUE"``, ``"MAP_LOOKUP_AND_DELETE_BATCH on HASH"``).
+        supported: what the probe found on the running kernel.
+        minimum: the first upstream kernel with it (``""`` where not tracked).
+        detail: why it is not supported (one line: the refusal, with the verifier's own words), or a note.
+    """
+
+    name: str
+    supported: bool
+    minimum: str = ""
+    detail: str = ""
+
+
+#: Map types the library has classes for, with their first upstream kernel.
+_MAP_TYPE_MIN: dict[MapType, str] = {
+    MapType.HASH: "3.19", MapType.ARRAY: "3.19", MapType.PERCPU_HASH: "4.6", MapType.PERCPU_ARRAY: "4.6",
+    MapType.LRU_HASH: "4.10", MapType.LRU_PERCPU_HASH: "4.10", MapType.LPM_TRIE: "4.11", MapType.QUEUE: "4.20",
+    MapType.STACK: "4.20", MapType.RINGBUF: "5.8", MapType.BLOOM_FILTER: "5.16",
+}
+
+
+_LOG_NOISE = re.compile(r"^(processed \d|verification time|stack depth|\d+: |; |mark_precise|last_idx|parent )")
+
+
+def _one_line(reason: str, prefix: str) -> str:
+    """A refusal reason in one line: the verifier's own words (its last meaningful log line) where it has them."""
+    reason = reason.removeprefix(prefix)
+    head, _, log = reason.partition("\nverifier log (tail):\n")
+    words = [ln.strip() for ln in log.splitlines() if ln.strip() and not _LOG_NOISE.match(ln.strip())]
+    head = head.splitlines()[0] if head else ""
+    return f"{head}: {words[-1]}" if words else head
+
+
+def probe_all() -> list[Feature]:
+    """Probe every kernel feature the library adapts to, and report each (what ``bpfschema features`` prints).
+
+    Map types, the batch and element commands of :data:`MIN_KERNEL`, each program form of the queue batch pop
+    (and the one drains use), and whether helper errors arrive sign-extended. Each answer is cached for the
+    process, like the probes the library makes on its own.
+
+    Raises:
+        BpfPermissionError: without the privilege to create maps (CAP_BPF or root): the answers would be
+            meaningless.
+    """
+    out: list[Feature] = []
+    for t, minimum in _MAP_TYPE_MIN.items():
+        out.append(Feature(f"map type {t.name}", has_map_type(t), minimum))
+    for (t, cmd), minimum in MIN_KERNEL.items():
+        out.append(Feature(f"{cmd.name} on {t.name}", has_command(t, cmd), minimum))
+    for form in FORMS:
+        why = form_refusal(form)
+        detail = _one_line(why, f"{form} form (Linux {_FORM_MIN_KERNEL[form]}+): ") if why else ""
+        out.append(Feature(f"queue batch pop: {form} form", why is None, _FORM_MIN_KERNEL[form], detail))
+    chosen = probe().form
+    out.append(Feature("queue batch pop (drains pop in batches)", chosen is not None, _FORM_MIN_KERNEL["socket_filter"],
+                       f"{chosen} form" if chosen else "one pop per syscall"))
+    try:
+        ext = helper_errors_sign_extended()
+        out.append(Feature("helper errors sign-extended to 64 bits", ext, "",
+                           "" if ext else "a 32-bit int in a 64-bit register: compare with jmp32"))
+    except BpfPermissionError:
+        raise
+    except BpfError as e:
+        out.append(Feature("helper errors sign-extended to 64 bits", False, "", f"probe failed: {e}"))
+    return out

@@ -171,13 +171,13 @@ class _PushPopMap(CodecMap[bytes, V]):
     def drain(self, *, limit: int | None = None, batch_size: int | None = None, batch_pop: bool = True) -> Drain[V]:
         """Pop values until the map is empty (or ``limit`` values were taken); returns a :class:`Drain`.
 
-        **Batch pop** (the default where possible): one ``BPF_PROG_TEST_RUN`` of a small ``BPF_PROG_TYPE_SYSCALL``
-        program pops up to ``batch_size`` values with ``bpf_map_pop_elem`` into an mmapped scratch map, so a drain
-        costs one syscall per batch instead of one per value. It needs Linux 5.14 (6.9 for the cheapest program
-        form) and CAP_BPF; the first drain in a process probes what works (once), the first drain of each map
-        object loads its program. Where that is not possible (older kernel, no privilege, a verifier refusal, a
-        read-only or frozen map fd), the drain pops one value per syscall and the reason is logged on the
-        ``"bpfschema"`` logger.
+        **Batch pop** (the default where possible): one ``BPF_PROG_TEST_RUN`` of a small program pops up to
+        ``batch_size`` values with ``bpf_map_pop_elem`` into an mmapped scratch map, so a drain costs one syscall
+        per batch instead of one per value. It needs Linux 5.12 (a socket filter program; 6.9 for the cheapest
+        form, a sleepable ``BPF_PROG_TYPE_SYSCALL`` program with ``may_goto``) and CAP_BPF; the first drain in a
+        process probes what works (once), the first drain of each map object loads its program. Where that is not
+        possible (older kernel, no privilege, a verifier refusal, a read-only or frozen map fd), the drain pops one
+        value per syscall and the reason is logged on the ``"bpfschema"`` logger.
 
         Delivery: every value popped is delivered exactly once to this map object's consumers. If the caller
         stops in the middle of a batch (``break``, an exception, ``close()``), the undelivered rest stays

@@ -10,7 +10,8 @@ Two kinds of producers:
   ``BPF_PROG_TEST_RUN`` per item, and return the helper's return code for each (``0``, ``-E2BIG``, ``-EEXIST``...).
   They use a ``BPF_PROG_TYPE_SYSCALL`` program (Linux 5.14; sleepable, fed through ``ctx_in``) for the map kinds a
   sleepable program may use, and a ``BPF_PROG_TYPE_SOCKET_FILTER`` program fed through ``data_in`` (read with
-  ``bpf_skb_load_bytes``) for the others (LPM trie, bloom filter).
+  ``bpf_skb_load_bytes``) for the others (LPM trie, bloom filter; queues and stacks before Linux 6.9, found by
+  probing).
 * Volume producers (:func:`fill_counters`, :func:`push_sequence`) run a socket filter ``repeat`` times. Each run
   takes a sequence number with an atomic fetch-add on a private counter map (Linux 5.12) and counts failed helper
   calls in the same map, so ``accepted = attempts - failures`` holds exactly.
@@ -19,12 +20,16 @@ A per-CPU map written by a program changes only the running CPU's slot; pass ``c
 (and so the program run) to one CPU.
 
 Every fd a producer opens (programs, counter and scratch maps) is closed before it returns, also on errors.
+
+Helper results are compared as 32-bit signed ints (``jmp32``): on older kernels a map helper's error reaches the
+program as a 32-bit int in a 64-bit register (``-7`` reads as ``0xfffffff9`` on 6.1; 6.18 sign-extends it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno as _errno
+import functools
 import mmap
 import os
 import struct
@@ -36,7 +41,7 @@ from typing import Final, Literal, Protocol
 from .._sys import ops
 from .._sys.consts import F_SLEEPABLE, MapFlags, MapType, ProgType, UpdateFlags
 from .._sys.fd import Fd
-from ..errors import SyscallError
+from ..errors import BpfError, BpfPermissionError, SyscallError
 from .asm import (
     FP,
     R0,
@@ -62,6 +67,7 @@ from .asm import (
     exit_,
     ja,
     jmp,
+    jmp32,
     label,
     ld_imm64,
     ld_map_fd,
@@ -103,7 +109,8 @@ _ETH_HLEN: Final = 14
 _SKB_MAX_BYTES: Final = 3072
 #: The SYSCALL program's ctx is at most U16_MAX bytes.
 _CTX_MAX_BYTES: Final = 0xFFFF
-#: Map kinds a sleepable program may use (kernel/bpf/verifier.c, check_map_prog_compatibility()).
+#: Map kinds a sleepable program may use on every kernel with SYSCALL programs (kernel/bpf/verifier.c,
+#: check_map_prog_compatibility()). Queues and stacks only since Linux 6.9: probed, see _sleepable_may_use().
 _SLEEPABLE_OK: Final = frozenset(
     {
         MapType.HASH,
@@ -115,10 +122,9 @@ _SLEEPABLE_OK: Final = frozenset(
         MapType.ARRAY_OF_MAPS,
         MapType.HASH_OF_MAPS,
         MapType.RINGBUF,
-        MapType.QUEUE,
-        MapType.STACK,
     }
 )
+_SLEEPABLE_PROBED: Final = frozenset({MapType.QUEUE, MapType.STACK})
 _QUEUE_KINDS: Final = frozenset({MapType.QUEUE, MapType.STACK, MapType.BLOOM_FILTER})
 
 
@@ -157,6 +163,28 @@ def _on_cpu(cpu: int | None) -> Iterator[None]:
         os.sched_setaffinity(0, old)
 
 
+@functools.cache
+def _sleepable_may_use(map_type: int) -> bool:
+    """Whether a sleepable SYSCALL program may use maps of ``map_type`` here (probed once per type for queues and
+    stacks: a program that only references a 1-entry map of that type is loaded)."""
+    if map_type in _SLEEPABLE_OK:
+        return True
+    if map_type not in _SLEEPABLE_PROBED:
+        return False
+    m = Fd(ops.map_create(map_type, 0, 4, 1, name="bpfs_probe"), "probe map")
+    try:
+        insns = assemble([ld_map_fd(R1, m.fileno()), mov64(R0, 0), exit_()])
+        try:
+            os.close(ops.prog_load(ProgType.SYSCALL, insns, flags=F_SLEEPABLE, name="bpfs_probe"))
+        except BpfPermissionError:
+            raise
+        except BpfError:  # "Sleepable programs can only use array, hash, and ringbuf maps" (before 6.9)
+            return False
+        return True
+    finally:
+        m.close()
+
+
 def _s32(retval: int) -> int:
     """TEST_RUN reports the program's return as u32; the helpers return negative errnos."""
     return retval - (1 << 32) if retval & (1 << 31) else retval
@@ -188,7 +216,7 @@ class _ExactWriter:
 
     def __init__(self, map_fd: int, shape: _Shape, op: _Op, sizes: Sequence[int], flags: int, via: Via):
         if via == "auto":
-            via = "syscall" if shape.map_type in _SLEEPABLE_OK else "skb"
+            via = "syscall" if _sleepable_may_use(shape.map_type) else "skb"
         if via not in ("syscall", "skb"):
             raise ValueError(f'via must be "auto", "syscall" or "skb", not {via!r}')
         self.via = via
@@ -238,7 +266,7 @@ class _ExactWriter:
                 *_addr(base, base_off, R3),
                 mov64(R4, total),
                 call(Helper.SKB_LOAD_BYTES),
-                jmp(Jmp.JNE, R0, 0, "out"),
+                jmp32(Jmp.JNE, R0, 0, "out"),
             ]
         offs = [base_off + sum(self.padded[:i]) for i in range(len(self.padded))]
         p.append(ld_map_fd(R1, map_fd))
@@ -298,7 +326,8 @@ def write_entries(
         via: ``"syscall"`` (Linux 5.14: ``BPF_PROG_TYPE_SYSCALL``, sleepable, ``BPF_PROG_TEST_RUN`` with
             ``ctx_in``; up to 64 KiB per entry), ``"skb"`` (a socket filter reading ``data_in`` with
             ``bpf_skb_load_bytes``; ``BPF_PROG_TEST_RUN`` since Linux 4.12; up to 3 KiB per entry), or
-            ``"auto"``: syscall unless the map kind is refused to sleepable programs (LPM trie, bloom filter).
+            ``"auto"``: syscall unless the map kind is refused to sleepable programs (LPM trie, bloom filter; queue
+            and stack before Linux 6.9, probed).
             Entries larger than 512 bytes are staged in a private PERCPU_ARRAY instead of the BPF stack.
 
     Returns:
@@ -332,8 +361,8 @@ def push_values(
 ) -> list[int]:
     """Have the kernel call ``bpf_map_push_elem(map, value, flags)`` once per value (QUEUE, STACK, BLOOM_FILTER).
 
-    Queues and stacks: Linux 4.20; through the default SYSCALL program 5.14; bloom filters (5.16) go through a
-    socket filter, sleepable programs may not use them.
+    Queues and stacks: Linux 4.20; they go through the SYSCALL program where sleepable programs may use them
+    (Linux 6.9, probed once), else through a socket filter; bloom filters (5.16) always go through a socket filter.
 
     Args:
         map: a QUEUE, STACK or BLOOM_FILTER map.
@@ -618,7 +647,7 @@ def fill_counters(
                 *_addr(FP, voff, R3),
                 mov64(R4, int(flags)),
                 call(Helper.MAP_UPDATE_ELEM),
-                jmp(Jmp.JSLT, R0, 0, "fail"),
+                jmp32(Jmp.JSLT, R0, 0, "fail"),
                 ja("out"),
             ]
         else:
@@ -637,8 +666,8 @@ def fill_counters(
                 *_addr(FP, voff, R3),
                 mov64(R4, UpdateFlags.NOEXIST),
                 call(Helper.MAP_UPDATE_ELEM),
-                jmp(Jmp.JSGE, R0, 0, "out"),
-                jmp(Jmp.JNE, R0, -_errno.EEXIST, "fail"),
+                jmp32(Jmp.JSGE, R0, 0, "out"),
+                jmp32(Jmp.JNE, R0, -_errno.EEXIST, "fail"),
                 ld_map_fd(R1, fd),
                 *_addr(FP, koff, R2),
                 call(Helper.MAP_LOOKUP_ELEM),
@@ -711,7 +740,7 @@ def push_sequence(
             *_addr(FP, voff, R2),
             mov64(R3, UpdateFlags.EXIST if evict else UpdateFlags.ANY),
             call(Helper.MAP_PUSH_ELEM),
-            jmp(Jmp.JSLT, R0, 0, "fail"),
+            jmp32(Jmp.JSLT, R0, 0, "fail"),
             ja("out"),
         ]
         p += _count_failure_and_exit()

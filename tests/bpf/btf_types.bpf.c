@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 // Fixture for tests/kernel/test_btf.py: maps whose BTF covers nested structs, unions, enums, bitfields,
-// char arrays, per-CPU values and a queue. One SYSCALL program copies bytes the test chooses (ctx_in) into them.
+// char arrays, per-CPU values and a queue. A SYSCALL program copies bytes the test chooses (ctx_in) into them; the
+// queue gets them from a socket filter (data_in): before Linux 6.9 a sleepable program may not use a queue.
 #include <linux/types.h>
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -143,13 +144,19 @@ int fill(struct args *ctx)
 		union num n = ctx->num;
 		return bpf_map_update_elem(&percpu_arr, &index, &n, BPF_ANY);
 	}
-	case 4: {
-		struct event e = ctx->event;
-		return bpf_map_push_elem(&events, &e, BPF_ANY);
-	}
 	default:
 		return -1;
 	}
+}
+
+SEC("socket")
+int push_event(struct __sk_buff *skb)
+{
+	struct event e;
+
+	if (bpf_skb_load_bytes(skb, 0, &e, sizeof(e)))
+		return -1;
+	return bpf_map_push_elem(&events, &e, BPF_ANY);
 }
 
 char LICENSE[] SEC("license") = "GPL";
