@@ -236,7 +236,7 @@ def cmd_maps(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     with _open(args.target, readonly=True, schema=None) as m:
-        d = _info_dict(m.info)
+        d = _info_dict(m.info, _pinned_maps().get(m.info.id, ()))
         d["class"] = type(m).__name__
     if args.json:
         print(json.dumps(d))
