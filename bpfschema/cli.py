@@ -124,9 +124,14 @@ def _bpffs_mounts() -> list[str]:
     return out
 
 
-def _pinned_maps() -> dict[int, list[str]]:
-    """Map id -> pinned paths under every mounted bpffs (``*.debug`` entries skipped)."""
-    found: dict[int, list[str]] = {}
+def _pinned_maps() -> dict[int, tuple[MapInfo, list[str]]]:
+    """Map id -> (info, pinned paths) under every mounted bpffs this user can read (``*.debug`` skipped).
+
+    Programs and links pinned there are left out; pins this user may not open are skipped."""
+    from bpfschema._sys import ops
+    from bpfschema._sys.consts import F_RDONLY
+
+    found: dict[int, tuple[MapInfo, list[str]]] = {}
     for mnt in _bpffs_mounts():
         for root, dirs, files in os.walk(mnt):
             dirs[:] = [d for d in dirs if not d.endswith(".debug")]
@@ -135,10 +140,18 @@ def _pinned_maps() -> dict[int, list[str]]:
                     continue
                 path = os.path.join(root, name)
                 try:
-                    with bs.Map.from_pin(path, readonly=True) as m:
-                        found.setdefault(m.info.id, []).append(path)
+                    fd = ops.obj_get(path, F_RDONLY)
                 except (bs.BpfError, OSError):
-                    continue  # a program, a link, or a map kind we cannot represent
+                    continue  # a link (refuses read-only opens), or a pin this user may not read
+                try:
+                    if ops.object_kind(fd) not in ("map", None):
+                        continue  # a program
+                    info = MapInfo._from_kernel(ops.map_info(fd))
+                except (bs.BpfError, OSError):
+                    continue
+                finally:
+                    os.close(fd)
+                found.setdefault(info.id, (info, []))[1].append(path)
     return found
 
 
@@ -221,8 +234,15 @@ class _PacedWriter:
 
 
 def cmd_maps(args: argparse.Namespace) -> int:
-    pins = _pinned_maps()
-    infos = list(bs.list_maps())
+    pinned = _pinned_maps()
+    pins = {k: v[1] for k, v in pinned.items()}
+    try:
+        infos = list(bs.list_maps())
+    except bs.BpfPermissionError as e:
+        # Walking map ids needs CAP_SYS_ADMIN; with CAP_BPF (or less) the pins this user can read still list.
+        print(f"bpfschema: listing every map needs CAP_SYS_ADMIN ({e.op} refused); showing only the "
+              f"{len(pinned)} pinned map(s) this user can open in the mounted bpffs", file=sys.stderr)
+        infos = [info for info, _ in sorted(pinned.values(), key=lambda v: v[0].id)]
     if args.json:
         print(json.dumps([_info_dict(i, pins.get(i.id, ())) for i in infos]))
         return 0
@@ -236,7 +256,7 @@ def cmd_maps(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     with _open(args.target, readonly=True, schema=None) as m:
-        d = _info_dict(m.info, _pinned_maps().get(m.info.id, ()))
+        d = _info_dict(m.info, _pinned_maps().get(m.info.id, (m.info, []))[1])
         d["class"] = type(m).__name__
     if args.json:
         print(json.dumps(d))

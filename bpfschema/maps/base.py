@@ -181,7 +181,8 @@ class Map:
             writeonly: open with BPF_F_WRONLY.
             verify: for typed classes, when the map has BTF (``btf_id != 0``) and ``bpfschema.btf`` is imported,
                 compare the key/value layouts with it field by field (names, offsets, sizes, signedness). Needs
-                BTF_GET_FD_BY_ID (Linux 5.0, CAP_SYS_ADMIN; skipped without the privilege).
+                BTF_GET_FD_BY_ID (Linux 5.0, CAP_SYS_ADMIN). Without CAP_SYS_ADMIN (CAP_BPF alone cannot read BTF
+                by id) only the sizes are checked and an ``UnverifiedLayoutWarning`` says so.
 
         Raises:
             SyscallError: no pinned object there (errno ENOENT).

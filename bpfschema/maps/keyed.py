@@ -384,7 +384,7 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
 
     def _supports(self, cmd: Cmd) -> bool:
         t = self._info.type
-        return isinstance(t, MapType) and features.has_command(t, cmd)
+        return isinstance(t, MapType) and features.command_supported(t, cmd, self._fd.fileno())
 
     def _batches(self, cmd: Cmd, batch_size: int) -> Iterator[BatchWalk] | None:
         """A walk with batch command ``cmd``, or ``None`` if this kernel/map kind does not support it."""

@@ -15,7 +15,7 @@ import pytest
 import bpfschema as bs
 from bpfschema.testing import producers
 
-from .helpers import k32, v64
+from .helpers import k32, run_unprivileged, v64
 
 BIN = [sys.executable, "-m", "bpfschema.cli"]
 
@@ -125,9 +125,7 @@ def test_expected_failures_are_one_line(bpffs: Path) -> None:
 def test_permission_error_is_one_line(bpffs: Path) -> None:
     pin = pin_hash(bpffs, 1, "perm")
     os.chmod(bpffs, 0o755)
-    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-                        *BIN, "show", str(pin)], capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "PYTHONPATH": str(Path(bs.__file__).parent.parent)})
+    r = run_unprivileged(["-m", "bpfschema.cli", "show", str(pin)])
     assert r.returncode == 1
     lines = r.stderr.splitlines()
     # A file-access refusal, not a missing capability: the message says which access on which pin.
