@@ -307,13 +307,19 @@ def cmd_dump(args: argparse.Namespace) -> int:
     m0 = _open(args.target, readonly=True, schema=args.schema)
     with m0 if args.schema or args.raw else _with_btf(m0) as m:
         prog = _Progress("dump")
+        sep = "[\n"
         for entry in _entries_of(m):
-            if args.json:
+            if args.json:  # streamed, so a large map is never held in memory: "[", entries joined by ",", "]"
+                sys.stdout.write(sep + _entry_json(m, entry))
+                sep = ",\n"
+            elif args.jsonl:
                 print(_entry_json(m, entry))
             elif isinstance(m, KeyedMap):
                 key, value = cast("tuple[object, object]", entry)
                 print(f"key: {_human(key)}  value: {_human(value)}")
             prog.tick()
+        if args.json:
+            print("[]" if sep == "[\n" else "\n]")
         prog.done()
     return 0
 
@@ -527,6 +533,16 @@ def cmd_gen(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} is negative: give a count of entries >= 0")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bpfschema", description="Read, dump and drain eBPF maps.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -543,14 +559,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("dump", help="print every entry without removing it (opens the map read-only)")
     s.add_argument("target", metavar="PIN|ID")
     s.add_argument("--schema", metavar="MODULE:CLASS", help="a typed map class to decode with")
-    s.add_argument("-j", "--json", "--jsonl", action="store_true", help="one JSON object per line")
+    s.add_argument("-j", "--json", action="store_true", help="one JSON document: an array of entries")
+    s.add_argument("--jsonl", action="store_true", help="one JSON object per line")
     s.add_argument("--raw", action="store_true", help="print hex even when the map carries BTF")
     s.set_defaults(func=cmd_dump)
 
     s = sub.add_parser("drain", help="take every entry out, one JSON object per line on stdout")
     s.add_argument("target", metavar="PIN|ID")
     s.add_argument("--schema", metavar="MODULE:CLASS", help="a typed map class to decode with")
-    s.add_argument("--limit", type=int, default=None, help="stop after N entries")
+    s.add_argument("--limit", type=_count, default=None, help="stop after N entries (N >= 0)")
     s.add_argument("--every", type=float, default=None, metavar="SECONDS", help="keep draining at this interval")
     s.add_argument("--raw", action="store_true", help="hex even when the map carries BTF")
     s.add_argument("--no-pace", action="store_true",
@@ -578,6 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         rc: int = args.func(args)
+        sys.stdout.flush()  # here, so that a failing final flush is reported (not exit status 120 at shutdown)
         return rc
     except CliError as e:
         print(f"bpfschema: {e}", file=sys.stderr)
@@ -590,8 +608,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         if e.errno == errno.EPIPE:
             return 0
+        if _stdout_failed():
+            _silence_stdout()  # what is left in the buffer was never written; drop it so exit does not retry
+            why = os.strerror(e.errno) if e.errno else str(e)
+            print(f"bpfschema: cannot write to standard output: {why}; entries that were not written are still "
+                  "in the map (drain puts back the entry in hand)", file=sys.stderr)
+            return EXIT_OUTPUT_ERROR
         print(f"bpfschema: {e}", file=sys.stderr)
     return 1
+
+
+#: Exit status when standard output cannot be written (a full disk, /dev/full): EX_IOERR from sysexits.h.
+EXIT_OUTPUT_ERROR = 74
+
+
+def _stdout_failed() -> bool:
+    try:
+        sys.stdout.flush()
+    except OSError:
+        return True
+    return False
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,7 +11,7 @@ import errno as _errno
 import os
 from dataclasses import dataclass
 
-from ..errors import BpfPermissionError, VerifierError, WrongObjectKindError, error_for_errno
+from ..errors import ArgumentError, BpfPermissionError, VerifierError, WrongObjectKindError, error_for_errno
 from . import syscall as _sc
 from .attrs import (
     BatchAttr,
@@ -37,12 +37,20 @@ def _check(cmd: Cmd, rc: int, *, map_name: str | None = None, detail: str = "") 
 
 def encode_name(name: str) -> bytes:
     """A kernel object name: at most 15 bytes of ``[A-Za-z0-9_.]``."""
+    problem = name_problem(name)
+    if problem:
+        raise ArgumentError("name", problem, argument="name")
+    return name.encode()
+
+
+def name_problem(name: str) -> str:
+    """Why ``name`` cannot be a kernel object name (BPF_OBJ_NAME_LEN, the kernel's charset), or ``""``."""
     raw = name.encode()
     if len(raw) >= OBJ_NAME_LEN:
-        raise ValueError(f"object name {name!r} is longer than {OBJ_NAME_LEN - 1} bytes")
-    if any(not (chr(c).isalnum() or chr(c) in "_.") for c in raw):
-        raise ValueError(f"object name {name!r} may only contain letters, digits, '_' and '.'")
-    return raw
+        return f"object name {name!r} is {len(raw)} bytes; the kernel keeps at most {OBJ_NAME_LEN - 1}"
+    if any(not (c < 128 and (chr(c).isalnum() or chr(c) in "_.")) for c in raw):
+        return f"object name {name!r} may only contain ASCII letters, digits, '_' and '.'"
+    return ""
 
 
 def map_create(

@@ -166,3 +166,39 @@ def test_dump_and_drain_decode_with_the_maps_btf(bpffs: Path) -> None:
     assert r.returncode == 0 and json.loads(r.stdout)["value"]["comm"] == "curl"
     with bs.HashMap.from_pin(bpffs / "btfcli") as again:
         assert list(again.keys()) == []
+
+
+def test_negative_limit_is_a_usage_error(bpffs: Path) -> None:
+    pin = pin_hash(bpffs, 3, "neglimit")
+    r = cli("drain", "--limit", "-5", str(pin))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "argument --limit: -5 is negative" in r.stderr
+    with bs.HashMap.from_pin(pin) as m:
+        assert len(list(m.keys())) == 3
+
+
+def test_dump_json_is_one_document_and_jsonl_is_lines(bpffs: Path) -> None:
+    pin = pin_hash(bpffs, 20, "jdoc")
+    r = cli("dump", "-j", str(pin))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert isinstance(doc, list) and {e["key"]: e["value"] for e in doc} == {
+        k32(i).hex(): v64(i * 2).hex() for i in range(20)}
+    lines = cli("dump", "--jsonl", str(pin)).stdout.splitlines()
+    assert sorted(json.loads(line)["key"] for line in lines) == sorted(e["key"] for e in doc)
+    empty = pin_hash(bpffs, 0, "jempty")
+    assert json.loads(cli("dump", "--json", str(empty)).stdout) == []
+
+
+@pytest.mark.parametrize("args", [["drain"], ["drain", "--limit", "3"], ["dump", "-j"]])
+def test_unwritable_stdout_exits_74_and_loses_nothing(bpffs: Path, args: list[str]) -> None:
+    pin = pin_hash(bpffs, 30, "full")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout block-buffered, as in use
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([*BIN, *args, str(pin)], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60,
+                           env=env)
+    assert r.returncode == 74, r.stderr
+    assert r.stderr.startswith("bpfschema: cannot write to standard output: No space left on device")
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr and "Exception ignored" not in r.stderr
+    with bs.HashMap.from_pin(pin) as m:
+        assert dict(m.items()) == {k32(i): v64(i * 2) for i in range(30)}
