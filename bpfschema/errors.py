@@ -250,7 +250,11 @@ class ArgumentError(BpfError, ValueError):
 
     def __init__(self, op: str, detail: str = "", *, argument: str, map_name: str | None = None):
         self.argument = argument
-        super().__init__(op, f"{argument}: {detail}" if detail else argument, map_name=map_name)
+        if not detail:
+            detail = argument
+        elif not detail.startswith(argument):
+            detail = f"{argument}: {detail}"
+        super().__init__(op, detail, map_name=map_name)
 
 
 class LayoutError(BpfError, ValueError):

@@ -63,7 +63,7 @@ class MapSpec:
             if tp is not None:
                 derived = resolve_codec(tp).size
                 if size not in (-1, derived):
-                    raise ArgumentError("MapSpec", f"{size}, but {what} type {tp!r} is {derived} bytes",
+                    raise ArgumentError("MapSpec", f"{size_attr}={size} but {what} type {tp!r} is {derived} bytes",
                                         argument=size_attr, map_name=self.name or None)
                 object.__setattr__(self, size_attr, derived)
             elif size == -1:
