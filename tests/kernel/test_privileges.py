@@ -20,7 +20,7 @@ import bpfschema as bs
 import bpfschema.btf
 from bpfschema.testing.bpffs import private_bpffs
 
-from .helpers import k32, run_unprivileged, unavailable
+from .helpers import k32, run_unprivileged, unavailable, v64
 
 
 class PKey(bs.Struct):
@@ -247,3 +247,25 @@ def test_unprivileged_runner_falls_back_to_a_readable_copy() -> None:
                        env=env, cwd=copy, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == os.path.join(copy, "bpfschema", "__init__.py")
+
+
+def test_queue_drain_without_capabilities_pops_in_order(pubfs: Path) -> None:
+    """The queue batch pop needs CAP_BPF (it loads a program); without it the drain pops one value at a time."""
+    spec = bs.MapSpec(type=bs.MapType.QUEUE, key_size=0, value_size=8, max_entries=64, name="pq")
+    with bs.QueueMap.create(spec) as q:
+        for i in range(25):
+            q.push(v64(i))
+        q.pin(pubfs / "pq")
+    os.chmod(pubfs / "pq", 0o666)
+    rc, out, err = py(f"""
+        import bpfschema as bs
+        with bs.QueueMap.from_pin({str(pubfs / "pq")!r}) as q:
+            with q.drain() as d:
+                print([int.from_bytes(v, "little") for v in d])
+        """)
+    if rc != 0 and "EPERM" in err:
+        pytest.skip(f"this kernel refuses bpf(2) to a user without CAP_BPF: {err.strip()[-200:]}")
+    assert rc == 0, err
+    assert out.strip() == str(list(range(25)))
+    with bs.QueueMap.from_pin(pubfs / "pq") as q, q.drain() as d:
+        assert list(d) == []
