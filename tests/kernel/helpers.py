@@ -59,13 +59,18 @@ def _setpriv(uid: int, caps: str) -> list[str]:
             f"--ambient-caps={caps}"]
 
 
-def _probe(python: str, env: dict[str, str], cwd: str) -> str | None:
+def _probe(python: str, env: dict[str, str], cwd: str, expect: str) -> str | None:
+    """Why uid 65534 cannot import the bpfschema package found in directory ``expect`` this way, or ``None``."""
+    code = "import bpfschema, pydantic, os; print(os.path.dirname(os.path.realpath(bpfschema.__file__)))"
     try:
-        r = subprocess.run([*_setpriv(NOBODY, "-all"), python, "-c", "import bpfschema, pydantic"], env=env,
-                           cwd=cwd, capture_output=True, text=True, timeout=60)
+        r = subprocess.run([*_setpriv(NOBODY, "-all"), python, "-c", code], env=env, cwd=cwd, capture_output=True,
+                           text=True, timeout=60)
     except OSError as e:
         return str(e)
-    return None if r.returncode == 0 else (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
+    if r.returncode != 0:
+        return (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
+    got = r.stdout.strip()
+    return None if got == os.path.realpath(expect) else f"it imports another bpfschema ({got})"
 
 
 def _readable_copy() -> str:
@@ -106,15 +111,16 @@ def unprivileged_runner() -> tuple[str, dict[str, str], str] | str:
     root = str(Path(bs.__file__).parent.parent)
     base = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env = {**base, "PYTHONPATH": root, "PYTHONDONTWRITEBYTECODE": "1"}
-    why = _probe(sys.executable, env, "/")
+    why = _probe(sys.executable, env, "/", str(Path(bs.__file__).parent))
     if why is None:
         return sys.executable, env, "/"
     copy = _readable_copy()
     env = {**base, "PYTHONPATH": copy, "PYTHONDONTWRITEBYTECODE": "1"}
     candidates = [sys.executable, os.path.realpath(sys.executable), getattr(sys, "_base_executable", ""),
                   shutil.which(f"python{sys.version_info.major}.{sys.version_info.minor}") or ""]
+    why2 = "no interpreter candidate"
     for python in dict.fromkeys(c for c in candidates if c):
-        why2 = _probe(python, env, copy)
+        why2 = _probe(python, env, copy, os.path.join(copy, "bpfschema"))
         if why2 is None:
             return python, env, copy
     return (f"uid 65534 cannot import bpfschema from {root} ({why}) nor from a world-readable copy ({why2}): "
