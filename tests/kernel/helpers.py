@@ -118,7 +118,7 @@ def unprivileged_runner() -> tuple[str, dict[str, str], str] | str:
     env = {**base, "PYTHONPATH": copy, "PYTHONDONTWRITEBYTECODE": "1"}
     candidates = [sys.executable, os.path.realpath(sys.executable), getattr(sys, "_base_executable", ""),
                   shutil.which(f"python{sys.version_info.major}.{sys.version_info.minor}") or ""]
-    why2 = "no interpreter candidate"
+    why2: str | None = "no interpreter candidate"
     for python in dict.fromkeys(c for c in candidates if c):
         why2 = _probe(python, env, copy, os.path.join(copy, "bpfschema"))
         if why2 is None:
