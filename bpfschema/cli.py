@@ -279,9 +279,9 @@ def _with_btf(m: bs.Map) -> bs.Map:
             return m
         attrs: dict[str, object] = {}
         if mb.key is not None and "key" in m._type_roles:
-            attrs["key_codec"] = bs.record_codec(mb.key) if _is_record(mb.key) else bs.raw_codec(mb.key)
+            attrs["key_codec"] = _btf_codec(mb.key)
         if mb.value is not None:
-            attrs["value_codec"] = bs.record_codec(mb.value) if _is_record(mb.value) else bs.raw_codec(mb.value)
+            attrs["value_codec"] = _btf_codec(mb.value)
         typed = type(type(m).__name__, (type(m),), attrs)
         out = typed.from_fd(m.fd, verify=False)  # type: ignore[attr-defined]
     except bs.BpfError as e:
@@ -291,10 +291,14 @@ def _with_btf(m: bs.Map) -> bs.Map:
     return out  # type: ignore[no-any-return]
 
 
-def _is_record(ct: object) -> bool:
-    from bpfschema.layout import StructType, UnionType
+def _btf_codec(ct: object) -> bs.FastCodec[object]:
+    """Records for structs and unions (field names), plain values for the rest (a ``u64`` is an int, not ``[1]``)."""
+    from bpfschema.layout import CType, StructType, UnionType, record_type
 
-    return isinstance(ct, (StructType, UnionType))
+    if isinstance(ct, (StructType, UnionType)):
+        return bs.record_codec(ct)  # type: ignore[return-value]
+    assert isinstance(ct, CType)
+    return bs.FastCodec(ct, "record", record_type)
 
 
 def _entries_of(m: bs.Map) -> Iterator[object]:
@@ -327,9 +331,17 @@ def cmd_dump(args: argparse.Namespace) -> int:
 def _human(v: object) -> str:
     if isinstance(v, (bytes, bytearray)):
         return bytes(v).hex(" ")
+    asdict = getattr(v, "_asdict", None)
+    if isinstance(v, tuple) and callable(asdict):  # a record: keep the field names
+        return "{" + ", ".join(f"{k}: {_human(x)}" for k, x in asdict().items()) + "}"
     if isinstance(v, tuple):
         return "[" + ", ".join(_human(x) for x in v) + "]"
-    return repr(v)
+    if isinstance(v, enum.Enum):
+        return str(v.name)
+    fields = getattr(type(v), "model_fields", None)
+    if isinstance(fields, dict):  # a schema model (--schema)
+        return "{" + ", ".join(f"{k}: {_human(getattr(v, k))}" for k in fields) + "}"
+    return str(v) if isinstance(v, (ipaddress.IPv4Address, ipaddress.IPv6Address)) else repr(v)
 
 
 def _put_back(m: bs.Map, entry: object) -> bool:

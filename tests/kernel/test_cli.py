@@ -202,3 +202,22 @@ def test_unwritable_stdout_exits_74_and_loses_nothing(bpffs: Path, args: list[st
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr and "Exception ignored" not in r.stderr
     with bs.HashMap.from_pin(pin) as m:
         assert dict(m.items()) == {k32(i): v64(i * 2) for i in range(30)}
+
+
+class ScalarMap(bs.HashMap[bs.u32, bs.u64]):
+    pass
+
+
+def test_plain_dump_keeps_field_names_and_scalars_stay_scalars(bpffs: Path) -> None:
+    with CliMap.create(max_entries=4, name="names") as m:
+        m[CliKey(pid=7)] = CliVal(packets=3, comm="curl")
+        m.pin(bpffs / "names")
+    with ScalarMap.create(max_entries=4, name="scalars") as s:
+        assert s.info.btf_id != 0
+        s[3] = 641064392165
+        s.pin(bpffs / "scalars")
+    assert cli("dump", str(bpffs / "names")).stdout == "key: {pid: 7}  value: {packets: 3, comm: 'curl'}\n"
+    assert cli("dump", str(bpffs / "scalars")).stdout == "key: 3  value: 641064392165\n"
+    assert json.loads(cli("dump", "--jsonl", str(bpffs / "scalars")).stdout) == {"key": 3, "value": 641064392165}
+    r = cli("dump", "--schema", "tests.kernel.test_cli:CliMap", str(bpffs / "names"))
+    assert r.stdout == "key: {pid: 7}  value: {packets: 3, comm: 'curl'}\n", r.stderr
