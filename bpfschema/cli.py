@@ -35,10 +35,19 @@ class CliError(Exception):
 # -- opening maps ---------------------------------------------------------------------------------------------
 
 
+def _user_modules_from_cwd() -> None:
+    """Module names the user gives (``--schema pkg.mod:Cls``, ``gen schemas.flows``) resolve from the current
+    directory first, as with ``python -m``; the console script alone would not look there."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
 def _load_object(spec: str) -> object:
     mod_name, sep, attr = spec.partition(":")
     if not sep or not attr:
         raise CliError(f"--schema {spec!r}: expected 'module:Name'")
+    _user_modules_from_cwd()
     try:
         mod = importlib.import_module(mod_name)
     except Exception as e:
@@ -526,6 +535,7 @@ def cmd_gen(args: argparse.Namespace) -> int:
         except codegen.GenerateError as e:
             raise CliError(str(e)) from None
         return 0 if _write_or_check(args.output, text, args.check) else 1
+    _user_modules_from_cwd()
     targets = _gen_targets(args.inputs)
     if not targets:
         raise CliError("gen: no schema modules found in the inputs")
