@@ -58,7 +58,7 @@ def pins(bpffs: Path) -> Iterator[dict[str, Path]]:
 
 
 @pytest.mark.parametrize(("what", "kind"), [("prog", "program"), ("link", "link")])
-@pytest.mark.parametrize("cls", [bs.Map, bs.HashMap])
+@pytest.mark.parametrize("cls", [bs.Map, bs.HashMap, bs.QueueMap, bs.RingBuffer, bs.ArrayMap])
 def test_from_pin_refuses_programs_and_links(pins: dict[str, Path], what: str, kind: str, cls: type[bs.Map]) -> None:
     with pytest.raises(bs.WrongObjectKindError) as ei:
         cls.from_pin(pins[what], readonly=True)

@@ -208,6 +208,9 @@ def test_refusals_name_what_is_missing(readable: Path, pubfs: Path) -> None:
         assert rc == 1 and err.count("\n") == 1 and "MAP_GET_FD_BY_ID" in err and "needs CAP_SYS_ADMIN" in err, err
         rc, _, err = cli("gen", "--from-id", str(map_id), "-o", "/tmp/never_written_maps.py", caps=caps)
         assert rc == 1 and err.count("\n") == 1 and "needs CAP_SYS_ADMIN" in err, err
+        # The pin opens, but its BTF is read by id.
+        rc, _, err = cli("gen", "--from-pin", str(readable), "-o", "/tmp/never_written_maps.py", caps=caps)
+        assert rc == 1 and err.count("\n") == 1 and "BTF_GET_FD_BY_ID" in err and "needs CAP_SYS_ADMIN" in err, err
     # A 0600 pin read by nobody: file access again, not privileges.
     secret = _pin(pubfs, "secret", 0o600)
     rc, _, err = cli("dump", str(secret))
