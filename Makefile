@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test demo lint gen gen-check typecheck pytest bench docs bpffs clean
+.PHONY: test demo lint gen gen-check typecheck pytest bench docs bpffs toolchain clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml
 # Pins made by `make demo` or by users go to /sys/fs/bpf; the tests mount private instances of their own.
 bpffs:
 	@mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf || echo "note: could not mount /sys/fs/bpf (not root?)"
+
+# clang, bpftool, libbpf-dev, gcc, setpriv for the tests: installed when root with apt-get, else reported (the tests
+# that need them skip with a reason; under CI they fail).
+toolchain:
+	@.ci/toolchain
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -33,7 +38,7 @@ gen: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict bpfschema tests examples benchmarks
 
-pytest: $(STAMP) bpffs
+pytest: $(STAMP) bpffs toolchain
 	$(PY) -m pytest -q
 
 test: lint gen-check typecheck pytest

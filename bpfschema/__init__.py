@@ -8,6 +8,7 @@ from . import btf as btf
 from ._sys.consts import MapFlags, MapType, UpdateFlags
 from ._sys.cpus import possible_cpus
 from .errors import (
+    ArgumentError,
     BpfError,
     BpfPermissionError,
     BtfError,
@@ -24,7 +25,9 @@ from .errors import (
     NotSupportedError,
     SchemaError,
     SyscallError,
+    UnverifiedLayoutWarning,
     VerifierError,
+    WrongObjectKindError,
 )
 from .layout import (
     Align,
@@ -93,6 +96,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Align",
+    "ArgumentError",
     "Array",
     "ArrayMap",
     "BloomFilterMap",
@@ -139,8 +143,10 @@ __all__ = [
     "StackMap",
     "Struct",
     "SyscallError",
+    "UnverifiedLayoutWarning",
     "UpdateFlags",
     "VerifierError",
+    "WrongObjectKindError",
     "be16",
     "be32",
     "be64",

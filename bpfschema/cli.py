@@ -37,10 +37,19 @@ class CliError(Exception):
 # -- opening maps ---------------------------------------------------------------------------------------------
 
 
+def _user_modules_from_cwd() -> None:
+    """Module names the user gives (``--schema pkg.mod:Cls``, ``gen schemas.flows``) resolve from the current
+    directory first, as with ``python -m``; the console script alone would not look there."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+
+
 def _load_object(spec: str) -> object:
     mod_name, sep, attr = spec.partition(":")
     if not sep or not attr:
         raise CliError(f"--schema {spec!r}: expected 'module:Name'")
+    _user_modules_from_cwd()
     try:
         mod = importlib.import_module(mod_name)
     except Exception as e:
@@ -126,9 +135,14 @@ def _bpffs_mounts() -> list[str]:
     return out
 
 
-def _pinned_maps() -> dict[int, list[str]]:
-    """Map id -> pinned paths under every mounted bpffs (``*.debug`` entries skipped)."""
-    found: dict[int, list[str]] = {}
+def _pinned_maps() -> dict[int, tuple[MapInfo, list[str]]]:
+    """Map id -> (info, pinned paths) under every mounted bpffs this user can read (``*.debug`` skipped).
+
+    Programs and links pinned there are left out; pins this user may not open are skipped."""
+    from bpfschema._sys import ops
+    from bpfschema._sys.consts import F_RDONLY
+
+    found: dict[int, tuple[MapInfo, list[str]]] = {}
     for mnt in _bpffs_mounts():
         for root, dirs, files in os.walk(mnt):
             dirs[:] = [d for d in dirs if not d.endswith(".debug")]
@@ -137,10 +151,18 @@ def _pinned_maps() -> dict[int, list[str]]:
                     continue
                 path = os.path.join(root, name)
                 try:
-                    with bs.Map.from_pin(path, readonly=True) as m:
-                        found.setdefault(m.info.id, []).append(path)
+                    fd = ops.obj_get(path, F_RDONLY)
                 except (bs.BpfError, OSError):
-                    continue  # a program, a link, or a map kind we cannot represent
+                    continue  # a link (refuses read-only opens), or a pin this user may not read
+                try:
+                    if ops.object_kind(fd) not in ("map", None):
+                        continue  # a program
+                    info = MapInfo._from_kernel(ops.map_info(fd))
+                except (bs.BpfError, OSError):
+                    continue
+                finally:
+                    os.close(fd)
+                found.setdefault(info.id, (info, []))[1].append(path)
     return found
 
 
@@ -223,8 +245,15 @@ class _PacedWriter:
 
 
 def cmd_maps(args: argparse.Namespace) -> int:
-    pins = _pinned_maps()
-    infos = list(bs.list_maps())
+    pinned = _pinned_maps()
+    pins = {k: v[1] for k, v in pinned.items()}
+    try:
+        infos = list(bs.list_maps())
+    except bs.BpfPermissionError as e:
+        # Walking map ids needs CAP_SYS_ADMIN; with CAP_BPF (or less) the pins this user can read still list.
+        print(f"bpfschema: listing every map needs CAP_SYS_ADMIN ({e.op} refused); showing only the "
+              f"{len(pinned)} pinned map(s) this user can open in the mounted bpffs", file=sys.stderr)
+        infos = [info for info, _ in sorted(pinned.values(), key=lambda v: v[0].id)]
     if args.json:
         print(json.dumps([_info_dict(i, pins.get(i.id, ())) for i in infos]))
         return 0
@@ -238,7 +267,7 @@ def cmd_maps(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     with _open(args.target, readonly=True, schema=None) as m:
-        d = _info_dict(m.info)
+        d = _info_dict(m.info, _pinned_maps().get(m.info.id, (m.info, []))[1])
         d["class"] = type(m).__name__
     if args.json:
         print(json.dumps(d))
@@ -261,9 +290,9 @@ def _with_btf(m: bs.Map) -> bs.Map:
             return m
         attrs: dict[str, object] = {}
         if mb.key is not None and "key" in m._type_roles:
-            attrs["key_codec"] = bs.record_codec(mb.key) if _is_record(mb.key) else bs.raw_codec(mb.key)
+            attrs["key_codec"] = _btf_codec(mb.key)
         if mb.value is not None:
-            attrs["value_codec"] = bs.record_codec(mb.value) if _is_record(mb.value) else bs.raw_codec(mb.value)
+            attrs["value_codec"] = _btf_codec(mb.value)
         typed = type(type(m).__name__, (type(m),), attrs)
         out = typed.from_fd(m.fd, verify=False)  # type: ignore[attr-defined]
     except bs.BpfError as e:
@@ -273,10 +302,14 @@ def _with_btf(m: bs.Map) -> bs.Map:
     return out  # type: ignore[no-any-return]
 
 
-def _is_record(ct: object) -> bool:
-    from bpfschema.layout import StructType, UnionType
+def _btf_codec(ct: object) -> bs.FastCodec[object]:
+    """Records for structs and unions (field names), plain values for the rest (a ``u64`` is an int, not ``[1]``)."""
+    from bpfschema.layout import CType, StructType, UnionType, record_type
 
-    return isinstance(ct, (StructType, UnionType))
+    if isinstance(ct, (StructType, UnionType)):
+        return bs.record_codec(ct)  # type: ignore[return-value]
+    assert isinstance(ct, CType)
+    return bs.FastCodec(ct, "record", record_type)
 
 
 def _entries_of(m: bs.Map) -> Iterator[object]:
@@ -289,13 +322,19 @@ def cmd_dump(args: argparse.Namespace) -> int:
     m0 = _open(args.target, readonly=True, schema=args.schema)
     with m0 if args.schema or args.raw else _with_btf(m0) as m:
         prog = _Progress("dump")
+        sep = "[\n"
         for entry in _entries_of(m):
-            if args.json:
+            if args.json:  # streamed, so a large map is never held in memory: "[", entries joined by ",", "]"
+                sys.stdout.write(sep + _entry_json(m, entry))
+                sep = ",\n"
+            elif args.jsonl:
                 print(_entry_json(m, entry))
             elif isinstance(m, KeyedMap):
                 key, value = cast("tuple[object, object]", entry)
                 print(f"key: {_human(key)}  value: {_human(value)}")
             prog.tick()
+        if args.json:
+            print("[]" if sep == "[\n" else "\n]")
         prog.done()
     return 0
 
@@ -303,9 +342,17 @@ def cmd_dump(args: argparse.Namespace) -> int:
 def _human(v: object) -> str:
     if isinstance(v, (bytes, bytearray)):
         return bytes(v).hex(" ")
+    asdict = getattr(v, "_asdict", None)
+    if isinstance(v, tuple) and callable(asdict):  # a record: keep the field names
+        return "{" + ", ".join(f"{k}: {_human(x)}" for k, x in asdict().items()) + "}"
     if isinstance(v, tuple):
         return "[" + ", ".join(_human(x) for x in v) + "]"
-    return repr(v)
+    if isinstance(v, enum.Enum):
+        return str(v.name)
+    fields = getattr(type(v), "model_fields", None)
+    if isinstance(fields, dict):  # a schema model (--schema)
+        return "{" + ", ".join(f"{k}: {_human(getattr(v, k))}" for k in fields) + "}"
+    return str(v) if isinstance(v, (ipaddress.IPv4Address, ipaddress.IPv6Address)) else repr(v)
 
 
 def _put_back(m: bs.Map, entry: object) -> bool:
@@ -490,6 +537,7 @@ def cmd_gen(args: argparse.Namespace) -> int:
         except codegen.GenerateError as e:
             raise CliError(str(e)) from None
         return 0 if _write_or_check(args.output, text, args.check) else 1
+    _user_modules_from_cwd()
     targets = _gen_targets(args.inputs)
     if not targets:
         raise CliError("gen: no schema modules found in the inputs")
@@ -525,6 +573,16 @@ def cmd_features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} is negative: give a count of entries >= 0")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bpfschema", description="Read, dump and drain eBPF maps.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -541,14 +599,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("dump", help="print every entry without removing it (opens the map read-only)")
     s.add_argument("target", metavar="PIN|ID")
     s.add_argument("--schema", metavar="MODULE:CLASS", help="a typed map class to decode with")
-    s.add_argument("-j", "--json", "--jsonl", action="store_true", help="one JSON object per line")
+    s.add_argument("-j", "--json", action="store_true", help="one JSON document: an array of entries")
+    s.add_argument("--jsonl", action="store_true", help="one JSON object per line")
     s.add_argument("--raw", action="store_true", help="print hex even when the map carries BTF")
     s.set_defaults(func=cmd_dump)
 
     s = sub.add_parser("drain", help="take every entry out, one JSON object per line on stdout")
     s.add_argument("target", metavar="PIN|ID")
     s.add_argument("--schema", metavar="MODULE:CLASS", help="a typed map class to decode with")
-    s.add_argument("--limit", type=int, default=None, help="stop after N entries")
+    s.add_argument("--limit", type=_count, default=None, help="stop after N entries (N >= 0)")
     s.add_argument("--every", type=float, default=None, metavar="SECONDS", help="keep draining at this interval")
     s.add_argument("--raw", action="store_true", help="hex even when the map carries BTF")
     s.add_argument("--no-pace", action="store_true",
@@ -580,6 +639,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         rc: int = args.func(args)
+        sys.stdout.flush()  # here, so that a failing final flush is reported (not exit status 120 at shutdown)
         return rc
     except CliError as e:
         print(f"bpfschema: {e}", file=sys.stderr)
@@ -592,8 +652,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         if e.errno == errno.EPIPE:
             return 0
+        if _stdout_failed():
+            _silence_stdout()  # what is left in the buffer was never written; drop it so exit does not retry
+            why = os.strerror(e.errno) if e.errno else str(e)
+            print(f"bpfschema: cannot write to standard output: {why}; entries that were not written are still "
+                  "in the map (drain puts back the entry in hand)", file=sys.stderr)
+            return EXIT_OUTPUT_ERROR
         print(f"bpfschema: {e}", file=sys.stderr)
     return 1
+
+
+#: Exit status when standard output cannot be written (a full disk, /dev/full): EX_IOERR from sysexits.h.
+EXIT_OUTPUT_ERROR = 74
+
+
+def _stdout_failed() -> bool:
+    try:
+        sys.stdout.flush()
+    except OSError:
+        return True
+    return False
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,7 +3,7 @@
 ```
 BpfError
  ├─ SyscallError (OSError)                  a bpf(2) call failed; .op, .errno, .map_name
- │   ├─ BpfPermissionError (PermissionError)  EPERM/EACCES: needs root or CAP_BPF, or a read-only fd
+ │   ├─ BpfPermissionError (PermissionError)  EPERM/EACCES; .needs names the capability or file access missing
  │   └─ NotSupportedError                   .feature, .min_kernel: ENOTSUPP (524), EOPNOTSUPP, old-kernel EINVAL,
  │                                          or an operation the map kind cannot do (deleting from an array)
  ├─ MapError                                the map said no to a well-formed request
@@ -12,12 +12,14 @@ BpfError
  │   ├─ MapFullError                        E2BIG on an update: max_entries reached
  │   ├─ MapEmptyError (LookupError)         pop/peek of an empty queue or stack
  │   ├─ IterationAbortedError               a walk could not finish
- │   └─ DrainIncompleteError                a stopped drain could not put entries back; .entries holds them
+ │   ├─ DrainIncompleteError                a stopped drain could not put entries back; .entries holds them
+ │   └─ WrongObjectKindError (TypeError)    the pin/fd is a program, link, BTF or plain file, not a map
  ├─ LayoutError (ValueError)                bytes that do not fit a layout; .path of the failing field
  │   ├─ LayoutMismatchError                 a schema's size/type/BTF differs from the kernel map's
  │   ├─ DecodeError                         entries taken out of a map could not be decoded; .raw holds them
  │   └─ BtfError                            malformed, truncated or unusable BTF
  ├─ SchemaError (TypeError)                 a declaration that cannot be laid out
+ ├─ ArgumentError (ValueError)              a bad argument (batch size < 1, negative limit, bad name)
  └─ VerifierError                           the kernel refused a program or BTF; .log holds its log
 ```
 
@@ -33,6 +35,7 @@ from collections.abc import Sequence
 
 __all__ = [
     "ENOTSUPP",
+    "ArgumentError",
     "BpfError",
     "BpfPermissionError",
     "BtfError",
@@ -49,7 +52,9 @@ __all__ = [
     "NotSupportedError",
     "SchemaError",
     "SyscallError",
+    "UnverifiedLayoutWarning",
     "VerifierError",
+    "WrongObjectKindError",
 ]
 
 #: The kernel-internal "operation not supported" errno (524) that Python's errno module does not name.
@@ -107,15 +112,48 @@ class SyscallError(BpfError, OSError):
 
 
 class BpfPermissionError(SyscallError, PermissionError):
-    """The kernel refused the call for lack of privilege (EPERM, EACCES).
+    """The kernel refused the call for lack of privilege or access (EPERM, EACCES).
 
-    bpf(2) needs root, or CAP_BPF (5.8+; plus CAP_PERFMON/CAP_NET_ADMIN for some program types), or a map fd
-    opened with the access the operation needs (a map opened ``readonly=True`` cannot be written).
+    The message says what was missing (``needs``): a capability for the command (``MAP_CREATE`` needs CAP_BPF,
+    listing ids and reading BTF by id need CAP_SYS_ADMIN), file access on a pin (the pin's mode and owner), or a
+    map fd opened with the access the operation needs (a map opened ``readonly=True`` cannot be written). See the
+    "Privileges" page of the docs for every operation.
+
+    Attributes:
+        needs: what the caller lacks, in words (``"CAP_SYS_ADMIN"``, ``"read access to the pin ..."``).
     """
 
+    def __init__(
+        self, op: str, detail: str = "", *, map_name: str | None = None, err: int | None = None,
+        needs: str | None = None,
+    ):
+        self.needs = needs if needs is not None else _needs_for(op, err)
+        super().__init__(op, detail, map_name=map_name, err=err)
+
     def __str__(self) -> str:
-        base = super().__str__()
-        return base + " (bpf(2) needs root or CAP_BPF, and a map fd opened with write access for writes)"
+        return super().__str__() + f" ({self.needs})"
+
+
+#: What each command needs beyond an fd of the right mode (Linux 5.8+ capabilities; before 5.8 CAP_SYS_ADMIN).
+_CAPABILITY: dict[str, str] = {
+    **dict.fromkeys(("MAP_CREATE", "BTF_LOAD"), "needs CAP_BPF or root"),
+    "PROG_LOAD": "needs CAP_BPF or root, plus CAP_PERFMON or CAP_NET_ADMIN for some program types",
+    **dict.fromkeys(
+        ("MAP_GET_NEXT_ID", "PROG_GET_NEXT_ID", "BTF_GET_NEXT_ID", "LINK_GET_NEXT_ID", "MAP_GET_FD_BY_ID",
+         "PROG_GET_FD_BY_ID", "BTF_GET_FD_BY_ID", "LINK_GET_FD_BY_ID"),
+        "needs CAP_SYS_ADMIN or root",
+    ),
+    "OBJ_PIN": "needs write access to the bpffs directory",
+    "OBJ_GET": "needs read access to the pin (and write access unless opened read-only)",
+}
+
+
+def _needs_for(op: str, err: int | None) -> str:
+    hint = _CAPABILITY.get(op)
+    if hint is not None:
+        return hint
+    return ("needs a map fd opened with the access the operation needs (a read-only fd cannot write); on Linux "
+            "before 6.5 with kernel.unprivileged_bpf_disabled set, every bpf(2) command needs CAP_BPF")
 
 
 class NotSupportedError(SyscallError):
@@ -186,6 +224,39 @@ class DrainIncompleteError(MapError):
         super().__init__(op, detail, map_name=map_name)
 
 
+class WrongObjectKindError(MapError, TypeError):
+    """The object behind a pin, id or fd is not a map: a program, a link, BTF, or not a BPF object at all (a file
+    outside a bpffs, a socket).
+
+    Attributes:
+        kind: what the object is: ``"program"``, ``"link"``, ``"btf"``, ``"iterator"``, ``"token"``, or a
+            description such as ``"file outside a bpffs (ext4)"``.
+        expected: what was asked for (``"map"``).
+    """
+
+    def __init__(self, op: str, detail: str = "", *, kind: str, expected: str = "map", err: int | None = None):
+        self.kind = kind
+        self.expected = expected
+        super().__init__(op, detail or f"the object is a {kind}, not a {expected}", err=err)
+
+
+class ArgumentError(BpfError, ValueError):
+    """An argument out of range or malformed (batch size < 1, a negative limit, ``max_entries`` 0, a C name that
+    is not an identifier). A ``ValueError``, so existing ``except ValueError`` keeps working.
+
+    Attributes:
+        argument: the argument's name.
+    """
+
+    def __init__(self, op: str, detail: str = "", *, argument: str, map_name: str | None = None):
+        self.argument = argument
+        if not detail:
+            detail = argument
+        elif not detail.startswith(argument):
+            detail = f"{argument}: {detail}"
+        super().__init__(op, detail, map_name=map_name)
+
+
 class LayoutError(BpfError, ValueError):
     """Bytes that do not fit a layout, or a value that cannot be encoded.
 
@@ -246,6 +317,15 @@ class VerifierError(BpfError):
 
 class SchemaError(BpfError, TypeError):
     """A declaration that cannot be laid out (unknown annotation, unsized field, empty struct)."""
+
+
+class UnverifiedLayoutWarning(UserWarning):
+    """A typed map was opened without comparing its layouts with the map's BTF, because the BTF could not be read
+    (BTF_GET_FD_BY_ID needs CAP_SYS_ADMIN; CAP_BPF alone is not enough). Only the key and value sizes were
+    checked: a class with the right sizes but different fields would decode wrong values. Open with
+    ``verify=False`` to state that this is intended (no warning), or turn the warning into an error with
+    ``warnings.simplefilter("error", UnverifiedLayoutWarning)``.
+    """
 
 
 def error_for_errno(

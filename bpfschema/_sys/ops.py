@@ -11,7 +11,7 @@ import errno as _errno
 import os
 from dataclasses import dataclass
 
-from ..errors import VerifierError, error_for_errno
+from ..errors import ArgumentError, BpfPermissionError, VerifierError, WrongObjectKindError, error_for_errno
 from . import syscall as _sc
 from .attrs import (
     BatchAttr,
@@ -26,7 +26,7 @@ from .attrs import (
     ProgLoadAttr,
     TestRunAttr,
 )
-from .consts import OBJ_NAME_LEN, Cmd
+from .consts import F_RDONLY, F_WRONLY, OBJ_NAME_LEN, Cmd
 
 
 def _check(cmd: Cmd, rc: int, *, map_name: str | None = None, detail: str = "") -> int:
@@ -37,12 +37,20 @@ def _check(cmd: Cmd, rc: int, *, map_name: str | None = None, detail: str = "") 
 
 def encode_name(name: str) -> bytes:
     """A kernel object name: at most 15 bytes of ``[A-Za-z0-9_.]``."""
+    problem = name_problem(name)
+    if problem:
+        raise ArgumentError("name", problem, argument="name")
+    return name.encode()
+
+
+def name_problem(name: str) -> str:
+    """Why ``name`` cannot be a kernel object name (BPF_OBJ_NAME_LEN, the kernel's charset), or ``""``."""
     raw = name.encode()
     if len(raw) >= OBJ_NAME_LEN:
-        raise ValueError(f"object name {name!r} is longer than {OBJ_NAME_LEN - 1} bytes")
-    if any(not (chr(c).isalnum() or chr(c) in "_.") for c in raw):
-        raise ValueError(f"object name {name!r} may only contain letters, digits, '_' and '.'")
-    return raw
+        return f"object name {name!r} is {len(raw)} bytes; the kernel keeps at most {OBJ_NAME_LEN - 1}"
+    if any(not (c < 128 and (chr(c).isalnum() or chr(c) in "_.")) for c in raw):
+        return f"object name {name!r} may only contain ASCII letters, digits, '_' and '.'"
+    return ""
 
 
 def map_create(
@@ -84,12 +92,90 @@ def obj_pin(fd: int, path: str, *, map_name: str | None = None) -> None:
 
 
 def obj_get(path: str, file_flags: int = 0) -> int:
+    """Open the object pinned at ``path`` (BPF_OBJ_GET).
+
+    Raises:
+        SyscallError: ENOENT when nothing is there.
+        WrongObjectKindError: ``path`` is not on a bpffs (the kernel answers EACCES for any non-bpffs file).
+        BpfPermissionError: the pin's mode/owner do not grant the access asked for (``needs`` says which).
+    """
     p = ctypes.create_string_buffer(os.fsencode(path))
     attr = ObjAttr(pathname=ctypes.addressof(p), file_flags=file_flags)
     rc = _sc.call(Cmd.OBJ_GET, attr)
     if rc == -_errno.ENOENT:
         raise error_for_errno("OBJ_GET", _errno.ENOENT, detail=f"no pinned object at {path!r}")
+    if rc == -_errno.EACCES:
+        _explain_obj_get_eacces(path, file_flags)
+    if rc == -_errno.EINVAL and file_flags:
+        # Links refuse BPF_F_RDONLY/WRONLY with EINVAL: open once without flags to say what the pin is.
+        attr.file_flags = 0
+        probe = _sc.call(Cmd.OBJ_GET, attr)
+        if probe >= 0:
+            kind = object_kind(probe)
+            os.close(probe)
+            if kind is not None and kind != "map":
+                raise WrongObjectKindError("OBJ_GET", f"the pin {path!r} is a {kind}, not a map", kind=kind,
+                                           err=_errno.EINVAL)
     return _check(Cmd.OBJ_GET, rc, detail=f"open pin {path!r}")
+
+
+#: ``statfs.f_type`` of a bpf filesystem, and of a few others named in messages.
+BPF_FS_MAGIC = 0xCAFE4A11
+_FS_NAMES = {0xEF53: "ext4", 0x01021994: "tmpfs", 0x9FA0: "proc", 0x62656572: "sysfs", 0x794C7630: "overlayfs",
+             0x58465342: "xfs", 0x9123683E: "btrfs", 0x6969: "nfs", 0x01021997: "9p"}
+
+
+def fs_type(path: str) -> int | None:
+    """``statfs(path).f_type``, or ``None`` when statfs fails (no such path, no search permission)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux; f_type comes first
+    if libc.statfs(os.fsencode(path), buf) != 0:
+        return None
+    return int(ctypes.c_long.from_buffer(buf).value) & 0xFFFFFFFF
+
+
+def _explain_obj_get_eacces(path: str, file_flags: int) -> None:
+    """EACCES from OBJ_GET has two causes: the file is not on a bpffs, or its mode denies the access asked for."""
+    ftype = fs_type(path)
+    if ftype is not None and ftype != BPF_FS_MAGIC:
+        fs = _FS_NAMES.get(ftype, f"filesystem type {ftype:#x}")
+        raise WrongObjectKindError(
+            "OBJ_GET",
+            f"{path!r} is on {fs}, not on a bpffs: only objects pinned in a mounted bpf filesystem can be opened",
+            kind=f"file outside a bpffs ({fs})", expected="pinned BPF object", err=_errno.EACCES,
+        )
+    want = "read" if file_flags & F_RDONLY else "write" if file_flags & F_WRONLY else "read and write"
+    try:
+        st = os.stat(path)
+        mode = f"mode {st.st_mode & 0o7777:04o}, owner uid {st.st_uid} gid {st.st_gid}"
+    except OSError:
+        mode = "a directory on its path is not searchable"
+    hint = " (or open it read-only)" if not file_flags & F_RDONLY else ""
+    raise BpfPermissionError(
+        "OBJ_GET", f"open pin {path!r}", err=_errno.EACCES,
+        needs=f"needs {want} access to the pin ({mode}) for uid {os.geteuid()}{hint}; no capability helps with "
+              "file modes except CAP_DAC_OVERRIDE",
+    )
+
+
+#: What ``/proc/self/fd/N`` reads for each kind of bpf object fd (``anon_inode:<name>``). Links made by
+#: ``RAW_TRACEPOINT_OPEN`` and friends read ``bpf_link``; opened from a pin, ``bpf-link``.
+_ANON_KINDS = {"bpf-map": "map", "bpf-prog": "program", "bpf-link": "link", "bpf_link": "link", "btf": "btf",
+               "bpf_iter": "iterator", "bpf-token": "token"}
+
+
+def object_kind(fd: int) -> str | None:
+    """The kind of the bpf object behind ``fd``: ``"map"``, ``"program"``, ``"link"``, ``"btf"``, ``"iterator"``,
+    ``"token"``; a description for anything else (``"non-BPF file /tmp/x"``); ``None`` when ``/proc`` is not
+    mounted (the kernel's anon inode name is the only cheap, reliable way to tell)."""
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+    if target.startswith("anon_inode:"):
+        name = target[len("anon_inode:"):]
+        return _ANON_KINDS.get(name, f"non-BPF object ({name})")
+    return f"non-BPF file ({target})"
 
 
 def get_next_id(cmd: Cmd, start_id: int) -> int | None:

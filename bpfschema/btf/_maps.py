@@ -3,6 +3,8 @@ schemas, and the check of a typed class against a map's BTF."""
 
 from __future__ import annotations
 
+import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,7 +17,13 @@ from bpfschema.btf._model import Btf, BtfArray, BtfDatasec, BtfPtr, BtfStruct, B
 from bpfschema.btf._tolayout import ctype_from_btf
 from bpfschema.btf._verify import layout_diff
 from bpfschema.btf._write import write_btf
-from bpfschema.errors import BpfPermissionError, BtfError, LayoutMismatchError, VerifierError
+from bpfschema.errors import (
+    BpfPermissionError,
+    BtfError,
+    LayoutMismatchError,
+    UnverifiedLayoutWarning,
+    VerifierError,
+)
 from bpfschema.layout import BytesType, CType, IntType, Member, StructType
 from bpfschema.maps.base import Map
 from bpfschema.maps.codec import Codec
@@ -264,8 +272,19 @@ class _Support:
             return
         try:
             mb = map_btf(info)
-        except BpfPermissionError:
-            return  # BTF_GET_FD_BY_ID needs CAP_SYS_ADMIN: nothing to compare with
+        except BpfPermissionError as e:
+            # BTF_GET_FD_BY_ID needs CAP_SYS_ADMIN; CAP_BPF alone cannot read the map's BTF. Say so loudly:
+            # only the sizes were checked, and a class with the right sizes but other fields decodes garbage.
+            warnings.warn(
+                UnverifiedLayoutWarning(
+                    f"{type(m).__name__} opened on map {info.name or info.id!r} without comparing its layouts "
+                    f"with the map's BTF (btf_id {info.btf_id}): reading BTF by id needs CAP_SYS_ADMIN "
+                    f"({e.op}: {e.needs}); only key and value sizes were checked. Pass verify=False to open "
+                    "without the check knowingly."
+                ),
+                stacklevel=_caller_level(),
+            )
+            return
         except BtfError:
             return  # BTF this module cannot turn into a layout: the kernel's size check already passed
         if mb is None:
@@ -295,6 +314,16 @@ class _Support:
 support = _Support()
 
 
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside bpfschema, so a warning points at the user's open call."""
+    level, f = 1, sys._getframe(1)
+    pkg = __name__.split(".", 1)[0]
+    while f is not None and (f.f_globals.get("__name__", "") + ".").startswith(pkg + "."):
+        f = f.f_back  # type: ignore[assignment]
+        level += 1
+    return level
+
+
 def verify_map(m: Map) -> None:
     """Compare a typed map's key/value layouts with the map's BTF; what ``from_pin``/``from_id``/``from_fd`` do
     unless ``verify=False``.
@@ -303,7 +332,8 @@ def verify_map(m: Map) -> None:
         LayoutMismatchError: a difference (the message lists each one: missing fields, offsets, sizes, kinds,
             signedness).
 
-    A map without BTF, whose BTF cannot be read (no CAP_SYS_ADMIN) or has a type with no layout is accepted: the
-    size check at open still applies.
+    A map without BTF, or whose BTF has a type with no layout, is accepted: the size check at open still applies.
+    When the BTF cannot be read (BTF_GET_FD_BY_ID needs CAP_SYS_ADMIN; CAP_BPF is not enough) the map is accepted
+    with an :class:`~bpfschema.UnverifiedLayoutWarning`.
     """
     support.verify(m, getattr(type(m), "_type_roles", ("key", "value")))

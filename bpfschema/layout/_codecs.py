@@ -120,6 +120,8 @@ class FastCodec(Generic[T]):
         try:
             return self._dec(data)  # type: ignore[return-value]
         except Exception as exc:
+            if isinstance(data, memoryview) and not data.c_contiguous:
+                return self.decode(data.tobytes())  # a strided view: decode a contiguous copy
             raise diagnose_decode(self._ctype, data, exc) from exc
 
     def decode_many(self, buf: Buffer, count: int, stride: int, /) -> list[T]:

@@ -71,6 +71,8 @@ def slow_decode(
     Raises:
         LayoutError: with the path of the failing field.
     """
+    if isinstance(data, memoryview) and not data.c_contiguous:
+        data = data.tobytes()
     mv = memoryview(data).cast("B") if not isinstance(data, bytes) else data
     if offset == 0 and path == "" and len(mv) != t.size:
         _raise_length(t, len(mv), "decode")

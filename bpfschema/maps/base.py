@@ -16,7 +16,14 @@ from typing_extensions import Self, TypeVar
 from .._sys import ops
 from .._sys.consts import F_RDONLY, F_WRONLY, Cmd, MapFlags, MapType
 from .._sys.fd import Fd
-from ..errors import LayoutError, LayoutMismatchError, NotSupportedError, SchemaError, error_for_errno
+from ..errors import (
+    LayoutError,
+    LayoutMismatchError,
+    NotSupportedError,
+    SchemaError,
+    WrongObjectKindError,
+    error_for_errno,
+)
 from .codec import BytesCodec, Codec, resolve_codec
 from .spec import MapInfo, MapSpec
 
@@ -154,6 +161,11 @@ class Map:
 
         ``verify``: for typed classes, compare the key/value layouts with the map's BTF when it has some (see
         ``from_pin``).
+
+        Raises:
+            WrongObjectKindError: ``fd`` is a program, link, BTF or non-BPF file, not a map (told by the fd's anon
+                inode name in ``/proc/self/fd``; unchecked when ``/proc`` is not mounted).
+            LayoutMismatchError: the map's type or sizes do not fit this class, or its BTF differs.
         """
         return cls._open(Fd(os.dup(fd), f"map fd {fd}"), verify=verify)
 
@@ -169,13 +181,16 @@ class Map:
             writeonly: open with BPF_F_WRONLY.
             verify: for typed classes, when the map has BTF (``btf_id != 0``) and ``bpfschema.btf`` is imported,
                 compare the key/value layouts with it field by field (names, offsets, sizes, signedness). Needs
-                BTF_GET_FD_BY_ID (Linux 5.0, CAP_SYS_ADMIN; skipped without the privilege).
+                BTF_GET_FD_BY_ID (Linux 5.0, CAP_SYS_ADMIN). Without CAP_SYS_ADMIN (CAP_BPF alone cannot read BTF
+                by id) only the sizes are checked and an ``UnverifiedLayoutWarning`` says so.
 
         Raises:
-            SyscallError: no pinned object there (errno ENOENT), or the pin is not a map.
+            SyscallError: no pinned object there (errno ENOENT).
+            WrongObjectKindError: the pin is a program or a link, not a map; or ``path`` is not on a bpffs.
             LayoutMismatchError: the map's type or sizes do not fit this class, or its BTF differs from the
                 class's layouts (the message lists the differences).
-            BpfPermissionError: no privilege.
+            BpfPermissionError: the pin's mode or owner does not grant the access asked for (open it
+                ``readonly=True`` to need only read access). No capability is needed to open a readable pin.
         """
         flags = (F_RDONLY if readonly else 0) | (F_WRONLY if writeonly else 0)
         p = os.fspath(path)
@@ -200,6 +215,11 @@ class Map:
     @classmethod
     def _open(cls, fd: Fd, *, verify: bool = True) -> Self:
         try:
+            kind = ops.object_kind(fd.fileno())
+            if kind is not None and kind != "map":
+                raise WrongObjectKindError(
+                    "open", f"{fd.what} is a {kind}, not a map", kind=kind, expected="map"
+                )
             raw = ops.map_info(fd.fileno())
         except BaseException:
             fd.close()

@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from .._sys.signals import critical
-from ..errors import DrainIncompleteError
+from ..errors import ArgumentError, DrainIncompleteError
 
 T = TypeVar("T")
 
@@ -191,7 +191,8 @@ class Drain(Generic[T]):
 
     def __init__(self, source: ChunkSource[T], *, limit: int | None = None):
         if limit is not None and limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit}")
+            raise ArgumentError("drain", f"limit must be >= 0, got {limit}", argument="limit",
+                                map_name=source.map_name)
         self._src = source
         self._pid = os.getpid()
         cur: _Cursor[T] = _Cursor(source, limit)

@@ -2,6 +2,10 @@
 
 Each probe creates a tiny map of the type in question and issues the command on it; the answer (ENOENT or success
 = supported; EINVAL, ENOTSUPP, EOPNOTSUPP = not) is cached for the life of the process.
+
+Creating a map needs CAP_BPF, which a reader of a pin does not need. :func:`command_supported` therefore falls
+back to asking the map in hand (a batch command with ``count`` 0 copies nothing and changes nothing), and where
+even that cannot answer, to trying the operation itself.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ __all__ = [
     "MIN_KERNEL",
     "BatchPopSupport",
     "Feature",
+    "command_supported",
     "has_command",
     "has_map_type",
     "helper_errors_sign_extended",
@@ -128,6 +133,46 @@ def has_command(t: MapType, cmd: Cmd) -> bool:
     if -rc in _NOT_SUPPORTED:
         return False
     raise SyscallError(cmd.name, f"probing {t.name}", err=-rc)
+
+
+_BATCH_CMDS = (Cmd.MAP_LOOKUP_BATCH, Cmd.MAP_LOOKUP_AND_DELETE_BATCH, Cmd.MAP_UPDATE_BATCH, Cmd.MAP_DELETE_BATCH)
+_answers: dict[tuple[MapType, Cmd], bool] = {}
+
+
+def _probe_on_map(fd: int, cmd: Cmd) -> bool | None:
+    """Ask the map behind ``fd`` itself: a batch command with ``count`` 0 returns 0 where it is supported (the
+    kernel checks the command and flags, then copies and deletes nothing) and ENOTSUPP/EINVAL where not. ``None``
+    when the answer says nothing (EPERM on a read-only fd, or a command this cannot probe without side effects)."""
+    if cmd not in _BATCH_CMDS:
+        return None
+    rc = _sc.call(cmd, BatchAttr(map_fd=fd, count=0))
+    if rc >= 0 or rc in (-_errno.ENOENT, -_errno.ENOSPC):
+        return True
+    if -rc in _NOT_SUPPORTED:
+        return False
+    return None
+
+
+def command_supported(t: MapType, cmd: Cmd, fd: int) -> bool:
+    """Whether ``cmd`` works on maps of type ``t``, for the map open as ``fd``.
+
+    Uses :func:`has_command` (cached per process) when this process may create maps; otherwise asks the map
+    itself (zero-count batch commands, cached the same way); otherwise answers ``True``, so that the operation is
+    tried and the kernel's own error (with the capability or minimum kernel it names) reaches the caller. Never
+    raises for a missing privilege.
+    """
+    try:
+        return has_command(t, cmd)
+    except BpfPermissionError:
+        pass
+    known = _answers.get((t, cmd))
+    if known is not None:
+        return known
+    ans = _probe_on_map(fd, cmd)
+    if ans is None:
+        return True
+    _answers[(t, cmd)] = ans
+    return ans
 
 
 def queue_batch_pop() -> BatchPopSupport:

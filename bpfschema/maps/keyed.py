@@ -17,6 +17,7 @@ from .._sys.cpus import possible_cpus, round_up8
 from .._sys.signals import critical
 from ..errors import (
     ENOTSUPP,
+    ArgumentError,
     DecodeError,
     IterationAbortedError,
     KeyNotFoundError,
@@ -90,7 +91,8 @@ class BatchWalk:
 
     def __init__(self, m: KeyedMap[object, object, object], cmd: Cmd, count: int):
         if count < 1:
-            raise ValueError("batch size must be >= 1")
+            raise ArgumentError("batch", f"batch_size must be >= 1, got {count}", argument="batch_size",
+                                map_name=m._name)
         self._map = m
         self._cmd = int(cmd)
         tok = max(8, m._info.key_size)
@@ -431,7 +433,7 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
 
     def _supports(self, cmd: Cmd) -> bool:
         t = self._info.type
-        return isinstance(t, MapType) and features.has_command(t, cmd)
+        return isinstance(t, MapType) and features.command_supported(t, cmd, self._fd.fileno())
 
     def _batches(self, cmd: Cmd, batch_size: int) -> Iterator[BatchWalk] | None:
         """A walk with batch command ``cmd``, or ``None`` if this kernel/map kind does not support it."""

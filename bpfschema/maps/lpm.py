@@ -7,6 +7,7 @@ import struct
 from typing_extensions import TypeVar
 
 from .._sys.consts import MapFlags, MapType
+from ..errors import ArgumentError
 from .keyed import KeyedMap
 from .spec import MapSpec
 
@@ -21,9 +22,13 @@ def lpm_key(prefixlen: int, data: bytes) -> bytes:
 
     ``prefixlen`` is in host byte order and counts bits of ``data``; ``data`` is in network order (an IPv4
     address is its 4 packed bytes). The map's ``key_size`` is ``4 + len(data)``.
+
+    Raises:
+        ArgumentError: ``prefixlen`` is outside ``0..8 * len(data)`` (a ``ValueError``).
     """
     if not 0 <= prefixlen <= 8 * len(data):
-        raise ValueError(f"prefixlen {prefixlen} must be within 0..{8 * len(data)} for {len(data)} data bytes")
+        raise ArgumentError("lpm_key", f"{prefixlen} must be within 0..{8 * len(data)} for {len(data)} data bytes",
+                            argument="prefixlen")
     return _PREFIX.pack(prefixlen) + bytes(data)
 
 

@@ -22,6 +22,7 @@ from .._sys.attrs import ElemAttr
 from .._sys.consts import Cmd, MapType, UpdateFlags
 from .._sys.signals import critical
 from ..errors import (
+    ArgumentError,
     DecodeError,
     DrainIncompleteError,
     LayoutError,
@@ -199,7 +200,8 @@ class _PushPopMap(CodecMap[bytes, V]):
         """
         self._fd.fileno()  # raises ValueError once closed
         if batch_size is not None and batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
+            raise ArgumentError("drain", f"batch_size must be >= 1, got {batch_size}", argument="batch_size",
+                                map_name=self._name)
         d = Drain(_QueueSource(self, batch_size, batch_pop), limit=limit)
         self._drains.add(d)
         return d
@@ -217,7 +219,8 @@ class _PushPopMap(CodecMap[bytes, V]):
         """
         self._fd.fileno()
         if batch_size is not None and batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
+            raise ArgumentError("drain", f"batch_size must be >= 1, got {batch_size}", argument="batch_size",
+                                map_name=self._name)
         d = Drain(_QueueColumnsSource(self, batch_size, batch_pop), limit=limit)
         self._drains.add(d)
         return d

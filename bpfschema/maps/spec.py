@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from .._sys.attrs import BpfMapInfo
 from .._sys.consts import MapFlags, MapType
+from .._sys.ops import name_problem
+from ..errors import ArgumentError
 from .codec import resolve_codec
 
 #: Map types keyed by a u32 index (key_size 4).
@@ -38,7 +40,9 @@ class MapSpec:
         value: the value type, if the map is typed.
 
     Raises:
-        ValueError: a size is missing or contradicts the type given for it, or ``max_entries`` is not positive.
+        ArgumentError: a size is missing or contradicts the type given for it, ``max_entries`` is not positive, or
+            ``name`` is not a kernel object name (more than 15 bytes, BPF_OBJ_NAME_LEN, or characters other than
+            ``[A-Za-z0-9_.]``). A ``ValueError``.
         SchemaError: ``key``/``value`` has no binary layout.
     """
 
@@ -59,8 +63,8 @@ class MapSpec:
             if tp is not None:
                 derived = resolve_codec(tp).size
                 if size not in (-1, derived):
-                    raise ValueError(f"MapSpec {self.name!r}: {size_attr}={size} but {what} type {tp!r} is "
-                                     f"{derived} bytes")
+                    raise ArgumentError("MapSpec", f"{size_attr}={size} but {what} type {tp!r} is {derived} bytes",
+                                        argument=size_attr, map_name=self.name or None)
                 object.__setattr__(self, size_attr, derived)
             elif size == -1:
                 if (what == "key" and self.type in VALUE_ONLY) or (what == "value" and self.type == MapType.RINGBUF):
@@ -68,9 +72,14 @@ class MapSpec:
                 elif what == "key" and self.type in INDEXED:
                     object.__setattr__(self, size_attr, 4)  # arrays: a u32 index
                 else:
-                    raise ValueError(f"MapSpec {self.name!r}: {self.type.name} needs {size_attr}= or {what}=")
+                    raise ArgumentError("MapSpec", f"{self.type.name} needs {size_attr}= or {what}=",
+                                        argument=size_attr, map_name=self.name or None)
         if self.max_entries <= 0:
-            raise ValueError(f"MapSpec {self.name!r}: max_entries must be positive, got {self.max_entries}")
+            raise ArgumentError("MapSpec", f"must be positive, got {self.max_entries}", argument="max_entries",
+                                map_name=self.name or None)
+        problem = name_problem(self.name)
+        if problem:  # checked where the map is declared, not when create() runs
+            raise ArgumentError("MapSpec", problem, argument="name", map_name=None)
 
     def replace(self, **changes: object) -> MapSpec:
         """A copy with some fields changed."""

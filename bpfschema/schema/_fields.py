@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from pydantic import GetCoreSchemaHandler
+from pydantic import AfterValidator, GetCoreSchemaHandler
 from pydantic_core import CoreSchema, core_schema
 
 from bpfschema.errors import SchemaError
@@ -214,7 +214,15 @@ def _ipv4_encode(addr: ipaddress.IPv4Address) -> int:
 
 
 def _ipv6_encode(addr: ipaddress.IPv6Address) -> bytes:
+    if addr.scope_id is not None:  # 16 bytes have no room for it: refuse rather than drop it silently
+        raise ValueError(f"{addr} has a scope id ({addr.scope_id!r}), which an IPv6 field cannot hold; "
+                         "store the interface index in a field of its own")
     return addr.packed
+
+
+def _ipv6_no_scope(addr: ipaddress.IPv6Address) -> ipaddress.IPv6Address:
+    _ipv6_encode(addr)
+    return addr
 
 
 IPv4 = Annotated[
@@ -246,9 +254,11 @@ IPv6 = Annotated[
         ),
         "IPv6",
     ),
+    AfterValidator(_ipv6_no_scope),
 ]
 """16 bytes in network order, aligned to 4 like ``struct in6_addr``, as :class:`ipaddress.IPv6Address`.
-Declared in C as ``__be32 addr[4]``."""
+Declared in C as ``__be32 addr[4]``. An address with a scope id (``fe80::1%eth0``) is refused (validation error at
+construction, ``LayoutError`` at encode): the 16 bytes cannot hold it."""
 
 _MAC_RE = re.compile(r"[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}")
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 from typing import Annotated, Any, ClassVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict
 from typing_extensions import Self
 
-from bpfschema.errors import SchemaError
+from bpfschema.errors import ArgumentError, SchemaError
 from bpfschema.layout import FastCodec, Layout, Member, PaddingType, StructType, codec_for, record_type
 from bpfschema.layout._resolve import find_ctype, resolve_field
 
@@ -37,6 +38,7 @@ class Struct(BaseModel):
     Raises:
         SchemaError: at class creation, when a field has no binary layout, the struct is empty, ``frozen`` was
             turned off, or the class has private attributes.
+        ArgumentError: ``c_name`` is not a C identifier (a ``ValueError``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -192,8 +194,13 @@ def _members(cls: type[Struct]) -> list[Member]:
     return list(members.values())
 
 
+_C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def _setup(cls: type[Struct], *, packed: bool, align: int | None, c_name: str | None) -> None:
     name = cls.__name__
+    if c_name is not None and not (isinstance(c_name, str) and _C_IDENT.fullmatch(c_name)):
+        raise ArgumentError(f"declare {name}", f"{c_name!r} is not a C identifier", argument="c_name")
     if not cls.__pydantic_complete__:
         fields = cls.model_fields
         missing = [n for n, f in fields.items() if not getattr(f, "_complete", True)] or list(fields)

@@ -47,3 +47,16 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
         assert len(lines) == 1 and lines[0].startswith("bpfschema: ") and expected in lines[0], (name, r.stderr)
         assert "Traceback" not in r.stderr
     assert not (tmp_path / "out.py").exists()
+
+
+def test_dotted_names_resolve_from_the_current_directory(tmp_path: Path) -> None:
+    """The README's `bpfschema gen schemas.flows` from the repository root, through the console-script entry (which,
+    unlike `python -m`, does not put the current directory on sys.path)."""
+    code = "import sys; from bpfschema.cli import main; sys.exit(main(sys.argv[1:]))"
+    for out in (tmp_path / "a.py", tmp_path / "b.py"):
+        args = ["gen", "schemas.flows", "-o", str(out)] if out.name == "a.py" else ["gen", "schemas/flows.py",
+                                                                                     "-o", str(out)]
+        r = subprocess.run([sys.executable, "-I", "-c", code, *args], cwd=ROOT, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+    assert "class FlowsMap" in (tmp_path / "a.py").read_text()

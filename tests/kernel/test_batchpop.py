@@ -34,7 +34,7 @@ from bpfschema.maps import _batchpop
 from bpfschema.maps._batchpop import FORMS, BatchPopSupport
 from bpfschema.testing import producers
 
-from .helpers import count_syscalls
+from .helpers import count_syscalls, unavailable, unprivileged_runner
 
 Kind = tuple[type[bs.QueueMap], bs.MapType]
 QUEUE: Kind = (bs.QueueMap, bs.MapType.QUEUE)
@@ -111,9 +111,14 @@ def lifo_consistent(pops: list[int]) -> bool:
 
 
 def run_py(code: str, *prefix: str, pass_fds: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([*prefix, sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=120, env=env, pass_fds=pass_fds)
+    env, python, cwd = {**os.environ, "PYTHONPATH": str(REPO)}, sys.executable, None
+    if any(a.startswith("--reuid=") and a != "--reuid=0" for a in prefix):  # a user who may not read the checkout
+        runner = unprivileged_runner()
+        if isinstance(runner, str):
+            unavailable(runner)
+        python, env, cwd = runner
+    return subprocess.run([*prefix, python, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=120, env=env, pass_fds=pass_fds, cwd=cwd)
 
 
 # ------------------------------------------------------------------------------------------------------------

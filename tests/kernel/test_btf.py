@@ -12,14 +12,13 @@ import ipaddress
 import json
 import os
 import random
-import shutil
 import struct
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import pytest
 
@@ -40,30 +39,19 @@ from bpfschema.layout import (
     UnionType,
 )
 from bpfschema.layout._struct import record_fields
+from tests.tools import require_file, require_tool
 
 FIXTURES = Path(__file__).resolve().parents[1] / "bpf"
 INCLUDE = "/usr/include/x86_64-linux-gnu"
 
 
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)", pytrace=False)
-    pytest.skip(reason)
-
-
 def _bpftool() -> str:
-    path = shutil.which("bpftool") or "/usr/sbin/bpftool"
-    if not Path(path).exists():
-        _unavailable("bpftool is not installed")
-    return path
+    return require_tool("bpftool")
 
 
 def _clang() -> str:
-    path = shutil.which("clang")
-    if path is None:
-        _unavailable("clang is not installed")
-    if not Path("/usr/include/bpf/bpf_helpers.h").exists():
-        _unavailable("libbpf-dev (bpf/bpf_helpers.h) is not installed")
+    path = require_tool("clang")
+    require_file("/usr/include/bpf/bpf_helpers.h", "libbpf-dev")
     return path
 
 

@@ -15,7 +15,7 @@ import pytest
 import bpfschema as bs
 from bpfschema.testing import producers
 
-from .helpers import k32, v64
+from .helpers import k32, run_unprivileged, v64
 
 BIN = [sys.executable, "-m", "bpfschema.cli"]
 
@@ -96,14 +96,17 @@ def test_drain_every_stops_cleanly_on_sigint(bpffs: Path) -> None:
         q.pin(bpffs / "evq")
         proc = subprocess.Popen([*BIN, "drain", "--every", "0.05", str(bpffs / "evq")], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
+        first = ""
         try:
             res = producers.push_sequence(q, 5_000)
-            time.sleep(0.5)
+            assert proc.stdout is not None
+            first = proc.stdout.readline()  # the CLI runs (its SIGINT handler is in place) once it prints
             res2 = producers.push_sequence(q, 5_000, start=5_000)
             time.sleep(0.5)
         finally:
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=30)
+        out = first + out
         assert proc.returncode == 130, err
         assert "Traceback" not in err
         seqs = [int.from_bytes(bytes.fromhex(json.loads(line)["value"])[:8], "little") for line in out.splitlines()]
@@ -125,12 +128,12 @@ def test_expected_failures_are_one_line(bpffs: Path) -> None:
 def test_permission_error_is_one_line(bpffs: Path) -> None:
     pin = pin_hash(bpffs, 1, "perm")
     os.chmod(bpffs, 0o755)
-    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
-                        *BIN, "show", str(pin)], capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "PYTHONPATH": str(Path(bs.__file__).parent.parent)})
+    r = run_unprivileged(["-m", "bpfschema.cli", "show", str(pin)])
     assert r.returncode == 1
     lines = r.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("bpfschema: ") and "CAP_BPF" in lines[0], r.stderr
+    # A file-access refusal, not a missing capability: the message says which access on which pin.
+    assert len(lines) == 1 and lines[0].startswith("bpfschema: ") and "needs read access to the pin" in lines[0]
+    assert "CAP_BPF" not in lines[0], r.stderr
 
 
 @pytest.mark.parametrize("args", [["maps"], ["show", "1"]])
@@ -166,3 +169,58 @@ def test_dump_and_drain_decode_with_the_maps_btf(bpffs: Path) -> None:
     assert r.returncode == 0 and json.loads(r.stdout)["value"]["comm"] == "curl"
     with bs.HashMap.from_pin(bpffs / "btfcli") as again:
         assert list(again.keys()) == []
+
+
+def test_negative_limit_is_a_usage_error(bpffs: Path) -> None:
+    pin = pin_hash(bpffs, 3, "neglimit")
+    r = cli("drain", "--limit", "-5", str(pin))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "argument --limit: -5 is negative" in r.stderr
+    with bs.HashMap.from_pin(pin) as m:
+        assert len(list(m.keys())) == 3
+
+
+def test_dump_json_is_one_document_and_jsonl_is_lines(bpffs: Path) -> None:
+    pin = pin_hash(bpffs, 20, "jdoc")
+    r = cli("dump", "-j", str(pin))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert isinstance(doc, list) and {e["key"]: e["value"] for e in doc} == {
+        k32(i).hex(): v64(i * 2).hex() for i in range(20)}
+    lines = cli("dump", "--jsonl", str(pin)).stdout.splitlines()
+    assert sorted(json.loads(line)["key"] for line in lines) == sorted(e["key"] for e in doc)
+    empty = pin_hash(bpffs, 0, "jempty")
+    assert json.loads(cli("dump", "--json", str(empty)).stdout) == []
+
+
+@pytest.mark.parametrize("args", [["drain"], ["drain", "--limit", "3"], ["dump", "-j"]])
+def test_unwritable_stdout_exits_74_and_loses_nothing(bpffs: Path, args: list[str]) -> None:
+    pin = pin_hash(bpffs, 30, "full")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout block-buffered, as in use
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([*BIN, *args, str(pin)], stdout=full, stderr=subprocess.PIPE, text=True, timeout=60,
+                           env=env)
+    assert r.returncode == 74, r.stderr
+    assert r.stderr.startswith("bpfschema: cannot write to standard output: No space left on device")
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr and "Exception ignored" not in r.stderr
+    with bs.HashMap.from_pin(pin) as m:
+        assert dict(m.items()) == {k32(i): v64(i * 2) for i in range(30)}
+
+
+class ScalarMap(bs.HashMap[bs.u32, bs.u64]):
+    pass
+
+
+def test_plain_dump_keeps_field_names_and_scalars_stay_scalars(bpffs: Path) -> None:
+    with CliMap.create(max_entries=4, name="names") as m:
+        m[CliKey(pid=7)] = CliVal(packets=3, comm="curl")
+        m.pin(bpffs / "names")
+    with ScalarMap.create(max_entries=4, name="scalars") as s:
+        assert s.info.btf_id != 0
+        s[3] = 641064392165
+        s.pin(bpffs / "scalars")
+    assert cli("dump", str(bpffs / "names")).stdout == "key: {pid: 7}  value: {packets: 3, comm: 'curl'}\n"
+    assert cli("dump", str(bpffs / "scalars")).stdout == "key: 3  value: 641064392165\n"
+    assert json.loads(cli("dump", "--jsonl", str(bpffs / "scalars")).stdout) == {"key": 3, "value": 641064392165}
+    r = cli("dump", "--schema", "tests.kernel.test_cli:CliMap", str(bpffs / "names"))
+    assert r.stdout == "key: {pid: 7}  value: {packets: 3, comm: 'curl'}\n", r.stderr

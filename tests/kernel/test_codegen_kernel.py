@@ -6,7 +6,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,17 +15,9 @@ from bpfschema import codegen
 from bpfschema._sys import ops
 from tests.codegen.cases.flows.expected import EventsMap, EventsRecordMap, FlowsMap, FlowsRecordMap
 from tests.codegen.cases.flows.schema import Event, FlowKey, FlowStats, Proto
+from tests.tools import require_file, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name) or (f"/usr/sbin/{name}" if os.path.exists(f"/usr/sbin/{name}") else None)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} is required under CI")
-        pytest.skip(f"{name} is not installed")
-    return path
 
 
 def sample(i: int) -> tuple[FlowKey, FlowStats, Event]:
@@ -57,7 +48,8 @@ def test_generated_module_works() -> None:
 
 def test_header_compiles_and_the_program_writes_what_python_decodes(tmp_path: Path, bpffs: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    clang, bpftool = tool("clang"), tool("bpftool")
+    clang, bpftool = require_tool("clang"), require_tool("bpftool")
+    require_file("/usr/include/bpf/bpf_helpers.h", "libbpf-dev")
     monkeypatch.chdir(ROOT)
     mod = codegen.load("tests.codegen.cases.flows.schema")
     (tmp_path / "flows.h").write_text(codegen.generate_header([mod]))

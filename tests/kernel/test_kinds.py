@@ -150,5 +150,5 @@ def test_lpm_trie_longest_prefix_match() -> None:
         assert t[key("10.1.2.3/32")] == v64(8)
         with pytest.raises(bs.NotSupportedError):
             t.pop(key("10.0.0.0/8"))
-        with pytest.raises(ValueError):
+        with pytest.raises(bs.ArgumentError, match=r"prefixlen: 33 must be within 0\.\.32"):
             bs.lpm_key(33, bytes(4))

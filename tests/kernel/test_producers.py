@@ -12,7 +12,6 @@ import json
 import mmap
 import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from bpfschema.testing.producers import (
     ringbuf_output,
     write_entries,
 )
+from tests.tools import require_tool
 
 
 def _require_root() -> None:
@@ -53,7 +53,6 @@ def _require_root() -> None:
 
 _require_root()
 
-BPFTOOL = shutil.which("bpftool") or "/usr/sbin/bpftool"
 Q = struct.Struct("<Q")
 MakeMap = Callable[..., Fd]
 
@@ -80,7 +79,8 @@ def _bytes(hexes: list[str]) -> bytes:
 def dump(m: Fd) -> list[dict[str, Any]]:
     """``bpftool -j map dump id ID``, raw entries."""
     map_id = ops.map_info(m.fileno()).id
-    out = subprocess.run([BPFTOOL, "-j", "map", "dump", "id", str(map_id)], capture_output=True, check=True)
+    out = subprocess.run([require_tool("bpftool"), "-j", "map", "dump", "id", str(map_id)], capture_output=True,
+                         check=True)
     entries: list[dict[str, Any]] = json.loads(out.stdout)
     return entries
 

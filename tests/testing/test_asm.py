@@ -10,7 +10,6 @@ installed, ``test_llvm_mc_agrees`` re-derives the rows it can parse.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
@@ -57,6 +56,7 @@ from bpfschema.testing.asm import (
     st,
     stx,
 )
+from tests.tools import require_tool
 
 # (LLVM assembly, our instruction, LLVM's bytes); asm None = not parseable by llvm-mc 14.
 ENCODINGS: list[tuple[str | None, Item, str]] = [
@@ -115,9 +115,7 @@ def test_encoding(asm: str | None, item: Item, expected: str) -> None:
 
 
 def test_llvm_mc_agrees() -> None:
-    llvm_mc = shutil.which("llvm-mc")
-    if llvm_mc is None:
-        pytest.skip("llvm-mc not installed")
+    llvm_mc = require_tool("llvm-mc")
     rows = [(asm, expected) for asm, _, expected in ENCODINGS if asm is not None]
     proc = subprocess.run(
         [llvm_mc, "-triple", "bpf", "-mcpu=v3", "-show-encoding"],

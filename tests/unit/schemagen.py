@@ -6,7 +6,6 @@ import enum
 import ipaddress
 import itertools
 import math
-import shutil
 import subprocess
 import tempfile
 import types
@@ -220,8 +219,9 @@ class CFacts:
 
 def gcc_layouts(layouts: list[Layout]) -> dict[str, CFacts]:
     """Compile every layout's C declaration in one program and read sizeof/_Alignof/offsetof back from gcc."""
-    gcc = shutil.which("gcc")
-    assert gcc, "gcc is needed for the layout oracle"
+    from tests.tools import require_tool
+
+    gcc = require_tool("gcc")
     blocks: dict[str, str] = {}
     structs: dict[str, Layout] = {}
 

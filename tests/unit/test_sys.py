@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import bpfschema as bs
 from bpfschema._sys import attrs
 from bpfschema._sys.cpus import parse_cpu_list
 from bpfschema.errors import error_for_errno
+from tests.tools import require_file, require_tool
 
 # ctypes structure -> (C expression of the struct, {our field: C member path})
 _C_TARGETS: dict[str, tuple[str, dict[str, str]]] = {
@@ -43,9 +43,9 @@ _C_TARGETS: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
-@pytest.mark.skipif(shutil.which("gcc") is None or not Path("/usr/include/linux/bpf.h").exists(),
-                    reason="needs gcc and the kernel uapi headers")
 def test_attr_offsets_match_the_c_compiler(tmp_path: Path) -> None:
+    gcc = require_tool("gcc")
+    require_file("/usr/include/linux/bpf.h", "linux-libc-dev")
     lines = ["#include <stdio.h>", "#include <stddef.h>", "#include <linux/bpf.h>", "int main(void) {"]
     for cname, (ctype, fields) in _C_TARGETS.items():
         for ours, theirs in fields.items():
@@ -53,7 +53,7 @@ def test_attr_offsets_match_the_c_compiler(tmp_path: Path) -> None:
     lines += ["return 0; }"]
     src = tmp_path / "off.c"
     src.write_text("\n".join(lines))
-    subprocess.run(["gcc", "-o", str(tmp_path / "off"), str(src)], check=True)
+    subprocess.run([gcc, "-o", str(tmp_path / "off"), str(src)], check=True)
     out = subprocess.run([str(tmp_path / "off")], check=True, capture_output=True, text=True).stdout
     c_offsets = {name: int(off) for name, off in (line.split() for line in out.splitlines())}
     for cname, (_, fields) in _C_TARGETS.items():

@@ -1,0 +1,5 @@
+"""``python -m bpfschema``: the ``bpfschema`` command line."""
+
+from bpfschema.cli import main
+
+raise SystemExit(main())
