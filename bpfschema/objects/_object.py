@@ -49,6 +49,7 @@ _BPF_TCX_INGRESS = 46
 _BPF_TCX_EGRESS = 47
 _BPF_TC_INGRESS = 1  # enum bpf_tc_attach_point
 _BPF_TC_EGRESS = 2
+_BPF_MAP_TYPE_RINGBUF = 27
 _SO_DETACH_BPF = 27  # SO_DETACH_FILTER
 _SO_ATTACH_BPF = 50
 _LIBBPF_ERRNO_FORMAT = 4003  # LIBBPF_ERRNO__FORMAT: not an ELF file / invalid ELF
@@ -927,6 +928,7 @@ class BpfObject:
             ObjectStateError: already loaded, or closed.
         """
         ptr = self._need(State.OPENED, "load")
+        self._fix_ring_buffers()
         t0 = time.perf_counter()
         with capture() as msgs:
             rc = int(lib().bpf_object__load(ptr))
@@ -951,6 +953,18 @@ class BpfObject:
                 "BPF_PROG_LOAD", err, detail=f"{self.path}: program {failed_prog!r} refused{_tail(msgs)}"
             )
         raise error_for_errno("load object", err, detail=f"{self.path}{_tail(msgs)}")
+
+    def _fix_ring_buffers(self) -> None:
+        """A ring buffer declared with ``__type(value, struct event)`` (as bpfschema's generated headers do, so the
+        record type is in the object's BTF) gets that size as value_size from libbpf 1.1, and the kernel refuses
+        a RINGBUF with a non-zero key or value size (EINVAL). Zero them: the BTF keeps the record type."""
+        L = lib()
+        for ptr in self._maps.values():
+            if L.bpf_map__type(ptr) == _BPF_MAP_TYPE_RINGBUF:
+                if L.bpf_map__value_size(ptr):
+                    L.bpf_map__set_value_size(ptr, 0)
+                if L.bpf_map__key_size(ptr):
+                    L.bpf_map__set_key_size(ptr, 0)
 
     # -- attach -------------------------------------------------------------------------------------------
 
