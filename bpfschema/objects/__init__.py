@@ -17,17 +17,20 @@ on Fedora) when it is missing or older than :data:`LIBBPF_MIN_VERSION`.
 
 from ._libbpf import LIBBPF_MIN_VERSION, libbpf_version
 from ._object import BpfObject, Globals, Link, LinkKind, Program, State
+from ._skeleton import GlobalsView, Skeleton
 from ._tracefs import TRACEFS, ensure_tracefs
 
 __all__ = [
-    "LIBBPF_MIN_VERSION",
-    "TRACEFS",
     "BpfObject",
     "Globals",
+    "GlobalsView",
+    "LIBBPF_MIN_VERSION",
     "Link",
     "LinkKind",
     "Program",
+    "Skeleton",
     "State",
+    "TRACEFS",
     "ensure_tracefs",
     "libbpf_version",
 ]

@@ -35,6 +35,7 @@ from ..errors import (
     VerifierError,
     error_for_errno,
 )
+from ..layout import CType
 from ..maps import ArrayMap, Map
 from . import _libbpf
 from ._libbpf import BpfObjectOpenOpts, BpfTcHook, BpfTcOpts, BpfUprobeOpts, capture, lib
@@ -93,6 +94,7 @@ class _Var:
     size: int
     codec: Any  # FastCodec of the variable's type (decode(bytes) / encode(value))
     c_type: str
+    ctype: Any  # the layout CType (for the skeleton generator)
 
 
 class Link:
@@ -500,6 +502,23 @@ class Globals(Mapping[str, Any]):
     def __contains__(self, name: object) -> bool:
         return name in self._vars
 
+    def layout_type(self, name: str) -> CType:
+        """The variable's layout C type (what the skeleton generator maps to a Python type).
+
+        Raises:
+            ObjectNameError: no such variable in this section.
+        """
+        ct: CType = self._var(name).ctype
+        return ct
+
+    def offset(self, name: str) -> int:
+        """The variable's byte offset in the section.
+
+        Raises:
+            ObjectNameError: no such variable in this section.
+        """
+        return self._var(name).offset
+
     def c_type(self, name: str) -> str:
         """The variable's C type as BTF names it (``"__u32"``, ``"char[16]"``).
 
@@ -739,7 +758,7 @@ class BpfObject:
                     continue
                 ct = _btf.ctype_from_btf(b, var.type, name=var.name)
                 codec = record_codec(ct) if isinstance(ct, StructType | UnionType) else FastCodec(ct, "model")
-                variables[var.name] = _Var(var.name, vs.offset, vs.size, codec, b.describe(var.type))
+                variables[var.name] = _Var(var.name, vs.offset, vs.size, codec, b.describe(var.type), ct)
             self._map_sections[t.name] = map_name
             self._globals[t.name] = Globals(self, t.name, internal[map_name], variables)
 
@@ -778,6 +797,19 @@ class BpfObject:
     def map_names(self) -> list[str]:
         """libbpf's names of the object's maps (internal ones: ``<obj>.bss``, ``<obj>.rodata``...)."""
         return list(self._maps)
+
+    @property
+    def sections(self) -> list[str]:
+        """The data sections with typed globals (``.rodata``, ``.bss``, ``.data``, ``.data.NAME``...)."""
+        return list(self._globals)
+
+    def is_internal_map(self, name: str) -> bool:
+        """Whether libbpf made map ``name`` for a data section (``.bss``...) rather than the ``.maps`` section.
+
+        Raises:
+            ObjectNameError: no such map.
+        """
+        return bool(lib().bpf_map__is_internal(self._map_ptr(name, "is_internal_map")))
 
     @property
     def links(self) -> list[Link]:

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 // bootstrap: a process's exec and exit as events on a ring buffer, exits filtered by a minimum lifetime set
-// from Python in .rodata. The event struct and both maps come from schemas/bootstrap.py (bootstrap.h).
+// from Python in .rodata. The event struct and both maps come from schema.py (bootstrap.h, generated).
 #include "vmlinux.h"
 #define _LINUX_TYPES_H  /* vmlinux.h already declares the kernel's types: skip the uapi headers */
 #define __LINUX_BPF_H__ /* that the generated header includes */
