@@ -485,9 +485,13 @@ def _with_skeleton(text: str, path: str, source: str) -> str:
                 for sec in obj.sections
                 for g in [obj.globals(sec)]
             )
+            kinds = {n: obj.map_type(n) for n in obj.map_names if not obj.is_internal_map(n)}
+            classes = {n: bs.Map._registry.get(t) if isinstance(t, bs.MapType) else None for n, t in kinds.items()}
             desc = sk.ObjectDesc(
                 name=obj.name, source=source,
-                maps=tuple(n for n in obj.map_names if not obj.is_internal_map(n)),
+                maps=tuple((n, c.__name__) for n, c in classes.items() if c is not None),
+                unsupported=tuple(f"{n} ({getattr(kinds[n], 'name', kinds[n])})" for n, c in classes.items()
+                                  if c is None),
                 programs=tuple(sk.ProgramDesc(p.name, p.section) for p in obj.programs.values()),
                 sections=sections,
             )
@@ -507,14 +511,13 @@ def cmd_gen(args: argparse.Namespace) -> int:
         maps, src = _btf_maps(args)
         name = os.path.splitext(os.path.basename(args.output))[0]
         try:
-            if args.from_object and args.skeleton and not maps:  # programs and globals only: a skeleton alone
-                from bpfschema.codegen._skeleton import empty_module
-
-                text = empty_module(src)
-            else:
-                text = codegen.generate_from_btf(maps, source=src, module_name=name)  # type: ignore[arg-type]
+            text = codegen.generate_from_btf(maps, source=src, module_name=name)  # type: ignore[arg-type]
         except codegen.GenerateError as e:
-            raise CliError(str(e)) from None
+            if not (args.from_object and args.skeleton):
+                raise CliError(str(e)) from None
+            from bpfschema.codegen._skeleton import empty_module  # no typed map: the skeleton alone
+
+            text = empty_module(src)
         if args.from_object and args.skeleton:
             text = _with_skeleton(text, args.from_object, src)
         return 0 if _write_or_check(args.output, text, args.check) else 1

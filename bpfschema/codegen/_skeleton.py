@@ -62,9 +62,10 @@ class ObjectDesc:
 
     name: str  # libbpf's object name (file name without .bpf.o)
     source: str  # the object path as the user gave it
-    maps: tuple[str, ...]  # map names of the .maps section
+    maps: tuple[tuple[str, str], ...]  # (name, bpfschema class for its kind) of each map of the .maps section
     programs: tuple[ProgramDesc, ...]
     sections: tuple[SectionDesc, ...]
+    unsupported: tuple[str, ...] = ()  # maps of kinds bpfschema has no class for (left out)
 
 
 def _ident(name: str, taken: set[str]) -> str:
@@ -166,10 +167,10 @@ def add_skeleton(text: str, desc: ObjectDesc) -> str:
             f"        return {view}(self.obj.globals({sec.section!r}))",
             "",
         ]
-    for name in desc.maps:
+    for name, kind_class in desc.maps:
         attr = _ident(name, taken)
         cls = classes.get(name)
-        ann = cls or "_bs.Map"
+        ann = cls or f"_bs.{kind_class}"
         members += [
             "    @property",
             f"    def {attr}(self) -> {ann}:",
@@ -188,8 +189,11 @@ def add_skeleton(text: str, desc: ObjectDesc) -> str:
         ]
     skel = f"{base}Object"
     names.append(skel)
+    left_out = (f"\n\n    Maps of kinds bpfschema has no class for (reach them with ``self.obj``): "
+                f"{', '.join(desc.unsupported)}.\n    " if desc.unsupported else "")
     blocks.append(["@_typing.final", f"class {skel}({_OBJECTS}.Skeleton):",
-                   f'    """Skeleton of {desc.source}: its maps, programs and global variables, typed."""', "",
+                   f'    """Skeleton of {desc.source}: its maps, programs and global variables, typed.{left_out}"""',
+                   "",
                    f"    SOURCE: _typing.ClassVar[str] = {desc.source!r}", "", *members])
     return _merge(text, names, blocks)
 

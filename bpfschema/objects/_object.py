@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from .._sys import ops
-from .._sys.consts import MapFlags
+from .._sys.consts import MapFlags, MapType
 from .._sys.fd import Fd
 from ..errors import (
     BpfError,
@@ -51,6 +51,7 @@ _BPF_TCX_EGRESS = 47
 _BPF_TC_INGRESS = 1  # enum bpf_tc_attach_point
 _BPF_TC_EGRESS = 2
 _BPF_MAP_TYPE_RINGBUF = 27
+_BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4
 _SO_DETACH_BPF = 27  # SO_DETACH_FILTER
 _SO_ATTACH_BPF = 50
 _LIBBPF_ERRNO_FORMAT = 4003  # LIBBPF_ERRNO__FORMAT: not an ELF file / invalid ELF
@@ -544,12 +545,13 @@ class Globals(Mapping[str, Any]):
                               path=self._obj.path)
         return int(addr), int(size.value)
 
-    def _mapped(self) -> mmap.mmap:
+    def _mapped(self) -> mmap.mmap | None:
+        """The section's map mmapped (libbpf makes data sections mmapable on 5.5+ kernels, but not always: a
+        ``.rodata`` holding only strings is not), or ``None``: then reads and writes take a syscall."""
         if self._mem is None:
             m = self._obj._map_for_section(self.section)
             if not int(m.info.flags) & MapFlags.MMAPABLE:
-                raise ObjectError(f"global {self.section}", "the map is not mmapable (kernel older than 5.5?)",
-                                  path=self._obj.path)
+                return None
             length = max(mmap.PAGESIZE, -(-m.value_size // mmap.PAGESIZE) * mmap.PAGESIZE)
             prot = mmap.PROT_READ if self.readonly_after_load else mmap.PROT_READ | mmap.PROT_WRITE
             try:
@@ -558,14 +560,23 @@ class Globals(Mapping[str, Any]):
                 raise error_for_errno("mmap", e.errno or 0, map_name=m.name, detail=self.section) from None
         return self._mem
 
+    def _loaded_bytes(self, start: int, end: int) -> bytes:
+        mem = self._mapped()
+        if mem is not None:
+            return bytes(mem[start:end])
+        return self._obj._map_for_section(self.section)[0][start:end]  # MAP_LOOKUP_ELEM of the 1-element array
+
     def raw(self) -> bytes:
-        """The whole section's bytes (a copy)."""
+        """The whole section's bytes (a copy).
+
+        Raises:
+            ObjectStateError: the object is closed.
+        """
         self._obj._need_open(f"read {self.section}")
         if self._obj.state is State.OPENED:
             addr, size = self._initial()
             return ctypes.string_at(addr, size)
-        m = self._obj._map_for_section(self.section)
-        return bytes(self._mapped()[: m.value_size])
+        return self._loaded_bytes(0, self._obj._map_for_section(self.section).value_size)
 
     def __getitem__(self, name: str) -> Any:
         """Decode a variable.
@@ -579,10 +590,13 @@ class Globals(Mapping[str, Any]):
         if self._obj.state is State.OPENED:
             addr, _ = self._initial()
             return v.codec.decode(ctypes.string_at(addr + v.offset, v.size))
-        return v.codec.decode(bytes(self._mapped()[v.offset : v.offset + v.size]))
+        return v.codec.decode(self._loaded_bytes(v.offset, v.offset + v.size))
 
     def __setitem__(self, name: str, value: Any) -> None:
         """Encode and write a variable.
+
+        After load, a section the kernel did not make mmapable is written by a read-modify-write of the whole
+        section (two syscalls; a concurrent write by a program to another variable in between is lost).
 
         Raises:
             ObjectNameError: no such variable.
@@ -605,8 +619,15 @@ class Globals(Mapping[str, Any]):
         if self._obj.state is State.OPENED:
             addr, _ = self._initial()
             ctypes.memmove(addr + v.offset, data, v.size)
-        else:
-            self._mapped()[v.offset : v.offset + v.size] = data
+            return
+        mem = self._mapped()
+        if mem is not None:
+            mem[v.offset : v.offset + v.size] = data
+            return
+        m = self._obj._map_for_section(self.section)
+        whole = bytearray(self._loaded_bytes(0, m.value_size))
+        whole[v.offset : v.offset + v.size] = data
+        m[0] = bytes(whole)
 
     def update(self, values: Mapping[str, Any]) -> None:
         """Set several variables (each as ``g[name] = value``); all are checked before any is written."""
@@ -648,7 +669,7 @@ class BpfObject:
         self._state = State.OPENED
         self._links: list[Link] = []
         self._wrappers: list[Map] = []
-        self._section_maps: dict[str, Map] = {}
+        self._section_maps: dict[str, ArrayMap[bytes]] = {}
         self._maps: dict[str, int] = {}
         self._map_sections: dict[str, str] = {}  # section ('.bss') -> libbpf map name
         L = lib()
@@ -803,6 +824,19 @@ class BpfObject:
         """The data sections with typed globals (``.rodata``, ``.bss``, ``.data``, ``.data.NAME``...)."""
         return list(self._globals)
 
+    def map_type(self, name: str) -> MapType | int:
+        """The kernel map type libbpf will create map ``name`` with (``MapType``, or the raw number for kinds
+        bpfschema does not name).
+
+        Raises:
+            ObjectNameError: no such map.
+        """
+        t = int(lib().bpf_map__type(self._map_ptr(name, "map_type")))
+        try:
+            return MapType(t)
+        except ValueError:
+            return t
+
     def is_internal_map(self, name: str) -> bool:
         """Whether libbpf made map ``name`` for a data section (``.bss``...) rather than the ``.maps`` section.
 
@@ -892,7 +926,7 @@ class BpfObject:
         self._wrappers.append(m)
         return m
 
-    def _map_for_section(self, section: str) -> Map:
+    def _map_for_section(self, section: str) -> ArrayMap[bytes]:
         m = self._section_maps.get(section)
         if m is None:
             m = self.map(self._map_sections[section], ArrayMap)
@@ -987,16 +1021,19 @@ class BpfObject:
         raise error_for_errno("load object", err, detail=f"{self.path}{_tail(msgs)}")
 
     def _fix_ring_buffers(self) -> None:
-        """A ring buffer declared with ``__type(value, struct event)`` (as bpfschema's generated headers do, so the
-        record type is in the object's BTF) gets that size as value_size from libbpf 1.1, and the kernel refuses
-        a RINGBUF with a non-zero key or value size (EINVAL). Zero them: the BTF keeps the record type."""
+        """Event maps declared with their record type, ``__type(value, struct event)`` (as bpfschema's generated
+        headers and cilium/ebpf's examples do, so the record type is in the object's BTF): libbpf 1.1 passes the
+        struct's size as value_size, and the kernel refuses a RINGBUF whose key or value size is not 0, and a
+        PERF_EVENT_ARRAY whose are not 4 (EINVAL). Set the sizes the kernel wants; the BTF keeps the type."""
         L = lib()
         for ptr in self._maps.values():
-            if L.bpf_map__type(ptr) == _BPF_MAP_TYPE_RINGBUF:
-                if L.bpf_map__value_size(ptr):
-                    L.bpf_map__set_value_size(ptr, 0)
-                if L.bpf_map__key_size(ptr):
-                    L.bpf_map__set_key_size(ptr, 0)
+            want = {_BPF_MAP_TYPE_RINGBUF: 0, _BPF_MAP_TYPE_PERF_EVENT_ARRAY: 4}.get(int(L.bpf_map__type(ptr)))
+            if want is None:
+                continue
+            if L.bpf_map__value_size(ptr) != want:
+                L.bpf_map__set_value_size(ptr, want)
+            if L.bpf_map__key_size(ptr) != want:
+                L.bpf_map__set_key_size(ptr, want)
 
     # -- attach -------------------------------------------------------------------------------------------
 

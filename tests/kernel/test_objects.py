@@ -433,3 +433,26 @@ def test_libbpf_missing_or_too_old(env: str, match: str) -> None:
     import re
 
     assert re.search(match, proc.stdout), proc.stdout
+
+
+def test_sections_without_mmap_and_event_maps_declared_with_types(build: Builder) -> None:
+    """Static-only data sections (libbpf does not make them mmapable) are read and written by syscall; a perf
+    event array and a ring buffer declared with ``__type(value, struct event)`` load (sizes fixed before load)."""
+    with BpfObject.open(build.bpf("oddities")) as obj, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as r:
+        assert obj.data["limit"] == 3
+        obj.load()
+        bss = obj.map(".bss")
+        assert not int(bss.info.flags) & bs.MapFlags.MMAPABLE  # the path under test: no mmap
+        assert obj.map("ring_events").value_size == 0
+        assert obj.map_type("perf_events") == bs.MapType.PERF_EVENT_ARRAY
+        r.bind(("127.0.0.1", PORT))
+        obj.program("count_until_limit").attach_socket(r)
+        _udp_burst(5, receive=r)
+        assert obj.bss["seen"] == 3  # the kernel honoured .data's limit
+        obj.data["limit"] = 4  # read-modify-write through MAP_UPDATE_ELEM
+        assert obj.map(".data", bs.ArrayMap)[0] == (4).to_bytes(8, sys.byteorder)
+        _udp_burst(5, receive=r)
+        assert obj.bss["seen"] == 4
+        obj.bss["seen"] = 0
+        _udp_burst(2, receive=r)
+        assert obj.bss["seen"] == 2

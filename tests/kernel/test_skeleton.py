@@ -32,7 +32,7 @@ def skel_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         unavailable(str(e))
     out = tmp_path_factory.mktemp("skel")
     build = Builder(out)
-    for name in ("execcount", "kinds"):
+    for name in ("execcount", "kinds", "oddities"):
         obj = build.bpf(name)
         assert cli(["gen", "--from-object", str(obj), "-o", str(out / f"{name}_skel.py")]) == 0
         assert cli(["gen", "--from-object", str(obj), "-o", str(out / f"{name}_skel.py"), "--check"]) == 0
@@ -41,7 +41,7 @@ def skel_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         yield out
     finally:
         sys.path.remove(str(out))
-        for name in ("execcount_skel", "kinds_skel"):
+        for name in ("execcount_skel", "kinds_skel", "oddities_skel"):
             sys.modules.pop(name, None)
 
 
@@ -87,6 +87,19 @@ def test_skeleton_array_globals_and_per_program_attach(skel_dir: Path) -> None:
         with open("/proc/self/stat", "rb"):
             pass
         assert skel.bss.hits[0] >= 1
+
+
+def test_skeleton_of_an_object_with_untyped_and_unsupported_maps(skel_dir: Path) -> None:
+    text = (skel_dir / "oddities_skel.py").read_text()
+    assert "perf_events (PERF_EVENT_ARRAY)" in text  # no bpfschema class for it: left out, and said so
+    mod = _module(skel_dir, "oddities_skel")
+    assert not hasattr(mod.OdditiesObject, "perf_events")
+    with mod.OdditiesObject.open(skel_dir / "oddities.bpf.o") as skel:
+        assert skel.data.limit == 3
+        skel.load()
+        assert isinstance(skel.ring_events, bs.RingBuffer)
+        assert list(skel.ring_events.drain()) == []
+        assert skel.bss.seen == 0
 
 
 USAGE = """
