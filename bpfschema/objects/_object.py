@@ -167,13 +167,13 @@ class Link:
         if self._fd is not None:
             self._fd.close()
         if self._tc is not None:
-            hook, opts, created = self._tc
+            hook, opts, _created = self._tc
             opts.prog_fd = 0
             opts.prog_id = 0
             opts.flags = 0
+            # Only this filter goes: the clsact qdisc may hold other tools' filters by now (a hook "destroy" of
+            # one direction would flush them all).
             rc = lib().bpf_tc_detach(ctypes.byref(hook), ctypes.byref(opts))
-            if created:
-                lib().bpf_tc_hook_destroy(ctypes.byref(hook))
             if rc < 0 and -rc != _errno.ENOENT:
                 raise error_for_errno("tc detach", -rc, detail=self.target)
         if self._sock is not None:
@@ -376,33 +376,44 @@ class Program:
         finally:
             os.close(dfd)
 
-    def attach_tc(self, interface: int | str, *, direction: str = "ingress") -> Link:
+    def attach_tc(self, interface: int | str, *, direction: str = "ingress", mode: str = "auto") -> Link:
         """Attach a ``tc`` (SCHED_CLS) program to an interface's ingress or egress.
 
-        Uses a tcx BPF link where the kernel has it (Linux 6.6+: ``bpftool link list`` shows it); otherwise a
-        classic tc filter on a clsact qdisc (created if absent, removed again at detach if created here).
+        Args:
+            interface: interface name or index.
+            direction: ``"ingress"`` or ``"egress"``.
+            mode: ``"tcx"``: a tcx BPF link (Linux 6.6+; ``bpftool link list`` shows it); ``"filter"``: a classic
+                direct-action tc filter on a clsact qdisc (created if absent; it stays after detach, empty of
+                this filter, as with ``tc``); ``"auto"``: tcx where the kernel has it, else a filter.
 
         Raises:
-            ValueError: ``direction`` is not ``"ingress"`` or ``"egress"``.
+            ValueError: a bad ``direction`` or ``mode``.
+            NotSupportedError: ``mode="tcx"`` on a kernel without tcx.
             SyscallError: ENODEV for an unknown interface, or the kernel refused.
         """
         if direction not in ("ingress", "egress"):
             raise ValueError(f"direction must be 'ingress' or 'egress', not {direction!r}")
+        if mode not in ("auto", "tcx", "filter"):
+            raise ValueError(f"mode must be 'auto', 'tcx' or 'filter', not {mode!r}")
         self._obj._need(State.LOADED, f"attach {self.name!r}")
         ifindex = _ifindex(interface)
         where = f"tc {direction} ifindex {ifindex}"
         L = lib()
         tcx = _BPF_TCX_INGRESS if direction == "ingress" else _BPF_TCX_EGRESS
-        if L.bpf_program__attach_tcx is not None:
-            return self._link(where + " (tcx)", L.bpf_program__attach_tcx, ifindex, None)
-        with capture() as msgs:
-            fd = int(L.bpf_link_create(self.fd, ifindex, tcx, None))
-        if fd >= 0:
-            link = Link(self, LinkKind.FD, where + " (tcx)", fd=Fd(fd, f"tcx link of {self.name!r}"))
-            self._obj._links.append(link)
-            return link
-        if -fd not in (_errno.EINVAL, _errno.EOPNOTSUPP):
-            raise error_for_errno("attach tc", -fd, detail=f"program {self.name!r} {where}{_tail(msgs)}")
+        if mode != "filter":
+            if L.bpf_program__attach_tcx is not None:
+                return self._link(where + " (tcx)", L.bpf_program__attach_tcx, ifindex, None)
+            with capture() as msgs:
+                fd = int(L.bpf_link_create(self.fd, ifindex, tcx, None))
+            if fd >= 0:
+                link = Link(self, LinkKind.FD, where + " (tcx)", fd=Fd(fd, f"tcx link of {self.name!r}"))
+                self._obj._links.append(link)
+                return link
+            if -fd not in (_errno.EINVAL, _errno.EOPNOTSUPP):
+                raise error_for_errno("attach tc", -fd, detail=f"program {self.name!r} {where}{_tail(msgs)}")
+            if mode == "tcx":
+                raise NotSupportedError("attach tcx", f"this kernel has no tcx links ({where})", err=-fd,
+                                        feature="tcx", min_kernel="6.6")
         # No tcx in this kernel: a clsact qdisc and a direct-action filter.
         hook = BpfTcHook(
             sz=ctypes.sizeof(BpfTcHook), ifindex=ifindex,
@@ -483,13 +494,57 @@ class Globals(Mapping[str, Any]):
     for aligned 1/2/4/8-byte values); ``.rodata`` is frozen by the kernel and can only be read.
     """
 
-    def __init__(self, obj: BpfObject, section: str, map_ptr: int, variables: dict[str, _Var]):
+    def __init__(self, obj: BpfObject | _MapOwner, section: str, map_ptr: int, variables: dict[str, _Var]):
         self._obj = obj
         self.section = section
         self._map_ptr = map_ptr
         self._vars = variables
         self._mem: mmap.mmap | None = None
         self.readonly_after_load = section.startswith(".rodata") or section == ".kconfig"
+
+    @classmethod
+    def from_map(cls, m: Map) -> Globals:
+        """The typed globals of a data-section map that something else loaded (bpftool, a C or Go loader),
+        opened by pin, id or fd: ``Globals.from_map(bs.ArrayMap.from_pin("/sys/fs/bpf/app/app.bss"))``.
+
+        The variables come from the map's BTF (libbpf gives a section's map the section's DATASEC as value
+        type). The returned object holds its own duplicate of the map's fd: close it with :meth:`close` (or use
+        it as a context manager). Reads and writes go through an mmap when the map is mmapable.
+
+        Raises:
+            ObjectFormatError: not a one-element ARRAY whose BTF value type is a data section (DATASEC).
+            BpfPermissionError: reading the map's BTF needs CAP_SYS_ADMIN.
+        """
+        from .. import btf as _btf
+
+        info = m.info
+        where = f"map {m.name!r} (id {info.id})"
+        if info.type != MapType.ARRAY or info.max_entries != 1 or not info.btf_id or not info.btf_value_type_id:
+            raise ObjectFormatError(
+                "globals", f"{where} is not a data-section map (a 1-element ARRAY whose BTF value is a DATASEC)"
+            )
+        b = _btf.btf_from_id(info.btf_id)
+        sec = b[info.btf_value_type_id]
+        if not isinstance(sec, _btf.BtfDatasec):
+            raise ObjectFormatError("globals", f"{where}: its BTF value type is {b.describe(info.btf_value_type_id)}"
+                                               ", not a data section")
+        own: ArrayMap[bytes] = ArrayMap.from_fd(m.fd, verify=False)
+        return cls(_MapOwner(own), sec.name, 0, _variables(b, sec))
+
+    def close(self) -> None:
+        """Release the mmap, and the map of a :meth:`from_map` view. Idempotent. (An object's own sections are
+        released by the object's ``close()``.)"""
+        self._close()
+        if isinstance(self._obj, _MapOwner):
+            self._obj.map.close()
+
+    def __enter__(self) -> Globals:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"<Globals {self.section} {sorted(self._vars)}>"
@@ -761,7 +816,6 @@ class BpfObject:
         if self._btf_blob is None:
             return
         from .. import btf as _btf  # the BTF layer sits below objects; imported late to keep import light
-        from ..layout import FastCodec, StructType, UnionType, record_codec
 
         b = _btf.parse_btf(self._btf_blob)
         L = lib()
@@ -772,16 +826,8 @@ class BpfObject:
             map_name = _internal_map_name(t.name, internal)
             if map_name is None:
                 continue
-            variables: dict[str, _Var] = {}
-            for vs in t.vars:
-                var = b[vs.type]
-                if not isinstance(var, _btf.BtfVar):
-                    continue
-                ct = _btf.ctype_from_btf(b, var.type, name=var.name)
-                codec = record_codec(ct) if isinstance(ct, StructType | UnionType) else FastCodec(ct, "model")
-                variables[var.name] = _Var(var.name, vs.offset, vs.size, codec, b.describe(var.type), ct)
             self._map_sections[t.name] = map_name
-            self._globals[t.name] = Globals(self, t.name, internal[map_name], variables)
+            self._globals[t.name] = Globals(self, t.name, internal[map_name], _variables(b, t))
 
     # -- state --------------------------------------------------------------------------------------------
 
@@ -1124,6 +1170,42 @@ _AUTO_PREFIXES = (
 
 def _auto_attachable(section: str) -> bool:
     return section.startswith(_AUTO_PREFIXES) and not section.endswith("/")
+
+
+def _variables(b: Any, datasec: Any) -> dict[str, _Var]:
+    """The typed variables of a BTF DATASEC (``b`` a ``btf.Btf``)."""
+    from .. import btf as _btf
+    from ..layout import FastCodec, StructType, UnionType, record_codec
+
+    variables: dict[str, _Var] = {}
+    for vs in datasec.vars:
+        var = b[vs.type]
+        if not isinstance(var, _btf.BtfVar):
+            continue
+        ct = _btf.ctype_from_btf(b, var.type, name=var.name)
+        codec = record_codec(ct) if isinstance(ct, StructType | UnionType) else FastCodec(ct, "model")
+        variables[var.name] = _Var(var.name, vs.offset, vs.size, codec, b.describe(var.type), ct)
+    return variables
+
+
+class _MapOwner:
+    """What a :class:`Globals` needs from its owner, for a data-section map opened on its own (pin, id, fd)."""
+
+    def __init__(self, m: ArrayMap[bytes]):
+        self.map = m
+        self.path = f"map {m.name!r} (id {m.info.id})"
+
+    @property
+    def state(self) -> State:
+        return State.CLOSED if self.map.closed else State.LOADED
+
+    def _need_open(self, what: str) -> int:
+        if self.map.closed:
+            raise ObjectStateError(what, "the map is closed", path=self.path)
+        return 0
+
+    def _map_for_section(self, section: str) -> ArrayMap[bytes]:
+        return self.map
 
 
 def _internal_map_name(section: str, internal: dict[str, int]) -> str | None:

@@ -282,6 +282,37 @@ def test_attach_kind_fires_and_detaches(build: Builder, cgroup: Path, case: Case
     assert_gone({prog_id}, {link_id} if link_id is not None else set())
 
 
+def _tc_filters(direction: str) -> str | None:
+    """``tc filter show dev lo <direction>`` (iproute2 as the witness), or ``None`` without the tc command."""
+    import shutil
+
+    tc = shutil.which("tc") or ("/usr/sbin/tc" if os.path.exists("/usr/sbin/tc") else None)
+    if tc is None:
+        return None
+    return subprocess.run([tc, "filter", "show", "dev", "lo", direction], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_tc_classic_filter(build: Builder) -> None:
+    """mode="filter": a direct-action filter on a clsact qdisc, as kernels before tcx (6.6) need."""
+    with BpfObject.open(build.bpf("kinds")) as obj:
+        obj.rodata["target_port"] = PORT
+        obj.load()
+        prog = obj.program("tc_count")
+        link = prog.attach_tc("lo", mode="filter")
+        assert link.id is None and "tc filter" in link.target
+        listed = _tc_filters("ingress")
+        assert listed is None or "tc_count" in listed  # tc itself lists it
+        _udp_burst(3)
+        assert obj.bss["hits"][KINDS.index("TC")] == 3
+        link.detach()
+        assert "tc_count" not in (_tc_filters("ingress") or "")
+        _udp_burst(2)
+        assert obj.bss["hits"][KINDS.index("TC")] == 3
+        with pytest.raises(ValueError, match="mode"):
+            prog.attach_tc("lo", mode="bogus")
+
+
 def test_socket_filter(build: Builder) -> None:
     with BpfObject.open(build.bpf("kinds")) as obj, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as r:
         obj.load()
@@ -456,3 +487,37 @@ def test_sections_without_mmap_and_event_maps_declared_with_types(build: Builder
         obj.bss["seen"] = 0
         _udp_burst(2, receive=r)
         assert obj.bss["seen"] == 2
+
+
+def test_globals_of_an_object_bpftool_loaded(build: Builder, bpffs: Path) -> None:
+    """Typed globals for an object another tool loaded: bpftool loads and pins; Python opens the pinned .data and
+    .bss maps, reads .data's initial value, writes .bss and bpftool's own dump sees the write."""
+    import json
+
+    from bpfschema.objects import Globals
+
+    from .bpfbuild import tool
+
+    progs, maps = bpffs / "progs", bpffs / "maps"
+    proc = subprocess.run([tool("bpftool"), "prog", "loadall", str(build.bpf("execcount")), str(progs),
+                           "pinmaps", str(maps)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    pins = sorted(p.name for p in maps.iterdir())
+    data_pin = next(maps / p for p in pins if p.endswith("data"))  # bpftool pins ".data" as "<obj>_data"
+    bss_pin = next(maps / p for p in pins if p.endswith("bss"))
+    with bs.ArrayMap.from_pin(data_pin) as m, Globals.from_map(m) as data:
+        assert data.section == ".data" and data["generation"] == 7
+    with bs.ArrayMap.from_pin(bss_pin) as m, Globals.from_map(m) as bss:
+        assert sorted(bss) == ["last_pid", "total"]
+        bss["total"] = 123456789
+        dump = json.loads(subprocess.run([tool("bpftool"), "-j", "map", "dump", "pinned", str(bss_pin)],
+                                         capture_output=True, text=True, check=True).stdout)
+        formatted = dump[0]["formatted"]["value"]
+        total = next(v["total"] for v in formatted[".bss"] if "total" in v)
+        assert total == 123456789
+    with bs.ArrayMap.from_pin(data_pin) as m:
+        m.close()
+        with pytest.raises(ValueError):
+            Globals.from_map(m)
+    with ExecCounts.from_pin(maps / "exec_counts") as counts, pytest.raises(bs.ObjectFormatError, match="data"):
+        Globals.from_map(counts)
