@@ -947,19 +947,21 @@ class BpfObject:
         return self.globals(".data")
 
     @overload
-    def map(self, name: str) -> Map: ...
+    def map(self, name: str, *, verify: bool = True) -> Map: ...
 
     @overload
-    def map(self, name: str, cls: type[M]) -> M: ...
+    def map(self, name: str, cls: type[M], *, verify: bool = True) -> M: ...
 
-    def map(self, name: str, cls: type[Map] = Map) -> Map:
+    def map(self, name: str, cls: type[Map] = Map, *, verify: bool = True) -> Map:
         """The loaded map ``name`` as a bpfschema map (on a duplicate of libbpf's fd; closed with the object).
 
         Args:
             name: the map's name in the C source (or libbpf's internal name, or a section like ``".bss"``).
             cls: the class to open it as: ``Map`` gives the class for its kind (``HashMap``, ``ArrayMap``...);
                 a typed class (``ExecCounts``, from the generator or declared by hand) checks kind, sizes and,
-                when the map has BTF, the layouts field by field.
+                when the map has BTF, the layouts field by field. Queues, stacks and ring buffers have no BTF
+                in the kernel: their value layout is checked against the type the object declares for them.
+            verify: ``False`` skips the layout checks (kind and sizes are still checked).
 
         Raises:
             ObjectNameError: no such map.
@@ -968,9 +970,37 @@ class BpfObject:
         """
         ptr = self._map_ptr(name, "map")
         self._need(State.LOADED, f"map {name!r}")
-        m = cls.from_fd(int(lib().bpf_map__fd(ptr)))
+        m = cls.from_fd(int(lib().bpf_map__fd(ptr)), verify=verify)
+        if verify:
+            try:
+                self._verify_from_object(m, name)
+            except BaseException:
+                m.close()
+                raise
         self._wrappers.append(m)
         return m
+
+    def _verify_from_object(self, m: Map, name: str) -> None:
+        """Queues, stacks and ring buffers carry no BTF in the kernel: check a typed class's value layout against
+        the type the object declares for the map (``__type(value, ...)`` in ``.maps``) instead."""
+        value_codec = getattr(type(m), "value_codec", None)
+        ours = getattr(value_codec, "ctype", None)
+        if ours is None or m.info.btf_value_type_id or self._btf_blob is None:
+            return  # untyped class, or the kernel map has BTF (checked at open)
+        from .. import btf as _btf
+        from ..errors import LayoutMismatchError
+
+        decl = next((d for d in _btf.declared_maps(_btf.parse_btf(self._btf_blob)) if d.name == name), None)
+        if decl is None or decl.value is None:
+            return
+        diff = _btf.layout_diff(ours, decl.value)
+        if diff:
+            raise LayoutMismatchError(
+                "open",
+                f"{type(m).__name__} does not match the value type the object declares for the map "
+                f"({decl.value.c_type()}; pass verify=False to skip this check):\n    " + "\n    ".join(diff),
+                map_name=m.name,
+            )
 
     def _map_for_section(self, section: str) -> ArrayMap[bytes]:
         m = self._section_maps.get(section)

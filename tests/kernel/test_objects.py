@@ -521,3 +521,32 @@ def test_globals_of_an_object_bpftool_loaded(build: Builder, bpffs: Path) -> Non
             Globals.from_map(m)
     with ExecCounts.from_pin(maps / "exec_counts") as counts, pytest.raises(bs.ObjectFormatError, match="data"):
         Globals.from_map(counts)
+
+
+class OddEvent(bs.Struct):
+    pid: bs.u32
+    comm: bs.CString[16]
+
+
+class WrongEvent(bs.Struct):  # same 20 bytes, fields swapped
+    comm: bs.CString[16]
+    pid: bs.u32
+
+
+class OddEvents(bs.RingBuffer[OddEvent]):
+    pass
+
+
+class WrongEvents(bs.RingBuffer[WrongEvent]):
+    pass
+
+
+def test_ring_buffer_class_checked_against_the_objects_declared_type(build: Builder) -> None:
+    """A ring buffer has no BTF in the kernel; the object's .maps declaration is the reference instead."""
+    with BpfObject.open(build.bpf("oddities")) as obj:
+        obj.load()
+        assert list(obj.map("ring_events", OddEvents).drain()) == []
+        with pytest.raises(bs.LayoutMismatchError, match=r"WrongEvents does not match.*struct event") as ei:
+            obj.map("ring_events", WrongEvents)
+        assert "pid" in str(ei.value)
+        obj.map("ring_events", WrongEvents, verify=False).close()  # same size: accepted when asked not to check
