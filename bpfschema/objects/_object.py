@@ -220,7 +220,11 @@ class Program:
             ObjectStateError: not loaded.
         """
         self._obj._need(State.LOADED, f"program {self.name!r} fd")
-        return int(lib().bpf_program__fd(self._ptr))
+        fd = int(lib().bpf_program__fd(self._ptr))
+        if fd < 0:
+            raise ObjectStateError(f"program {self.name!r}", "was not loaded (set_autoload(False))",
+                                   path=self._obj.path)
+        return fd
 
     @property
     def id(self) -> int:
@@ -252,6 +256,7 @@ class Program:
 
     def _link(self, what: str, call: Any, *args: Any) -> Link:
         self._obj._need(State.LOADED, f"attach {self.name!r}")
+        self.fd  # noqa: B018 - raises ObjectStateError for a program left out of the load
         with capture() as msgs:
             ptr = call(self._ptr, *args)
             err = _err() if not ptr else 0
@@ -742,6 +747,7 @@ class BpfObject:
         self._index_globals()
         #: Seconds spent in ``bpf_object__load`` (verification, map creation, CO-RE relocation).
         self.load_seconds: float | None = None
+        self._load_failed = False
 
     # -- construction -------------------------------------------------------------------------------------
 
@@ -1070,6 +1076,9 @@ class BpfObject:
             ObjectStateError: already loaded, or closed.
         """
         ptr = self._need(State.OPENED, "load")
+        if self._load_failed:
+            raise ObjectStateError("load", "a failed load cannot be retried (libbpf keeps the object's state): "
+                                           "close it and open the file again", path=self.path)
         self._fix_ring_buffers()
         t0 = time.perf_counter()
         with capture() as msgs:
@@ -1079,6 +1088,7 @@ class BpfObject:
             self._state = State.LOADED
             return
         err = -rc
+        self._load_failed = True
         failed_prog = None
         for _, m in msgs:
             found = re.search(r"prog '([^']+)': failed to load", m)

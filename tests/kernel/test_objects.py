@@ -407,6 +407,20 @@ def _prog_name(prog_id: int) -> str:
     return proc.stdout
 
 
+def test_failed_load_cannot_be_retried_and_skipped_programs_cannot_attach(build: Builder) -> None:
+    with BpfObject.open(build.bpf("refused")) as obj:
+        with pytest.raises(bs.VerifierError):
+            obj.load()
+        with pytest.raises(bs.ObjectStateError, match="cannot be retried"):
+            obj.load()
+    with BpfObject.open(build.bpf("kinds")) as obj:
+        obj.program("xdp_count").set_autoload(False)
+        obj.load()
+        with pytest.raises(bs.ObjectStateError, match="was not loaded"):
+            obj.program("xdp_count").attach_xdp("lo")
+        assert obj.program("tc_count").fd >= 0
+
+
 def test_unknown_names(build: Builder) -> None:
     with BpfObject.open(build.bpf("execcount")) as obj:
         with pytest.raises(bs.ObjectNameError, match=r"no map 'nope'.*exec_counts"):
