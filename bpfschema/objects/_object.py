@@ -101,7 +101,8 @@ class _Var:
 class Link:
     """One attachment of a program (a kprobe, a tracepoint, an XDP hook...). ``detach()`` is idempotent.
 
-    Links are owned by their :class:`BpfObject` and detached when it closes.
+    Links are owned by their :class:`BpfObject` and detached when it closes; a link is also a context manager
+    (``with prog.attach_xdp("lo"): ...`` detaches at the end of the block).
     """
 
     def __init__(
@@ -181,6 +182,14 @@ class Link:
             if sock.fileno() >= 0:
                 with contextlib.suppress(OSError):  # ENOENT: something else already detached it
                     sock.setsockopt(socket.SOL_SOCKET, _SO_DETACH_BPF, 0)
+
+    def __enter__(self) -> Link:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.detach()
 
     def __repr__(self) -> str:
         state = "detached" if self._detached else "attached"

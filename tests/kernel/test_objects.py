@@ -491,6 +491,9 @@ def test_sections_without_mmap_and_event_maps_declared_with_types(build: Builder
         assert obj.map("ring_events").value_size == 0
         assert obj.map_type("perf_events") == bs.MapType.PERF_EVENT_ARRAY
         r.bind(("127.0.0.1", PORT))
+        with obj.program("count_until_limit").attach_socket(r) as scoped:
+            assert obj.program("count_until_limit").links == [scoped]
+        assert obj.program("count_until_limit").links == []  # the with block detached it
         obj.program("count_until_limit").attach_socket(r)
         _udp_burst(5, receive=r)
         assert obj.bss["seen"] == 3  # the kernel honoured .data's limit
