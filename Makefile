@@ -26,7 +26,7 @@ lint: $(STAMP)
 
 # Generated modules committed under examples/ must be fresh.
 GENERATED := examples/flowtop/flows_maps.py:schemas/flows.py examples/counters/counters_maps.py:schemas/counters.py \
-	benchmarks/bench_maps.py:benchmarks/bench_schema.py
+	benchmarks/bench_maps.py:benchmarks/bench_schema.py examples/bootstrap/bootstrap_maps.py:examples/bootstrap/schema.py
 gen-check: $(STAMP)
 	@for pair in $(GENERATED); do out=$${pair%%:*}; src=$${pair#*:}; \
 	  $(VENV)/bin/bpfschema gen $$src -o $$out --check || exit 1; done

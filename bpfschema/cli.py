@@ -522,6 +522,33 @@ def _btf_maps(args: argparse.Namespace) -> tuple[list[object], str]:
                            info.value_size, info.map_extra)], src
 
 
+def _with_skeleton(text: str, path: str, source: str) -> str:
+    """Add the object's skeleton class (bpfschema.codegen._skeleton), described by opening it with libbpf."""
+    from bpfschema.codegen import _skeleton as sk
+    from bpfschema.objects import BpfObject
+
+    try:
+        with BpfObject.open(path) as obj:
+            sections = tuple(
+                sk.SectionDesc(sec, tuple(sk.VarDesc(v, g.c_type(v), g.layout_type(v), g.offset(v)) for v in g))
+                for sec in obj.sections
+                for g in [obj.globals(sec)]
+            )
+            kinds = {n: obj.map_type(n) for n in obj.map_names if not obj.is_internal_map(n)}
+            classes = {n: bs.Map._registry.get(t) if isinstance(t, bs.MapType) else None for n, t in kinds.items()}
+            desc = sk.ObjectDesc(
+                name=obj.name, source=source,
+                maps=tuple((n, c.__name__) for n, c in classes.items() if c is not None),
+                unsupported=tuple(f"{n} ({getattr(kinds[n], 'name', kinds[n])})" for n, c in classes.items()
+                                  if c is None),
+                programs=tuple(sk.ProgramDesc(p.name, p.section) for p in obj.programs.values()),
+                sections=sections,
+            )
+    except bs.BpfError as e:
+        raise CliError(f"--from-object {path}: skeleton: {e} (--no-skeleton generates the map classes only)") from None
+    return sk.add_skeleton(text, desc)
+
+
 def cmd_gen(args: argparse.Namespace) -> int:
     from bpfschema import codegen
 
@@ -535,7 +562,13 @@ def cmd_gen(args: argparse.Namespace) -> int:
         try:
             text = codegen.generate_from_btf(maps, source=src, module_name=name)  # type: ignore[arg-type]
         except codegen.GenerateError as e:
-            raise CliError(str(e)) from None
+            if not (args.from_object and args.skeleton):
+                raise CliError(str(e)) from None
+            from bpfschema.codegen._skeleton import empty_module  # no typed map: the skeleton alone
+
+            text = empty_module(src)
+        if args.from_object and args.skeleton:
+            text = _with_skeleton(text, args.from_object, src)
         return 0 if _write_or_check(args.output, text, args.check) else 1
     _user_modules_from_cwd()
     targets = _gen_targets(args.inputs)
@@ -621,6 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--from-object", metavar="PROG.bpf.o", help="generate from the maps declared in an object's BTF")
     s.add_argument("--from-pin", metavar="PATH", help="generate from a pinned map's BTF")
     s.add_argument("--from-id", type=int, metavar="ID", help="generate from a live map's BTF")
+    s.add_argument("--no-skeleton", dest="skeleton", action="store_false",
+                   help="with --from-object: no skeleton class for the object (which needs libbpf to describe it)")
     s.add_argument("-o", "--output", required=True,
                    help="the module to write (.py), or a directory: one <name>_maps.py per input")
     s.add_argument("--header", metavar="FILE.h", help="also write the C declarations of every struct and map")

@@ -20,7 +20,12 @@ BpfError
  │   └─ BtfError                            malformed, truncated or unusable BTF
  ├─ SchemaError (TypeError)                 a declaration that cannot be laid out
  ├─ ArgumentError (ValueError)              a bad argument (batch size < 1, negative limit, bad name)
- └─ VerifierError                           the kernel refused a program or BTF; .log holds its log
+ ├─ VerifierError                           the kernel refused a program or BTF; .log holds its log
+ ├─ LibbpfUnavailableError (ImportError)    libbpf.so.1 missing or too old; .required, .found (bpfschema.objects)
+ └─ ObjectError                             a compiled BPF object that cannot be opened, configured or used
+     ├─ ObjectFormatError (ValueError)      not an ELF BPF object, or one without the BTF the call needs
+     ├─ ObjectNameError (KeyError)          no map, program or global variable of that name in the object
+     └─ ObjectStateError                    a call in the wrong state (.rodata set after load, attach before load)
 ```
 
 Every error raised for a map operation carries the operation (``op``), the map's name (``map_name``) and the
@@ -46,10 +51,15 @@ __all__ = [
     "KeyNotFoundError",
     "LayoutError",
     "LayoutMismatchError",
+    "LibbpfUnavailableError",
     "MapEmptyError",
     "MapError",
     "MapFullError",
     "NotSupportedError",
+    "ObjectError",
+    "ObjectFormatError",
+    "ObjectNameError",
+    "ObjectStateError",
     "SchemaError",
     "SyscallError",
     "UnverifiedLayoutWarning",
@@ -326,6 +336,48 @@ class UnverifiedLayoutWarning(UserWarning):
     ``verify=False`` to state that this is intended (no warning), or turn the warning into an error with
     ``warnings.simplefilter("error", UnverifiedLayoutWarning)``.
     """
+
+class LibbpfUnavailableError(BpfError, ImportError):
+    """``libbpf.so.1`` (needed only to load compiled objects, :mod:`bpfschema.objects`) is missing or too old.
+
+    The message names the package to install. Attributes:
+        required: the oldest libbpf version that works, e.g. ``"1.0"``.
+        found: the version found, or ``None`` when the library could not be loaded at all.
+    """
+
+    def __init__(self, op: str, detail: str, *, required: str, found: str | None = None):
+        self.required = required
+        self.found = found
+        super().__init__(op, detail)
+
+
+class ObjectError(BpfError):
+    """A compiled BPF object (``.bpf.o``) that cannot be opened, configured, loaded or attached as asked.
+
+    Attributes:
+        path: the object file.
+    """
+
+    def __init__(self, op: str, detail: str = "", *, path: str = "", err: int | None = None):
+        self.path = path
+        if path:
+            detail = f"{path}: {detail}" if detail else path
+        super().__init__(op, detail, err=err)
+
+
+class ObjectFormatError(ObjectError, ValueError):
+    """The file is not an ELF BPF object libbpf can open, or it lacks the BTF the call needs."""
+
+
+class ObjectNameError(ObjectError, KeyError):
+    """No map, program or global variable of that name in the object (the message lists the names there are)."""
+
+    def __str__(self) -> str:  # KeyError.__str__ would repr() the message
+        return ObjectError.__str__(self)
+
+
+class ObjectStateError(ObjectError):
+    """A call made in the wrong state: ``.rodata`` written after load, attach before load, use after close."""
 
 
 def error_for_errno(
