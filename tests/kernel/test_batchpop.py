@@ -488,7 +488,10 @@ def test_lifo_checker_rejects_out_of_order_pops() -> None:
     assert not lifo_consistent([0, 0])
 
 
-def _producer_proc(pin: str, total: int) -> None:
+def _producer_proc(pin: str, total: int, ready: list[str] | None = None) -> None:
+    deadline = time.monotonic() + 60
+    while ready and not all(os.path.exists(r) for r in ready) and time.monotonic() < deadline:
+        time.sleep(0.01)  # both drainers are draining before the first push, however loaded the machine is
     with bs.Map.from_pin(pin) as m:
         producers.push_sequence(m, total, chunk=5_000)
 
@@ -497,6 +500,7 @@ def _drainer_proc(pin: str, stop_flag: str, out: str) -> None:
     got: list[int] = []
     with bs.Map.from_pin(pin) as m:
         assert isinstance(m, (bs.QueueMap, bs.StackMap))
+        Path(out + ".ready").touch()
         while True:
             finished = os.path.exists(stop_flag)
             before = len(got)
@@ -519,7 +523,8 @@ def test_two_drainer_processes_share_the_values_exactly_once(bpffs: Path, tmp_pa
         flag = tmp_path / "producer-done"
         drainers = [ctx.Process(target=_drainer_proc, args=(str(bpffs / "shared"), str(flag), str(tmp_path / f"d{i}")))
                     for i in range(2)]
-        prod = ctx.Process(target=_producer_proc, args=(str(bpffs / "shared"), total))
+        prod = ctx.Process(target=_producer_proc,
+                           args=(str(bpffs / "shared"), total, [str(tmp_path / f"d{i}.ready") for i in range(2)]))
         for p in [*drainers, prod]:
             p.start()
         prod.join(120)
