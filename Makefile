@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test demo lint gen gen-check typecheck pytest bench docs bpffs toolchain clean
+.PHONY: test test-kernels demo lint gen gen-check typecheck pytest bench docs bpffs toolchain clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ pytest: $(STAMP) bpffs toolchain
 	$(PY) -m pytest -q
 
 test: lint gen-check typecheck pytest
+
+# The suite on Debian 12's Linux 6.1 booted under qemu (installs qemu/busybox with apt when missing; root).
+# KERNEL_TESTS: pytest arguments for the guest (default: the whole suite).
+test-kernels: $(STAMP) toolchain
+	.ci/kernels/test-kernels.sh $(KERNEL_TESTS)
 
 demo: $(STAMP) bpffs
 	$(PY) -m examples.flowtop

@@ -36,10 +36,13 @@ ringbuf maps" on 6.1).
   applied without CAP_PERFMON; indexing with the loop counter (``ptr = base + i * value_size``) is refused under
   CAP_BPF alone ("pointer arithmetic with it prohibited for !root"). The loop continues through the jump *target*
   of each branch, so the verifier explores the exits first and its stack of pending branches stays shallow.
-* ``socket_filter`` (Linux 5.12: atomic cmpxchg; bounded loops 5.3, mmapable arrays 5.5): the same bounded loop in
-  a ``BPF_PROG_TYPE_SOCKET_FILTER`` program, which is not sleepable and so may use queues on every kernel; its
-  ``BPF_PROG_TEST_RUN`` is fed a dummy 14-byte packet (the kernel builds an skb for each run, a few microseconds).
-  The form for kernels before 6.9 (Debian 12's 6.1, Ubuntu 22.04's 5.15).
+* ``socket_filter`` (Linux 5.12: atomic cmpxchg; mmapable arrays 5.5): a ``BPF_PROG_TYPE_SOCKET_FILTER`` program,
+  which is not sleepable and so may use queues on every kernel; its ``BPF_PROG_TEST_RUN`` is fed a dummy 14-byte
+  packet (the kernel builds an skb for each run, a few microseconds). The pops are unrolled: ``capacity`` straight-line
+  copies, each into a constant offset of the scratch (11 instructions per value; at most 4,096 values). A
+  running pointer as in ``bounded`` is refused on 6.1 under CAP_BPF alone: the verifier also simulates the loop
+  test's mispredicted branch with unknown registers, on which the pointer steps past the value. The form for
+  kernels before 6.9 (Debian 12's 6.1, Ubuntu 22.04's 5.15).
 
 :func:`probe` tries the forms once per process, in that order, on a throwaway queue; the maps then load their own
 program lazily. Where no form works, queue and stack drains pop one value per syscall, and the reason (with the
@@ -160,6 +163,62 @@ def scratch_value_size(value_size: int, capacity: int) -> int:
 # The program
 
 
+#: Most values of the socket filter form (one straight-line copy of the pop per value: 11 instructions each).
+#: Without CAP_PERFMON every decided branch leaves one entry on the verifier's stack of branches to simulate for
+#: speculative execution, and that stack is limited to 8,192 entries.
+MAX_UNROLLED: Final = 4096
+#: Copies between two trampolines of the socket filter form (jump offsets are s16: stay well within 32,767 slots).
+_BLOCK: Final = 1024
+
+
+def _unrolled_pops(queue_fd: int, value_size: int, capacity: int) -> list[Item]:
+    """The socket filter form's pops: ``capacity`` straight-line copies, copy ``i`` popping into slot ``i``.
+
+    Each copy's destination is ``scratch + constant``, so no path, not even one the verifier simulates for
+    speculative execution (with every compared register unknown), can step a pointer out of the value: Linux 6.1
+    refuses the running pointer of the ``bounded`` form there without CAP_PERFMON ("pointer arithmetic of map value
+    goes out of range, prohibited for !root" on the speculative path of its loop test). r7 = want (<= capacity),
+    r8 = values popped so far; exits through trampolines every ``_BLOCK`` copies to ``stop`` (rc = the helper's
+    errno) and ``done`` (count = r8).
+    """
+    p: list[Item] = []
+    nblocks = (capacity + _BLOCK - 1) // _BLOCK
+    for b in range(nblocks):
+        done, stop = (f"done_{b}", f"stop_{b}")
+        for i in range(b * _BLOCK, min(capacity, (b + 1) * _BLOCK)):
+            # As in the bounded form, every branch continues through its jump target and exits by falling
+            # through: the verifier explores the (short) exit first, so its stack of pending branches stays small.
+            p += [
+                mov64(R8, i),
+                jmp(Jmp.JGT, R7, R8, f"pop_{i}"),  # want > i: pop slot i
+                ja(done),
+                label(f"pop_{i}"),
+                ld_map_fd(R1, queue_fd),
+                mov64(R2, R6),
+                alu64(Alu.ADD, R2, HEADER_SIZE + i * value_size),
+                call(Helper.MAP_POP_ELEM),
+                jmp(Jmp.JEQ, R0, 0, f"next_{i}"),  # 0 is 0 at either width; the errno is stored as a u32
+                ja(stop),
+                label(f"next_{i}"),
+            ]
+        last = b == nblocks - 1
+        p += [
+            ja(f"after_{b}"),
+            label(done), ja("done" if last else f"done_{b + 1}"),
+            label(stop), ja("stop" if last else f"stop_{b + 1}"),
+            label(f"after_{b}"),
+        ]
+    p += [
+        mov64(R8, capacity),
+        ja("done"),
+        label("stop"),
+        stx(Size.W, R6, R0, _RC),
+        label("done"),
+        stx(Size.W, R6, R8, _COUNT),
+    ]
+    return p
+
+
 def build_program(form: Form, queue_fd: int, scratch_fd: int, value_size: int, capacity: int) -> bytes:
     """The instructions of one consumer's pop program.
 
@@ -181,6 +240,8 @@ def build_program(form: Form, queue_fd: int, scratch_fd: int, value_size: int, c
         raise ValueError(f"capacity {capacity} / value_size {value_size} out of range")
     if scratch_value_size(value_size, capacity) >= 1 << 29:
         raise ValueError("the scratch value would exceed the verifier's 512 MiB offset limit")
+    if form == "socket_filter" and capacity > MAX_UNROLLED:
+        raise ValueError(f"the socket_filter form pops at most {MAX_UNROLLED} values per run, not {capacity}")
     p: list[Item] = [
         ld_map_value(R6, scratch_fd, 0),
         # Claim the scratch: taken must equal done (no unfinished batch); taken = done + 1.
@@ -189,7 +250,11 @@ def build_program(form: Form, queue_fd: int, scratch_fd: int, value_size: int, c
         alu64(Alu.ADD, R2, 1),
         mov64(R0, R1),
         atomic_cmpxchg(Size.DW, R6, R2, _TAKEN),
-        jmp(Jmp.JNE, R0, R1, "outstanding"),
+        # (A near exit: the socket filter form is too long for a 16-bit jump to the end.)
+        jmp(Jmp.JEQ, R0, R1, "claimed"),
+        mov64(R0, _OUTSTANDING),
+        exit_(),
+        label("claimed"),
         # r7 = min(want, capacity)
         ldx(Size.W, R7, R6, _WANT),
         jmp(Jmp.JLE, R7, capacity, "want_ok"),
@@ -220,7 +285,9 @@ def build_program(form: Form, queue_fd: int, scratch_fd: int, value_size: int, c
             stx(Size.W, R6, R0, _RC),
             label("done"),
         ]
-    elif form in ("bounded", "socket_filter"):  # the same loop; only the program type differs
+    elif form == "socket_filter":
+        p += _unrolled_pops(queue_fd, value_size, capacity)
+    elif form == "bounded":
         p += [
             mov64(R8, 0),
             mov64(R9, R6),
@@ -249,9 +316,6 @@ def build_program(form: Form, queue_fd: int, scratch_fd: int, value_size: int, c
         raise ValueError(f"unknown program form {form!r}")
     p += [
         mov64(R0, _RAN),
-        exit_(),
-        label("outstanding"),
-        mov64(R0, _OUTSTANDING),
         exit_(),
     ]
     return assemble(p)

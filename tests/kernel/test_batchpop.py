@@ -608,21 +608,31 @@ def test_sigkill_at_a_random_moment_under_a_producer_loses_nothing(bpffs: Path, 
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         assert child.stdout is not None and child.stderr is not None
         out: list[bytes] = []
-        reader = threading.Thread(target=lambda: out.append(child.stdout.read()))  # type: ignore[union-attr]
+        first = threading.Event()
+
+        def read(fd: int) -> None:
+            while chunk := os.read(fd, 1 << 16):
+                out.append(chunk)
+                first.set()
+
+        reader = threading.Thread(target=read, args=(child.stdout.fileno(),))
         reader.start()
         assert child.stderr.readline() == b"READY\n"
         result: list[producers.ProducerResult] = []
         prod = threading.Thread(target=_produce_in_steps, args=(q, total, 100, result))
         prod.start()
-        time.sleep(random.Random(seed).uniform(0.05, 0.4))
+        # The random moment counts from the first delivered value, not from a wall-clock guess (which under
+        # emulation could come before the consumer delivered anything).
+        assert first.wait(120), "the consumer delivered nothing"
+        time.sleep(random.Random(seed).uniform(0.0, 0.35))
         child.send_signal(signal.SIGKILL)
         child.wait(30)
         reader.join(30)
         prod.join()
         child.stdout.close()
         child.stderr.close()
-        delivered = [int(x) for x in out[0].split()]
-        assert delivered, "the consumer was killed before it delivered anything"
+        delivered = [int(x) for x in b"".join(out).split()]
+        assert delivered
         with bs.QueueMap.from_pin(bpffs / "q") as again:
             recovered_n = again.pin_scratch(bpffs / "s")
             recovered = seq(again.drain())

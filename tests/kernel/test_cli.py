@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -96,20 +97,28 @@ def test_drain_every_stops_cleanly_on_sigint(bpffs: Path) -> None:
         q.pin(bpffs / "evq")
         proc = subprocess.Popen([*BIN, "drain", "--every", "0.05", str(bpffs / "evq")], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-        first = ""
+        head = b""
         try:
             res = producers.push_sequence(q, 5_000)
+            # Interrupt a running drain, not the interpreter's start-up (slow under emulation): wait for a line.
+            # (Raw reads: communicate() below reads the fd directly, past any buffer of proc.stdout.)
             assert proc.stdout is not None
-            first = proc.stdout.readline()  # the CLI runs (its SIGINT handler is in place) once it prints
+            fd = proc.stdout.fileno()
+            deadline = time.monotonic() + 120
+            while b"\n" not in head:
+                assert select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0], "no output"
+                chunk = os.read(fd, 1 << 16)
+                assert chunk, "the drain exited early"
+                head += chunk
             res2 = producers.push_sequence(q, 5_000, start=5_000)
             time.sleep(0.5)
         finally:
             proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=30)
-        out = first + out
+            out, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
         assert "Traceback" not in err
-        seqs = [int.from_bytes(bytes.fromhex(json.loads(line)["value"])[:8], "little") for line in out.splitlines()]
+        lines = (head.decode() + out).splitlines()
+        seqs = [int.from_bytes(bytes.fromhex(json.loads(line)["value"])[:8], "little") for line in lines]
         with q.drain() as d:
             rest = [int.from_bytes(v[:8], "little") for v in d]
         assert sorted(seqs + rest) == list(range(res.accepted + res2.accepted))

@@ -62,13 +62,17 @@ def test_header_compiles_and_the_program_writes_what_python_decodes(tmp_path: Pa
     maps.mkdir()
     subprocess.run([bpftool, "prog", "loadall", str(obj), str(progs), "pinmaps", str(maps)], check=True)
     prog_fd = ops.obj_get(str(progs / "put"))
+    push_fd = ops.obj_get(str(progs / "push_event"))
     try:
         for i in range(1, 4):
             k, v, e = sample(i)
             r = ops.prog_test_run(prog_fd, ctx_in=k.to_bytes() + v.to_bytes() + e.to_bytes())
             assert r.retval == 0
+            # the socket filter reads the event after a 14-byte Ethernet header
+            assert ops.prog_test_run(push_fd, data_in=bytes(14) + e.to_bytes()).retval == 0
     finally:
         os.close(prog_fd)
+        os.close(push_fd)
     with FlowsMap.from_pin(maps / "flows") as flows:
         assert flows.info.btf_id != 0  # clang's BTF came with the map
         got = dict(flows.items())

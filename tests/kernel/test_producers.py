@@ -212,7 +212,9 @@ def test_sleepable_program_refused_for_lpm_trie_carries_the_verifier_log(new_map
     with pytest.raises(VerifierError) as ei:
         write_entries(m, [(bytes(8), bytes(4))], via="syscall")
     assert ei.value.errno == errno.EINVAL
-    assert "Sleepable programs can only use array, hash, ringbuf and local storage maps" in ei.value.log
+    # The wording differs between kernels (6.1: "... array, hash, and ringbuf maps"; 6.18: "... array, hash,
+    # ringbuf and local storage maps"): check the verifier's subject, not its sentence.
+    assert "Sleepable programs can only use" in ei.value.log
 
 
 def test_verifier_refuses_an_unset_return_value() -> None:
