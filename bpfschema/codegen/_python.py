@@ -64,6 +64,17 @@ class _Imports:
         return out
 
 
+def _class_header(name: str, base: str, args: Sequence[str]) -> list[str]:
+    """``class Name(base[args]):`` on one line, or wrapped to stay within 120 columns."""
+    line = f"class {name}({base}[{', '.join(args)}]):"
+    if len(line) <= 120:
+        return [line]
+    inner = f"    {base}[{', '.join(args)}]"
+    if len(inner) <= 120:
+        return [f"class {name}(", inner, "):"]
+    return [f"class {name}(", f"    {base}[", *(f"        {a}," for a in args), "    ]", "):"]
+
+
 class _Emitter:
     def __init__(self, mods: list[SchemaModule]):
         self.mods = mods
@@ -153,7 +164,7 @@ class _Emitter:
         if kind is None:
             raise GenerateError("gen", f"{where}: map type {spec.type.name} has no bpfschema class")
         for role in kind._type_roles:
-            if getattr(spec, role) is None:
+            if getattr(spec, role) is None and not (role == "value" and spec.type == bs.MapType.RINGBUF):
                 raise GenerateError("gen", f"{where}: declare {role}= (the {role} type) to generate a typed class")
         return kind
 
@@ -163,7 +174,7 @@ class _Emitter:
             kind = self.kind_of(m, decl.spec, decl.attr)
             for role in kind._type_roles:
                 tp = getattr(decl.spec, role)
-                if tp is not bytes:
+                if tp is not bytes and tp is not None:
                     self.collect(ctype_of(tp))
 
     def map_classes(self, m: SchemaModule) -> list[tuple[str, list[str]]]:
@@ -173,7 +184,7 @@ class _Emitter:
             where = f"{m.source}: {decl.attr}"
             kind = self.kind_of(m, spec, decl.attr)
             roles = kind._type_roles
-            types = {"key": spec.key, "value": spec.value}
+            types = {"key": spec.key, "value": spec.value if spec.value is not None else bytes}  # raw records
             args = ", ".join(self.obj_ref(types[r], where) for r in roles)
             rec_args = []
             for r in roles:
@@ -186,14 +197,14 @@ class _Emitter:
             spec_lines = self.spec_lines(spec)
             body = [*self.docstring(summary), "", *spec_lines]
             final = self.imp.ref("typing", "final")
-            cls_lines = [f"@{final}", f"class {cname}({kind_ref}[{args}]):", *body]
+            cls_lines = [f"@{final}", *_class_header(cname, kind_ref, args.split(", ")), *body]
             out.append((cname, cls_lines))
             if any(isinstance(ctype_of(types[r]) if types[r] is not bytes else None, StructType) for r in roles):
                 rname = camel(decl.attr) + "RecordMap"
                 rbody = [*self.docstring(summary + " Decodes structs to records."), "",
                          f"    spec: {self.imp.ref('typing', 'ClassVar')}[{self.imp.ref('bpfschema', 'MapSpec')}] = "
                          f"{cname}.spec"]
-                out.append((rname, [f"@{final}", f"class {rname}({kind_ref}[{', '.join(rec_args)}]):", *rbody]))
+                out.append((rname, [f"@{final}", *_class_header(rname, kind_ref, rec_args), *rbody]))
         return out
 
     @staticmethod
