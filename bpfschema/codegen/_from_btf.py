@@ -31,6 +31,7 @@ from ..layout._ctypes import (
     StructType,
 )
 from ..maps import Map, MapSpec
+from ..schema import Struct
 from ._load import GenerateError, MapDecl, SchemaModule
 from ._python import _Imports, camel
 
@@ -50,11 +51,25 @@ class BtfMap:
     map_extra: int = 0
 
 
-def _ident(name: str, taken: set[str]) -> str:
-    n = re.sub(r"\W", "_", name) or "field"
-    if n[0].isdigit() or n.startswith("_"):
+#: Names a generated Struct field cannot have: pydantic's and bpfschema's attributes of a Struct (pydantic
+#: refuses some, warns about the rest, and an instance attribute would hide the method).
+_STRUCT_ATTRS = frozenset({n for n in dir(Struct) if not n.startswith("_")} | {"layout", "Record", "model_config"})
+#: Names an enum member cannot have (Python refuses ``mro``; ``name``/``value`` hide the member's own).
+_ENUM_ATTRS = frozenset({"mro", "name", "value"})
+#: Builtin names that generated annotations use: a module-level name must not hide them.
+_BUILTINS = frozenset({"bool", "bytes", "float", "int", "str", "tuple"})
+_MODULE_RESERVED = _STRUCT_ATTRS | _BUILTINS | {"annotations"}
+
+
+def _ident(name: str, taken: set[str], reserved: frozenset[str] = _STRUCT_ATTRS) -> str:
+    """A Python identifier for a C name: leading underscores dropped (Python gives them meaning), keywords and
+    ``reserved`` names suffixed with ``_``, ``model_*`` prefixed (pydantic's namespace), unique within ``taken``."""
+    n = re.sub(r"\W", "_", name).lstrip("_") or "field"
+    if n[0].isdigit():
         n = "f" + n
-    if keyword.iskeyword(n) or n in ("model_config", "layout", "Record", "to_bytes", "from_bytes"):
+    if n.startswith("model_"):
+        n = "c_" + n
+    if keyword.iskeyword(n) or n in reserved:
         n += "_"
     base, i = n, 1
     while n in taken:
@@ -69,7 +84,7 @@ class _SchemaWriter:
         self.imp = imp
         self.lines: list[str] = []
         self.names: dict[object, str] = {}  # structural key of a struct -> Python name
-        self.taken: set[str] = set()
+        self.taken: set[str] = set()  # module-level names
         self.enums: dict[object, str] = {}  # structural key of an enum -> Python name
 
     def bs(self, name: str) -> str:
@@ -114,7 +129,7 @@ class _SchemaWriter:
         body = [f"class {name}({self.imp.ref('enum', 'IntEnum')}):"]
         used: set[str] = set()
         for member in cls:
-            body.append(f"    {_ident(member.name or 'V', used)} = {int(member)}")
+            body.append(f"    {_ident(member.name or 'V', used, _ENUM_ATTRS)} = {int(member)}")
         if len(body) == 1:
             body.append("    pass")
         self.lines += [*body, "", ""]
@@ -186,6 +201,12 @@ class _SchemaWriter:
                 body.append(f"    _pad{len(body)}: {pad}[{st.size - pos}]]")
         else:
             body = [f"    {fname}: {ann}  # offset {off}" for fname, ann, off, _ in fields]
+        shadowed = {f[0] for f in fields} & _BUILTINS
+        if shadowed:  # a field named `bytes` hides the builtin in the rest of the class body
+            pat = re.compile(r"(?<![\w.])(" + "|".join(sorted(shadowed)) + r")(?=[\[\],])")
+            body = [ln.split(": ", 1)[0] + ": " + pat.sub(lambda mt: self.imp.ref("builtins", mt.group(1)),
+                                                          ln.split(": ", 1)[1]) if ": " in ln else ln
+                    for ln in body]
         out.append(f"class {name}({self.bs('Struct')}, {', '.join(kw)}):")
         out.append(f'    """``struct {st.name}`` ({st.size} bytes), from BTF."""')
         out.append("")
@@ -198,7 +219,14 @@ def schema_source(maps: Sequence[BtfMap], imp: _Imports) -> tuple[list[str], lis
     w = _SchemaWriter(imp)
     specs: list[str] = []
     skipped: list[str] = []
-    for m in sorted(maps, key=lambda m: m.name):
+    # Names first, so that map classes (``camel(var) + "Map"``) get the names and types yield: a map called
+    # ``flows`` is ``FlowsMap`` even beside a ``struct flows_map``; ``flows`` is named before ``__flows``.
+    ordered = sorted(maps, key=lambda m: (m.name.lstrip("_"), len(m.name)))
+    var_names: dict[int, str] = {}
+    for m in ordered:
+        var = var_names[id(m)] = _ident(m.name, w.taken, _MODULE_RESERVED)
+        w.taken |= {f"{camel(var) or 'Unnamed'}Map", f"{camel(var) or 'Unnamed'}RecordMap"}
+    for m in ordered:
         kind = Map._registry.get(m.type)
         if kind is None:
             skipped.append(f"{m.name}: map type {m.type.name} has no bpfschema class")
@@ -212,11 +240,11 @@ def schema_source(maps: Sequence[BtfMap], imp: _Imports) -> tuple[list[str], lis
                 args[role] = w.struct(ct)
             else:
                 ann, _ = w.field(ct)
-                alias = _ident(camel(m.name) + camel(role), w.taken)
+                alias = _ident(camel(m.name) + camel(role), w.taken, _MODULE_RESERVED)
                 w.lines += [f"{alias} = {ann}", ""]
                 args[role] = alias
         else:
-            var = _ident(m.name, w.taken)
+            var = var_names[id(m)]
             parts = [f"name={m.name[:15]!r}", f"type={w.bs('MapType')}.{m.type.name}"]
             parts += [f"{r}={a}" for r, a in args.items()]
             parts.append(f"max_entries={m.max_entries}")

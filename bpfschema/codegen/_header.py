@@ -6,7 +6,7 @@ import re
 
 from .._sys.consts import MapFlags, MapType
 from ..layout import ctype_of
-from ..layout._ctypes import ArrayType, StructType
+from ..layout._ctypes import StructType
 from ..maps import Map
 from ..maps.spec import INDEXED
 from ._load import GenerateError, SchemaModule
@@ -24,7 +24,7 @@ def generate_header(mods: list[SchemaModule]) -> str:
     skipped when ``vmlinux.h`` was included first (``__VMLINUX_H__``), so CO-RE programs can include the header.
 
     Raises:
-        GenerateError: a key or value type C cannot name in ``__type()`` (a bare array: wrap it in a Struct).
+        GenerateError: a map kind bpfschema has no class for.
     """
     source = ", ".join(m.source for m in mods)
     blocks: list[str] = []
@@ -57,11 +57,8 @@ def generate_header(mods: list[SchemaModule]) -> str:
                     size = getattr(spec, f"{role}_size")
                     lines.append(f"\t__uint({role}_size, {size});")
                     continue
-                ct = ctype_of(tp)
-                if isinstance(ct, ArrayType):
-                    raise GenerateError("gen", f"{m.source}: {decl.attr}: a bare array {role} type cannot be "
-                                               "named in C: wrap it in a bs.Struct")
-                lines.append(f"\t__type({role}, {ct.c_type()});")
+                # __type(value, __u32[4]) declares `typeof(__u32[4]) *value`: arrays need no wrapping struct.
+                lines.append(f"\t__type({role}, {ctype_of(tp).c_type()});")
             for tp in (spec.key, spec.value):
                 st = ctype_of(tp) if tp is not None and tp is not bytes else None
                 if isinstance(st, StructType):  # declared even where the map cannot name it (ring buffer events)

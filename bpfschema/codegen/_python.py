@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import enum
+import functools
 import keyword
 import re
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -55,13 +58,19 @@ class _Imports:
         return f"{alias}.{name}"
 
     def lines(self) -> list[str]:
-        std = sorted(m for m in self.modules if m.split(".")[0] in ("typing", "ipaddress", "enum"))
+        std = sorted(m for m in self.modules if m.split(".")[0] in ("builtins", "typing", "ipaddress", "enum"))
         rest = sorted(m for m in self.modules if m not in std)
         out = [f"import {m} as {self.modules[m]}" for m in std]
         if std and rest:
             out.append("")
         out += [f"import {m} as {self.modules[m]}" for m in rest]
         return out
+
+
+#: Builtin names that record annotations use.
+_BUILTIN_TYPES = frozenset({"bool", "bytes", "float", "int", "str", "tuple"})
+#: Public attributes of ``tuple`` (a NamedTuple field may shadow them; mypy then needs an ignore).
+_TUPLE_ATTRS = frozenset(n for n in dir(tuple) if not n.startswith("_"))
 
 
 def _class_header(name: str, base: str, args: Sequence[str]) -> list[str]:
@@ -82,6 +91,7 @@ class _Emitter:
         self.structs: list[StructType] = []  # every struct reachable from a map, dependency order
         self._struct_ids: set[int] = set()
         self.record_names: dict[int, str] = {}
+        self.map_names: dict[int, tuple[str, str]] = {}  # id(MapDecl) -> (class, record class)
 
     # -- naming Python objects ----------------------------------------------------------------------------
 
@@ -96,12 +106,38 @@ class _Emitter:
             for attr, value in sorted(vars(m.module).items()):
                 if value is obj and not attr.startswith("_"):
                     return self.imp.ref(m.import_name, attr)
+        if typing.get_origin(obj) is typing.Annotated:  # a field type written inline: bs.Bytes[8], bs.Array[...]
+            return self.ctype_source(ctype_of(obj), where)
         mod = getattr(obj, "__module__", None)
         qual = getattr(obj, "__qualname__", None)
         if isinstance(mod, str) and isinstance(qual, str) and "<" not in qual:
             return self.imp.ref(mod, qual)
         raise GenerateError("gen", f"{where}: type {obj!r} has no importable name; assign it to a module-level "
                                    "name in the schema module (e.g. `PidKey = bs.u32`)")
+
+    def ctype_source(self, t: CType, where: str) -> str:
+        """Source text of a bpfschema field type with C type ``t`` (``_bs.Array[_bs.u32, 4]``)."""
+        bs_ref = functools.partial(self.imp.ref, "bpfschema")
+        for name in ("IPv4", "IPv6", "MAC", "bool8"):
+            if ctype_of(getattr(bs, name)) == t:
+                return bs_ref(name)
+        if isinstance(t, IntType):
+            return bs_ref(("be" if t.big_endian else "s" if t.signed else "u") + str(t.width * 8))
+        if isinstance(t, FloatType):
+            return bs_ref(f"f{t.size * 8}")
+        if isinstance(t, BytesType):
+            return f"{bs_ref('Bytes')}[{t.length}]"
+        if isinstance(t, CStringType):
+            return f"{bs_ref('CString')}[{t.length}]"
+        if isinstance(t, ArrayType):
+            return f"{bs_ref('Array')}[{self.ctype_source(t.elem, where)}, {t.length}]"
+        if isinstance(t, StructType) and t.py_cls is not None:
+            return self.obj_ref(t.py_cls, where)
+        if isinstance(t, MappedType) and isinstance(t.py_type, type) and issubclass(t.py_type, enum.Enum):
+            return (f"{self.imp.ref('typing', 'Annotated')}[{self.obj_ref(t.py_type, where)}, "
+                    f"{self.ctype_source(t.base, where)}]")
+        raise GenerateError("gen", f"{where}: type {t.c_type()} has no importable name; assign it to a module-level "
+                                   "name in the schema module (e.g. `Key = bs.Bytes[8]`)")
 
     def py_type(self, t: CType) -> str:
         """The Python annotation of a record field of C type ``t``."""
@@ -147,13 +183,22 @@ class _Emitter:
             f'    """Record form of ``{cls.__name__}`` ({st.size} bytes): decodes about twice as fast as the model."""',
             "",
         ]
-        for fl in st.layout.fields:
-            if fl.is_padding or isinstance(fl.ctype, PaddingType):
-                continue
+        fields = [fl for fl in st.layout.fields if not (fl.is_padding or isinstance(fl.ctype, PaddingType))]
+        # A field named like a builtin used in annotations (`bytes: bs.u64`) hides it in the class body: spell
+        # those builtins through the `builtins` module.
+        shadowed = {fl.name for fl in fields} & _BUILTIN_TYPES
+        for fl in fields:
             fname = fl.name
-            if keyword.iskeyword(fname):
-                raise GenerateError("gen", f"{cls.__name__}.{fname}: a Python keyword cannot be a record field")
-            out.append(f"    {fname}: {self.py_type(fl.ctype)}  # offset {fl.offset}, {fl.c_type}")
+            if keyword.iskeyword(fname) or fname.startswith("_"):
+                raise GenerateError("gen", f"{cls.__name__}.{fname}: a Python keyword or a name starting with an "
+                                           "underscore cannot be a record field")
+            ann = self.py_type(fl.ctype)
+            if shadowed:
+                ann = re.sub(r"(?<![\w.])(" + "|".join(sorted(shadowed)) + r")(?!\w)",
+                             lambda mt: self.imp.ref("builtins", mt.group(1)), ann)
+            # NamedTuple fields named like tuple's methods work at run time; mypy needs to be told.
+            ignore = "  # type: ignore[assignment]" if fname in _TUPLE_ATTRS else ""
+            out.append(f"    {fname}: {ann}{ignore}  # offset {fl.offset}, {fl.c_type}")
         return out
 
     # -- maps ---------------------------------------------------------------------------------------------
@@ -191,7 +236,7 @@ class _Emitter:
                 ct = ctype_of(types[r]) if types[r] is not bytes else None
                 rec_args.append(
                     self.record_names[id(ct)] if isinstance(ct, StructType) else self.obj_ref(types[r], where))
-            cname = camel(decl.attr) + "Map"
+            cname, rname = self.map_names[id(decl)]
             kind_ref = self.imp.ref("bpfschema", kind.__name__)
             summary = self.summary(spec, kind, types)
             spec_lines = self.spec_lines(spec)
@@ -200,7 +245,6 @@ class _Emitter:
             cls_lines = [f"@{final}", *_class_header(cname, kind_ref, args.split(", ")), *body]
             out.append((cname, cls_lines))
             if any(isinstance(ctype_of(types[r]) if types[r] is not bytes else None, StructType) for r in roles):
-                rname = camel(decl.attr) + "RecordMap"
                 rbody = [*self.docstring(summary + " Decodes structs to records."), "",
                          f"    spec: {self.imp.ref('typing', 'ClassVar')}[{self.imp.ref('bpfschema', 'MapSpec')}] = "
                          f"{cname}.spec"]
@@ -226,7 +270,7 @@ class _Emitter:
         parts = [f"Map ``{spec.name or '(unnamed)'}``: ``BPF_MAP_TYPE_{spec.type.name}``"]
         for role in kind._type_roles:
             tp = types[role]
-            tname = "bytes" if tp is bytes else self.obj_ref(tp, "summary").rsplit(".", 1)[-1]
+            tname = "bytes" if tp is bytes else re.sub(r"\b_\w+\.", "", self.obj_ref(tp, "summary"))
             parts.append(f"{role} ``{tname}`` ({getattr(spec, role + '_size')} bytes)")
         parts.append(f"max_entries {spec.max_entries}.")
         return ", ".join(parts[:-1]) + ", " + parts[-1]
@@ -268,7 +312,18 @@ def generate_python(mods: list[SchemaModule], *, imports: _Imports | None = None
         e.imp = imports
     for m in mods:
         e.prepare(m)
-    used = {camel(d.attr) + suffix for m in mods for d in m.maps for suffix in ("Map", "RecordMap")}
+    # Every generated class name is unique in the module, and distinct from what an inline schema defines.
+    used: set[str] = set()
+    if inline:
+        used |= {n for m in mods for n in vars(m.module) if not n.startswith("__")}
+    for m in mods:
+        for d in m.maps:
+            base, n = camel(d.attr) or "Unnamed", 1
+            while f"{base}Map" in used or f"{base}RecordMap" in used:
+                n += 1
+                base = f"{camel(d.attr) or 'Unnamed'}{n}"
+            used |= {f"{base}Map", f"{base}RecordMap"}
+            e.map_names[id(d)] = (f"{base}Map", f"{base}RecordMap")
     for st in e.structs:
         base = (st.py_cls.__name__ if st.py_cls is not None else camel(st.name)) + "Record"
         name, n = base, 1

@@ -54,6 +54,9 @@ int put(struct args *ctx)
 		return 11;
 	if (bpf_ringbuf_output(&k_ringbuf, &e, sizeof(e), 0))
 		return 12;
+	__u32 quad[4] = {n32, n32 + 1, n32 + 2, n32 + 3};
+	if (bpf_map_update_elem(&k_inline, &n, quad, BPF_ANY))
+		return 14;
 	if (bpf_ringbuf_output(&k_ringbuf_raw, &n, sizeof(n), 0))
 		return 13;
 	return 0;

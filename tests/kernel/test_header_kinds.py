@@ -110,6 +110,8 @@ def test_header_loads_every_map_kind(setup: str, tmp_path: Path, bpffs: Path, re
         assert m9.pop() == 7
     with gen.BloomMap.from_pin(maps / "k_bloom") as m10:
         assert 7 in m10
+    with gen.InlineTypesMap.from_pin(maps / "k_inline") as m13:
+        assert dict(m13.items()) == {(7).to_bytes(8, "little"): (7, 8, 9, 10)}
     with gen.RingbufMap.from_pin(maps / "k_ringbuf") as m11:
         assert m11.poll(0.0) == [e]
     with gen.RingbufRawMap.from_pin(maps / "k_ringbuf_raw") as m12:

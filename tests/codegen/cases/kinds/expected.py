@@ -17,6 +17,7 @@ __all__ = [
     "BloomMap",
     "HashMap",
     "HashRecordMap",
+    "InlineTypesMap",
     "KindsEventRecord",
     "KindsKeyRecord",
     "KindsPrefixRecord",
@@ -148,6 +149,21 @@ class HashRecordMap(_bs.HashMap[KindsKeyRecord, KindsValueRecord]):
     """
 
     spec: _typing.ClassVar[_bs.MapSpec] = HashMap.spec
+
+
+@_typing.final
+class InlineTypesMap(_bs.HashMap[_bs.Bytes[8], _bs.Array[_bs.u32, 4]]):
+    """Map ``k_inline``: ``BPF_MAP_TYPE_HASH``, key ``Bytes[8]`` (8 bytes), value ``Array[u32, 4]`` (16
+    bytes), max_entries 8.
+    """
+
+    spec: _typing.ClassVar[_bs.MapSpec] = _bs.MapSpec(
+        type=_bs.MapType.HASH,
+        key_size=8,
+        value_size=16,
+        max_entries=8,
+        name='k_inline',
+    )
 
 
 @_typing.final

@@ -39,5 +39,7 @@ lpm = bs.MapSpec(name="k_lpm", type=bs.MapType.LPM_TRIE, key=KindsPrefix, value=
 queue = bs.MapSpec(name="k_queue", type=bs.MapType.QUEUE, value=KindsEvent, max_entries=16)
 stack = bs.MapSpec(name="k_stack", type=bs.MapType.STACK, value=bs.u64, max_entries=16)
 bloom = bs.MapSpec(name="k_bloom", type=bs.MapType.BLOOM_FILTER, value=bs.u32, max_entries=64, map_extra=3)
+inline_types = bs.MapSpec(name="k_inline", type=bs.MapType.HASH, key=bs.Bytes[8], value=bs.Array[bs.u32, 4],
+                          max_entries=8)
 ringbuf = bs.MapSpec(name="k_ringbuf", type=bs.MapType.RINGBUF, value=KindsEvent, max_entries=4096)
 ringbuf_raw = bs.MapSpec(name="k_ringbuf_raw", type=bs.MapType.RINGBUF, max_entries=8192)
