@@ -297,11 +297,12 @@ class _Emitter:
 
 
 def generate_python(mods: list[SchemaModule], *, imports: _Imports | None = None,
-                    inline: Sequence[str] = ()) -> str:
+                    inline: Sequence[str] = (), extra: Sequence[type] = ()) -> str:
     """The text of the generated module for one or more loaded schema modules. Deterministic.
 
     ``inline`` are schema source lines to place in the module itself (schemas generated from BTF); ``imports``
-    then holds the imports they use and names the module they stand for (``imports.inline``).
+    then holds the imports they use and names the module they stand for (``imports.inline``). ``extra`` are
+    Struct classes that get record classes although no map uses them.
 
     Raises:
         GenerateError: a declaration the generator cannot express (a key type with no importable name, a map
@@ -312,6 +313,8 @@ def generate_python(mods: list[SchemaModule], *, imports: _Imports | None = None
         e.imp = imports
     for m in mods:
         e.prepare(m)
+    for cls in extra:
+        e.collect(ctype_of(cls))
     # Every generated class name is unique in the module, and distinct from what an inline schema defines.
     used: set[str] = set()
     if inline:
@@ -344,10 +347,13 @@ def generate_python(mods: list[SchemaModule], *, imports: _Imports | None = None
                       f"size={st.size}, format={st.layout.format!r})")
     source = ", ".join(m.source for m in mods)
     names = sorted([n for n, _ in records] + [n for n, _ in classes])
+    if inline:  # the schemas defined in the module itself are part of its interface
+        names = sorted(names + [n for m in mods for n, v in vars(m.module).items()
+                                if isinstance(v, type) and v.__module__ == m.import_name])
     out = [HEADER.format(source=source), f'"""Typed maps for the declarations in {source}."""', "",
            "from __future__ import annotations", ""]
     body: list[str] = []
-    body += ["__all__ = [", *(f'    "{n}",' for n in names), "]", ""]
+    body += ["__all__ = [", *(f'    "{n}",' for n in names), "]", ""] if names else ["__all__: list[str] = []", ""]
     if inline:
         body += ["# Schemas generated from BTF.", "", *inline, ""]
     elif checks:
@@ -356,7 +362,7 @@ def generate_python(mods: list[SchemaModule], *, imports: _Imports | None = None
         body += ["", *lines, ""]
     for _, lines in classes:
         body += ["", *lines, ""]
-    out += [*e.imp.lines(), "", *body]
+    out += [*e.imp.lines(), "", *body] if e.imp.modules else body
     text = "\n".join(out).rstrip("\n") + "\n"
     return re.sub(r"\n{4,}", "\n\n\n", text)
 
