@@ -35,7 +35,7 @@ import bpfschema as bs
 import bpfschema.btf as btf
 from bpfschema import codegen
 from bpfschema.btf import Btf
-from bpfschema.btf._elf import elf_sections
+from bpfschema.btf._elf import _Elf, elf_sections
 from bpfschema.errors import BtfError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "bpf"
@@ -94,6 +94,8 @@ def pipeline(b: Btf) -> None:
                 fn(tid)
     with contextlib.suppress(BtfError):
         b.check()
+    with contextlib.suppress(BtfError):
+        btf.declared_maps(b, lenient=True)
     decls = btf.declared_maps(b)
     maps = [codegen.BtfMap(d.name, d.type, d.max_entries, d.flags, d.key, d.value, d.key_size, d.value_size,
                            d.map_extra) for d in decls if isinstance(d.type, bs.MapType)]
@@ -188,6 +190,8 @@ def _parsed(data: bytes) -> None:
 
 
 def _loaded(path: Path) -> None:
+    with contextlib.suppress(BtfError, codegen.GenerateError):  # the ELF symbols, the globals, --type
+        codegen.generate_from_object(path, source="fuzz", module_name="fuzz_maps", types=["event"])
     pipeline(btf.load_object_btf(path))
 
 
@@ -237,20 +241,26 @@ def test_mutated_object_btf_gives_only_btf_error(seeds: list[bytes]) -> None:
 
 def test_mutated_elf_gives_only_btf_error(seeds: list[bytes], tmp_path: Path) -> None:
     """The ELF reader in front of the BTF reader: flipped header bytes and truncations of a real object."""
-    src = next(iter(sorted(FIXTURES.glob("*.bpf.c"))))
-    obj = tmp_path / "o.o"
-    subprocess.run(["clang", "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c", str(src),
-                    "-o", str(obj)], check=True, timeout=300)
-    data = obj.read_bytes()
+    objects = []
+    for src in (FIXTURES / "gen_kinds.bpf.c", FIXTURES / "gen_globals.bpf.c"):
+        obj = tmp_path / (src.stem + ".o")
+        subprocess.run(["clang", "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c", str(src),
+                        "-o", str(obj)], check=True, timeout=300)
+        objects.append(obj.read_bytes())
     rng = random.Random(7)
     failures: list[str] = []
     slowest = [0.0]
-    for case in range(300):
-        buf = bytearray(data)
-        if case % 2:
+    symtabs = []  # (offset, size) of each object's symbol table: symbol offsets and sizes feed the globals
+    for data in objects:
+        elf = _Elf(data)
+        symtabs.append(next((h[4], h[5]) for h in elf.headers if h[1] == 2))
+    for case in range(600):
+        buf = bytearray(objects[case % len(objects)])
+        if case % 3 == 0:
             buf = buf[: rng.randrange(len(buf))]
         for _ in range(rng.randint(1, 4)):
-            pos = rng.choice([rng.randrange(64), rng.randrange(len(buf))]) if buf else 0
+            off, size = symtabs[case % len(objects)]
+            pos = rng.choice([rng.randrange(64), rng.randrange(len(buf)), off + rng.randrange(size)]) if buf else 0
             if pos < len(buf):
                 buf[pos] = rng.randrange(256)
         path = tmp_path / f"m{case}.o"
