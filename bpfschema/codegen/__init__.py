@@ -108,7 +108,9 @@ def _extra_type(b: object, request: str, map_names: set[str], source: str) -> Ex
     ids = sorted((i for k in kinds for i in b.find(name, k)), key=lambda i: kinds.index(b[i].kind))
     if not ids:
         raise GenerateError("gen", f"{source}: --type {request}: the BTF has no struct, union, enum or typedef "
-                                   f"called {name!r}")
+                                   f"called {name!r} (clang puts a type in BTF only if a global, a function "
+                                   f"signature or a map uses it; as for bpf2go, declare one in the program: "
+                                   f"`const struct {name} *unused_{name} __attribute__((unused));`)")
     try:
         ct = _btf.ctype_from_btf(b, ids[0], name=name)
     except BtfError as exc:
