@@ -63,6 +63,7 @@ from .maps import (
 from .schema import (
     MAC,
     Array,
+    Bits,
     Bytes,
     CString,
     FieldType,
@@ -95,6 +96,7 @@ __all__ = [
     "Align",
     "Array",
     "ArrayMap",
+    "Bits",
     "BloomFilterMap",
     "BpfError",
     "BpfPermissionError",

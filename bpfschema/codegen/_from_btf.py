@@ -2,8 +2,9 @@
 
 The schema source is executed into a module object, checked (each Struct's offsets and size must equal BTF's; a
 struct that the natural C rules do not reproduce is emitted ``packed`` with explicit padding) and then handed to
-the ordinary generator, which adds the typed map classes. Unions and bitfield groups, which Structs cannot
-express, become raw ``bytes`` members of their exact size (the struct is then emitted packed). C enum fields are
+the ordinary generator, which adds the typed map classes. Bitfields become ``bs.Bits`` fields when C's allocation
+rules reproduce BTF's bit positions; unions (and bitfields that do not) become raw ``bytes`` members of their exact
+size (the struct is then emitted packed). C enum fields are
 typed with a generated ``IntEnum`` whose ``_missing_`` keeps unknown values as pseudo-members. Maps without a
 bpfschema class, and anything that cannot be generated, become comments: one map never fails the whole run.
 """
@@ -20,8 +21,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .._sys.consts import MapFlags, MapType
+from ..errors import SchemaError
+from ..layout import place_bitfields
 from ..layout._ctypes import (
     ArrayType,
+    BitDeclType,
+    BitField,
+    BitfieldsType,
     BoolType,
     BytesType,
     CStringType,
@@ -32,6 +38,7 @@ from ..layout._ctypes import (
     PaddingType,
     StructType,
 )
+from ..layout._ctypes import Member as LMember
 from ..maps import Map, MapSpec
 from ..schema import Struct
 from ._load import GenerateError, MapDecl, SchemaModule
@@ -181,29 +188,50 @@ class _SchemaWriter:
             return name
         name = _ident(camel(st.name) or "Struct", self.taken)
         self.names[key] = name
-        members = [fl for fl in st.layout.members]
+        members = [fl for fl in st.layout.members if not (fl.is_padding or isinstance(fl.ctype, PaddingType))]
+        exact = all(self.field(fl.ctype)[1] for fl in members if not isinstance(fl.ctype, BitfieldsType))
+        # Bitfields become bs.Bits fields when C's allocation (natural or packed) puts them where BTF says.
+        bits_mode = _bitfield_mode(st) if exact and any(isinstance(fl.ctype, BitfieldsType) for fl in members) \
+            else None
         fields: list[tuple[str, str, int, int]] = []  # (name, annotation, offset, size)
-        exact = True
         used: set[str] = set()
         for fl in members:
-            if fl.is_padding or isinstance(fl.ctype, PaddingType):
+            if isinstance(fl.ctype, BitfieldsType) and bits_mode is not None:
+                for bf in fl.ctype.bitfields:
+                    fields.append((_ident(bf.name, used), self.bitfield(bf), fl.offset, -1))
                 continue
             ann, ok = self.field(fl.ctype)
             exact &= ok
             fields.append((_ident(fl.name, used), ann, fl.offset, fl.size))
-        self.lines += self._struct_lines(name, st, fields, packed=not exact or st.packed, doc=doc)
+        if bits_mode is not None:
+            self.lines += self._struct_lines(name, st, fields, packed=bits_mode == "packed", explicit_padding=False,
+                                             doc=doc)
+        else:
+            self.lines += self._struct_lines(name, st, fields, packed=not exact or st.packed, doc=doc)
         self.lines += ["", ""]
         self.classes.append(name)
         return name
 
+    def bitfield(self, bf: BitField) -> str:
+        """The annotation of one bitfield: ``Annotated[int, bs.Bits(bs.u32, 3)]`` (the enum or bool for those)."""
+        t = bf.ctype
+        if isinstance(t, BoolType):
+            return self.annotated("bool", f"{self.bs('Bits')}({self.bs('bool8')}, {bf.bits})")
+        enum_cls = self.enum_name(t)
+        base = t.base if isinstance(t, MappedType) else t
+        return self.annotated(enum_cls or "int", f"{self.bs('Bits')}({self.scalar(base)}, {bf.bits})")
+
     def _struct_lines(self, name: str, st: StructType, fields: list[tuple[str, str, int, int]], *,
-                      packed: bool, doc: str | None) -> list[str]:
+                      packed: bool, doc: str | None, explicit_padding: bool = True) -> list[str]:
         kw = [f"c_name={st.name!r}"]
         out: list[str] = []
-        if packed:
+        body: list[str] = []
+        if packed and not explicit_padding:
+            kw.append("packed=True")
+            body = [f"    {fname}: {ann}  # offset {off}" for fname, ann, off, _ in fields]
+        elif packed:
             kw += ["packed=True", f"align={st.alignment}"]
             pos = 0
-            body: list[str] = []
             pad = f"{self.imp.ref('typing', 'ClassVar')}[{self.bs('Padding')}"
             for fname, ann, off, size in fields:
                 if off > pos:
@@ -230,6 +258,41 @@ class _SchemaWriter:
         out.append("")
         out += body or ["    pass"]
         return out
+
+
+def bit_positions(st: StructType) -> list[tuple[int, int]]:
+    """(bit position, bits) of every record field of a struct, bitfields included, and its size last."""
+    out: list[tuple[int, int]] = []
+    for fl in st.layout.fields:
+        if isinstance(fl.ctype, BitfieldsType):
+            out += [(fl.offset * 8 + bf.bit_offset, bf.bits) for bf in fl.ctype.bitfields]
+        else:
+            out.append((fl.offset * 8, fl.size * 8))
+    return [*out, (st.size * 8, 0)]
+
+
+def _bitfield_mode(st: StructType) -> str | None:
+    """``"natural"`` or ``"packed"`` if C's bitfield allocation (natural, else packed) reproduces the BTF struct's
+    bit positions and size, else None (the bitfields are then kept as raw bytes)."""
+    members: list[LMember] = []
+    for fl in st.layout.fields:
+        if isinstance(fl.ctype, BitfieldsType):
+            try:
+                members += [LMember(bf.name, BitDeclType(bf.ctype, bf.bits)) for bf in fl.ctype.bitfields]
+            except SchemaError:
+                return None
+        else:
+            members.append(LMember(fl.name, fl.ctype))
+    want = bit_positions(st)
+    for mode in ("natural", "packed"):
+        packed = mode == "packed"
+        try:
+            sim = StructType(st.name, place_bitfields(st.name, members, packed=packed), packed=packed)
+            if bit_positions(sim) == want:
+                return mode
+        except SchemaError:
+            continue
+    return None
 
 
 #: Why a map kind has no class: what its entries are.
@@ -382,11 +445,10 @@ def load_from_btf(maps: Sequence[BtfMap], source: str, import_name: str, imp: _I
                 continue
             got = getattr(tp, "layout", None)
             if got is not None and isinstance(want, StructType):
-                ours = [(f.offset, f.size) for f in got.fields]
-                theirs = [(f.offset, f.size) for f in want.layout.members if not f.is_padding]
-                if got.size != want.size or ours != theirs:
-                    raise GenerateError("gen", f"{source}: {bm.name}: {role} layout {ours} (size {got.size}) does "
-                                               f"not reproduce BTF's {theirs} (size {want.size})")
+                ours, theirs = bit_positions(got.ctype), bit_positions(want)
+                if ours != theirs:
+                    raise GenerateError("gen", f"{source}: {bm.name}: {role} layout (bit, bits) {ours} does not "
+                                               f"reproduce BTF's {theirs}")
     return SchemaModule(import_name=import_name, source=source, module=mod, maps=tuple(decls)), \
         [*comment_lines(f"skipped {s}" for s in skipped), *([""] if skipped else []), *lines], structs
 

@@ -15,6 +15,7 @@ import bpfschema as bs
 from ..layout import ctype_of
 from ..layout._ctypes import (
     ArrayType,
+    BitfieldsType,
     BoolType,
     BytesType,
     CStringType,
@@ -183,22 +184,27 @@ class _Emitter:
             f'    """Record form of ``{cls.__name__}`` ({st.size} bytes): decodes about twice as fast as the model."""',
             "",
         ]
-        fields = [fl for fl in st.layout.fields if not (fl.is_padding or isinstance(fl.ctype, PaddingType))]
+        fields: list[tuple[str, CType, str]] = []  # (name, C type, where)
+        for fl in st.layout.fields:
+            if isinstance(fl.ctype, BitfieldsType):
+                fields += [(bf.name, bf.ctype, f"offset {fl.offset} bit {bf.bit_offset}, {bf.ctype.c_base} : {bf.bits}")
+                           for bf in fl.ctype.bitfields]
+            elif not (fl.is_padding or isinstance(fl.ctype, PaddingType)):
+                fields.append((fl.name, fl.ctype, f"offset {fl.offset}, {fl.c_type}"))
         # A field named like a builtin used in annotations (`bytes: bs.u64`) hides it in the class body: spell
         # those builtins through the `builtins` module.
-        shadowed = {fl.name for fl in fields} & _BUILTIN_TYPES
-        for fl in fields:
-            fname = fl.name
+        shadowed = {f[0] for f in fields} & _BUILTIN_TYPES
+        for fname, ctype, where in fields:
             if keyword.iskeyword(fname) or fname.startswith("_"):
                 raise GenerateError("gen", f"{cls.__name__}.{fname}: a Python keyword or a name starting with an "
                                            "underscore cannot be a record field")
-            ann = self.py_type(fl.ctype)
+            ann = self.py_type(ctype)
             if shadowed:
                 ann = re.sub(r"(?<![\w.])(" + "|".join(sorted(shadowed)) + r")(?!\w)",
                              lambda mt: self.imp.ref("builtins", mt.group(1)), ann)
             # NamedTuple fields named like tuple's methods work at run time; mypy needs to be told.
             ignore = "  # type: ignore[assignment]" if fname in _TUPLE_ATTRS else ""
-            out.append(f"    {fname}: {ann}{ignore}  # offset {fl.offset}, {fl.c_type}")
+            out.append(f"    {fname}: {ann}{ignore}  # {where}")
         return out
 
     # -- maps ---------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ struct args {
 	struct KindsPrefix prefix;
 	struct KindsEvent ev;
 	__u64 n;
+	struct KindsFlags flags;
 };
 
 SEC("raw_tp")
@@ -22,6 +23,7 @@ int put(struct args *ctx)
 	struct KindsValue v;
 	struct KindsPrefix p;
 	struct KindsEvent e;
+	struct KindsFlags fl;
 	__u64 n = ctx->n;
 	__u32 n32 = (__u32)n;
 	__u32 idx = 1;
@@ -30,6 +32,11 @@ int put(struct args *ctx)
 	__builtin_memcpy(&v, &ctx->val, sizeof(v));
 	__builtin_memcpy(&p, &ctx->prefix, sizeof(p));
 	__builtin_memcpy(&e, &ctx->ev, sizeof(e));
+	__builtin_memcpy(&fl, &ctx->flags, sizeof(fl));
+	if (fl.state != 9 || fl.delta != -3) /* C reads the bitfields where Python wrote them */
+		return 20;
+	fl.window += 1;
+	fl.delta -= 1;
 	if (bpf_map_update_elem(&k_hash, &k, &v, BPF_ANY))
 		return 1;
 	if (bpf_map_update_elem(&k_lru_hash, &n, &v, BPF_ANY))
@@ -57,6 +64,8 @@ int put(struct args *ctx)
 	__u32 quad[4] = {n32, n32 + 1, n32 + 2, n32 + 3};
 	if (bpf_map_update_elem(&k_inline, &n, quad, BPF_ANY))
 		return 14;
+	if (bpf_map_update_elem(&k_flags, &n32, &fl, BPF_ANY))
+		return 15;
 	if (bpf_ringbuf_output(&k_ringbuf_raw, &n, sizeof(n), 0))
 		return 13;
 	return 0;

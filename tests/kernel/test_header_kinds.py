@@ -58,7 +58,8 @@ def _args(n: int) -> bytes:
     v = schema.KindsValue(hits=n * 10, label=f"v{n}")
     p = schema.KindsPrefix(prefixlen=24, addr=ipaddress.IPv4Address("10.1.2.0"))
     e = schema.KindsEvent(pid=n, seq=n * 100)
-    return k.to_bytes() + v.to_bytes() + p.to_bytes() + e.to_bytes() + n.to_bytes(8, "little")
+    f = schema.KindsFlags(state=9, window=(1 << 30) - 2, delta=-3, on=True, tail=n)
+    return k.to_bytes() + v.to_bytes() + p.to_bytes() + e.to_bytes() + n.to_bytes(8, "little") + f.to_bytes()
 
 
 @pytest.mark.parametrize("setup", ["uapi", "vmlinux"])
@@ -112,6 +113,8 @@ def test_header_loads_every_map_kind(setup: str, tmp_path: Path, bpffs: Path, re
         assert 7 in m10
     with gen.InlineTypesMap.from_pin(maps / "k_inline") as m13:
         assert dict(m13.items()) == {(7).to_bytes(8, "little"): (7, 8, 9, 10)}
+    with gen.FlagsMap.from_pin(maps / "k_flags") as m14:  # C changed two bitfields in place
+        assert m14[7] == schema.KindsFlags(state=9, window=(1 << 30) - 1, delta=-4, on=True, tail=7)
     with gen.RingbufMap.from_pin(maps / "k_ringbuf") as m11:
         assert m11.poll(0.0) == [e]
     with gen.RingbufRawMap.from_pin(maps / "k_ringbuf_raw") as m12:

@@ -15,10 +15,13 @@ __all__ = [
     "ArrayRecordMap",
     "ArrayU32KeyMap",
     "BloomMap",
+    "FlagsMap",
+    "FlagsRecordMap",
     "HashMap",
     "HashRecordMap",
     "InlineTypesMap",
     "KindsEventRecord",
+    "KindsFlagsRecord",
     "KindsKeyRecord",
     "KindsPrefixRecord",
     "KindsValueRecord",
@@ -41,6 +44,7 @@ __all__ = [
 
 # The schemas must still have the layouts this module was generated from.
 _bpfschema_codegen.expect_layout(_tests_codegen_cases_kinds_schema.KindsValue, size=24, format='<Q12s4x')
+_bpfschema_codegen.expect_layout(_tests_codegen_cases_kinds_schema.KindsFlags, size=16, format='<9s3xI')
 _bpfschema_codegen.expect_layout(_tests_codegen_cases_kinds_schema.KindsKey, size=8, format='<IH2x')
 _bpfschema_codegen.expect_layout(_tests_codegen_cases_kinds_schema.KindsPrefix, size=8, format='<I4s')
 _bpfschema_codegen.expect_layout(_tests_codegen_cases_kinds_schema.KindsEvent, size=16, format='<I4xQ')
@@ -52,6 +56,17 @@ class KindsValueRecord(_typing.NamedTuple):
 
     hits: int  # offset 0, __u64
     label: str  # offset 8, char[12]
+
+
+@_bs.record_for(_tests_codegen_cases_kinds_schema.KindsFlags)
+class KindsFlagsRecord(_typing.NamedTuple):
+    """Record form of ``KindsFlags`` (16 bytes): decodes about twice as fast as the model."""
+
+    state: int  # offset 0 bit 0, __u32 : 4
+    window: int  # offset 0 bit 32, __u32 : 30
+    delta: int  # offset 0 bit 64, __s8 : 5
+    on: bool  # offset 0 bit 69, _Bool : 1
+    tail: int  # offset 12, __u32
 
 
 @_bs.record_for(_tests_codegen_cases_kinds_schema.KindsKey)
@@ -125,6 +140,30 @@ class BloomMap(_bs.BloomFilterMap[_bs.u32]):
         name='k_bloom',
         map_extra=3,
     )
+
+
+@_typing.final
+class FlagsMap(_bs.HashMap[_bs.u32, _tests_codegen_cases_kinds_schema.KindsFlags]):
+    """Map ``k_flags``: ``BPF_MAP_TYPE_HASH``, key ``u32`` (4 bytes), value ``KindsFlags`` (16 bytes),
+    max_entries 4.
+    """
+
+    spec: _typing.ClassVar[_bs.MapSpec] = _bs.MapSpec(
+        type=_bs.MapType.HASH,
+        key_size=4,
+        value_size=16,
+        max_entries=4,
+        name='k_flags',
+    )
+
+
+@_typing.final
+class FlagsRecordMap(_bs.HashMap[_bs.u32, KindsFlagsRecord]):
+    """Map ``k_flags``: ``BPF_MAP_TYPE_HASH``, key ``u32`` (4 bytes), value ``KindsFlags`` (16 bytes),
+    max_entries 4. Decodes structs to records.
+    """
+
+    spec: _typing.ClassVar[_bs.MapSpec] = FlagsMap.spec
 
 
 @_typing.final

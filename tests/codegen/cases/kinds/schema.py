@@ -26,6 +26,16 @@ class KindsEvent(bs.Struct):
     seq: bs.u64
 
 
+class KindsFlags(bs.Struct):
+    """Bitfields: the header must declare them so that clang places them where the schema does."""
+
+    state: bs.Bits[bs.u32, 4]
+    window: bs.Bits[bs.u32, 30]  # crosses a __u32 unit: starts at bit 32
+    delta: bs.Bits[bs.s8, 5]  # crosses a byte: starts at bit 64
+    on: bs.Bits[bs.bool8, 1]
+    tail: bs.u32
+
+
 hash = bs.MapSpec(name="k_hash", type=bs.MapType.HASH, key=KindsKey, value=KindsValue, max_entries=64)
 lru_hash = bs.MapSpec(name="k_lru_hash", type=bs.MapType.LRU_HASH, key=bs.u64, value=KindsValue, max_entries=64)
 percpu_hash = bs.MapSpec(name="k_percpu_hash", type=bs.MapType.PERCPU_HASH, key=bs.u32, value=bs.u64, max_entries=16)
@@ -41,5 +51,6 @@ stack = bs.MapSpec(name="k_stack", type=bs.MapType.STACK, value=bs.u64, max_entr
 bloom = bs.MapSpec(name="k_bloom", type=bs.MapType.BLOOM_FILTER, value=bs.u32, max_entries=64, map_extra=3)
 inline_types = bs.MapSpec(name="k_inline", type=bs.MapType.HASH, key=bs.Bytes[8], value=bs.Array[bs.u32, 4],
                           max_entries=8)
+flags = bs.MapSpec(name="k_flags", type=bs.MapType.HASH, key=bs.u32, value=KindsFlags, max_entries=4)
 ringbuf = bs.MapSpec(name="k_ringbuf", type=bs.MapType.RINGBUF, value=KindsEvent, max_entries=4096)
 ringbuf_raw = bs.MapSpec(name="k_ringbuf_raw", type=bs.MapType.RINGBUF, max_entries=8192)
