@@ -1,7 +1,8 @@
 """Bitfields in schemas against the C compilers: random structs of bitfields (signed and unsigned, every integer
 width, ``_Bool``) mixed with ordinary members, natural and packed, laid out by bpfschema and by gcc and clang. The
 truth is the compilers': ``sizeof``, ``_Alignof`` and the bytes of an instance whose members were assigned in C
-must equal what the schema computes and encodes, and the schema must decode those bytes to the same values."""
+must equal what the schema computes and encodes, and the schema must decode those bytes to the same values (as
+models, records and columns)."""
 
 from __future__ import annotations
 
@@ -99,6 +100,8 @@ def test_random_bitfield_structs_match_the_compiler(compiler: str, tmp_path: Pat
         assert obj.to_bytes() == raw, (c, values, obj.to_bytes().hex(), hexbytes)
         assert cls.from_bytes(raw) == obj, c
         assert tuple(bs.record_codec(cls).decode(raw)) == tuple(values.values()), c
+        columns = bs.codec_for(cls).decode_columns(raw * 2, 2, len(raw))
+        assert columns == tuple([v, v] for v in values.values()), c
         checked_packed += packed
     assert checked_packed > 30
 
