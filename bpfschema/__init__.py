@@ -71,6 +71,7 @@ from .maps import (
 from .schema import (
     MAC,
     Array,
+    Bits,
     Bytes,
     CString,
     FieldType,
@@ -104,6 +105,7 @@ __all__ = [
     "ArgumentError",
     "Array",
     "ArrayMap",
+    "Bits",
     "BloomFilterMap",
     "BpfError",
     "BpfPermissionError",

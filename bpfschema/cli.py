@@ -497,18 +497,6 @@ def _write_or_check(path: str, text: str, check: bool) -> bool:
 def _btf_maps(args: argparse.Namespace) -> tuple[list[object], str]:
     from bpfschema import btf, codegen
 
-    if args.from_object:
-        try:
-            b = btf.load_object_btf(args.from_object)
-        except OSError as e:
-            raise CliError(f"--from-object {args.from_object}: {e.strerror or e}") from None
-        out: list[object] = []
-        for d in btf.declared_maps(b):
-            if isinstance(d.type, bs.MapType):
-                out.append(codegen.BtfMap(d.name, d.type, d.max_entries, d.flags, d.key, d.value, d.key_size,
-                                          d.value_size, d.map_extra))
-        rel = os.path.relpath(args.from_object)
-        return out, rel if not rel.startswith("..") else os.path.basename(args.from_object)
     target = args.from_pin or str(args.from_id)
     with _open(target, readonly=True, schema=None) as m:
         mb = btf.map_btf(m)
@@ -557,10 +545,17 @@ def cmd_gen(args: argparse.Namespace) -> int:
             raise CliError("gen: give schema modules or one of --from-object/--from-pin/--from-id, not both")
         if args.output.endswith(os.sep) or os.path.isdir(args.output):
             raise CliError("gen --from-*: -o must name a .py file")
-        maps, src = _btf_maps(args)
+        if args.type and not args.from_object:
+            raise CliError("gen: --type needs --from-object")
         name = os.path.splitext(os.path.basename(args.output))[0]
         try:
-            text = codegen.generate_from_btf(maps, source=src, module_name=name)  # type: ignore[arg-type]
+            if args.from_object:
+                rel = os.path.relpath(args.from_object)
+                src = rel if not rel.startswith("..") else os.path.basename(args.from_object)
+                text = codegen.generate_from_object(args.from_object, source=src, module_name=name, types=args.type)
+            else:
+                maps, src = _btf_maps(args)
+                text = codegen.generate_from_btf(maps, source=src, module_name=name)  # type: ignore[arg-type]
         except codegen.GenerateError as e:
             if not (args.from_object and args.skeleton):
                 raise CliError(str(e)) from None
@@ -656,6 +651,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--from-id", type=int, metavar="ID", help="generate from a live map's BTF")
     s.add_argument("--no-skeleton", dest="skeleton", action="store_false",
                    help="with --from-object: no skeleton class for the object (which needs libbpf to describe it)")
+    s.add_argument("--type", action="append", default=[], metavar="[MAP=]NAME",
+                   help="with --from-object: also generate this C type (a struct no map names, e.g. a ring buffer "
+                        "event); MAP=NAME makes it MAP's value type")
     s.add_argument("-o", "--output", required=True,
                    help="the module to write (.py), or a directory: one <name>_maps.py per input")
     s.add_argument("--header", metavar="FILE.h", help="also write the C declarations of every struct and map")

@@ -6,7 +6,8 @@
 * Turn a BTF type into a layout C type (:func:`ctype_from_btf`) that :func:`bpfschema.record_codec` and
   :func:`bpfschema.raw_codec` decode: structs, unions, enums, arrays, typedefs, bitfields, anonymous members.
 * List the maps an object declares (:func:`declared_maps`), including the value types of queues, stacks and ring
-  buffers, which the kernel maps themselves do not carry.
+  buffers, which the kernel maps themselves do not carry, and its global variables (:func:`object_globals`: the
+  ``.bss``, ``.data`` and ``.rodata`` sections as structs).
 * Importing this module makes typed maps created from schemas carry BTF (``bpftool map dump`` then prints field
   names) and makes typed classes check a map's BTF when they open it (``verify=False`` skips the check).
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from bpfschema.btf._format import Kind
 from bpfschema.btf._fromlayout import BtfBuilder
+from bpfschema.btf._globals import Datasec, GlobalVar, object_globals
 from bpfschema.btf._load import btf_from_fd, btf_from_id, load_btf_file, load_object_btf, load_vmlinux_btf
 from bpfschema.btf._maps import BTF_MAP_TYPES, MapBtf, MapDecl, btf_for_map, declared_maps, map_btf, support, verify_map
 from bpfschema.btf._model import (
@@ -82,7 +84,9 @@ __all__ = [
     "BtfVar",
     "BtfVoid",
     "BtfVolatile",
+    "Datasec",
     "EnumValue",
+    "GlobalVar",
     "IntEncoding",
     "Kind",
     "Linkage",
@@ -102,6 +106,7 @@ __all__ = [
     "load_object_btf",
     "load_vmlinux_btf",
     "map_btf",
+    "object_globals",
     "parse_btf",
     "verify_map",
     "write_btf",

@@ -3,6 +3,7 @@ schemas, and the check of a typed class against a map's BTF."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import warnings
 from collections.abc import Sequence
@@ -69,6 +70,8 @@ class MapDecl:
         value: the value's layout C type (``None`` without a value type).
         map_extra: ``map_extra`` (bloom filter hash count ...).
         pinning: libbpf's ``pinning`` (1 = by name).
+        problem: with ``declared_maps(..., lenient=True)``: why the key/value types (then ``None``) or the
+            definition could not be read; empty otherwise.
     """
 
     name: str
@@ -83,6 +86,7 @@ class MapDecl:
     value: CType | None
     map_extra: int = 0
     pinning: int = 0
+    problem: str = ""
 
     def spec(self) -> MapSpec:
         """The :class:`~bpfschema.MapSpec` of this declaration (sizes only; names truncated to 15 bytes).
@@ -117,15 +121,20 @@ def _typed(btf: Btf, tid: int) -> int:
     raise BtfError("read .maps", f"type [{tid}] is not a __type() encoding (a pointer)")
 
 
-def declared_maps(btf: Btf) -> list[MapDecl]:
+def declared_maps(btf: Btf, *, lenient: bool = False) -> list[MapDecl]:
     """The maps an object declares in its ``.maps`` DATASEC, in section order.
 
     This is where queue, stack and ring buffer maps keep their value type: the kernel map carries no BTF of its
     own (``btf_id`` 0), so the only record of ``__type(value, struct event)`` is the object's BTF.
 
+    Args:
+        btf: the object's BTF.
+        lenient: a map whose definition or key/value type cannot be read is still listed, with what could be read
+            and the reason in ``MapDecl.problem``, instead of failing the whole call.
+
     Raises:
         BtfError: a ``.maps`` variable is not a struct of ``__uint``/``__type`` members, or a key/value type has
-            no layout.
+            no layout (only problems outside any one map when ``lenient``).
     """
     out: list[MapDecl] = []
     for sec_id in btf.find(".maps", Kind.DATASEC):
@@ -135,41 +144,66 @@ def declared_maps(btf: Btf) -> list[MapDecl]:
             var = btf[vsi.type]
             if not isinstance(var, BtfVar):
                 raise BtfError("read .maps", f"type [{vsi.type}] in .maps is a {var.kind.name}, not a VAR")
-            st = btf[btf.skip(var.type)]
-            if not isinstance(st, BtfStruct):
-                raise BtfError("read .maps", f"map {var.name!r}: its type is a {st.kind.name}, not a struct")
-            fields: dict[str, int] = {}
-            types: dict[str, int] = {}
-            for m in st.members:
-                if m.name in ("key", "value"):
-                    types[m.name] = _typed(btf, m.type)
-                elif m.name in ("values", "inner"):
-                    continue  # map-in-map initialisers and inner map definitions
-                else:
-                    fields[m.name] = _uint(btf, m.type)
-            kt, vt = types.get("key", 0), types.get("value", 0)
-            key = ctype_from_btf(btf, kt, name=f"{var.name}_key") if kt else None
-            value = ctype_from_btf(btf, vt, name=f"{var.name}_value") if vt else None
-            raw_type = fields.get("type", 0)
+            if not lenient:
+                out.append(_declared(btf, var))
+                continue
             try:
-                mtype: MapType | int = MapType(raw_type)
-            except ValueError:
-                mtype = raw_type
-            out.append(MapDecl(
-                name=var.name,
-                type=mtype,
-                max_entries=fields.get("max_entries", 0),
-                flags=fields.get("map_flags", 0),
-                key_size=btf.size_of(kt) if kt else fields.get("key_size", 0),
-                value_size=btf.size_of(vt) if vt else fields.get("value_size", 0),
-                key_type_id=kt,
-                value_type_id=vt,
-                key=key,
-                value=value,
-                map_extra=fields.get("map_extra", 0),
-                pinning=fields.get("pinning", 0),
-            ))
+                out.append(_declared(btf, var))
+            except BtfError as exc:
+                try:
+                    bare = _declared(btf, var, types=False)
+                except BtfError as exc2:
+                    out.append(MapDecl(var.name, 0, 0, 0, 0, 0, 0, 0, None, None, problem=exc2.detail))
+                else:
+                    out.append(dataclasses.replace(bare, problem=exc.detail))
     return out
+
+
+def _declared(btf: Btf, var: BtfVar, *, types: bool = True) -> MapDecl:
+    """One ``.maps`` variable; ``types=False`` reads only the numbers (no key/value layouts)."""
+    st = btf[btf.skip(var.type)]
+    if not isinstance(st, BtfStruct):
+        raise BtfError("read .maps", f"map {var.name!r}: its type is a {st.kind.name}, not a struct")
+    fields: dict[str, int] = {}
+    tids: dict[str, int] = {}
+    for m in st.members:
+        if m.name in ("key", "value"):
+            tids[m.name] = _typed(btf, m.type)
+        elif m.name in ("values", "inner"):
+            continue  # map-in-map initialisers and inner map definitions
+        else:
+            fields[m.name] = _uint(btf, m.type)
+    kt, vt = tids.get("key", 0), tids.get("value", 0)
+    key = ctype_from_btf(btf, kt, name=f"{var.name}_key") if kt and types else None
+    value = ctype_from_btf(btf, vt, name=f"{var.name}_value") if vt and types else None
+    raw_type = fields.get("type", 0)
+    try:
+        mtype: MapType | int = MapType(raw_type)
+    except ValueError:
+        mtype = raw_type
+    return MapDecl(
+        name=var.name,
+        type=mtype,
+        max_entries=fields.get("max_entries", 0),
+        flags=fields.get("map_flags", 0),
+        key_size=_size(btf, kt, types) if kt else fields.get("key_size", 0),
+        value_size=_size(btf, vt, types) if vt else fields.get("value_size", 0),
+        key_type_id=kt,
+        value_type_id=vt,
+        key=key,
+        value=value,
+        map_extra=fields.get("map_extra", 0),
+        pinning=fields.get("pinning", 0),
+    )
+
+
+def _size(btf: Btf, tid: int, strict: bool) -> int:
+    if strict:
+        return btf.size_of(tid)
+    try:
+        return btf.size_of(tid)
+    except BtfError:
+        return 0
 
 
 @dataclass(frozen=True)

@@ -498,17 +498,26 @@ class Btf:
         raise BtfError("btf", f"type [{type_id}]: array nesting loops or is deeper than {MAX_CHAIN}")
 
     def describe(self, type_id: int) -> str:
-        """A short C-like spelling of a type for messages: ``struct flow``, ``__u32``, ``char[16]``."""
+        """A short C-like spelling of a type for messages: ``struct flow``, ``__u32``, ``char[16]``, ``int *``.
+
+        Never raises: a missing type id reads ``<missing [id]>``, a chain that loops ``<loop at [id]>``.
+        """
         dims = ""
+        tail = ""  # what pointers add after the pointee's spelling: " *[4]"
         tid = type_id
         for _ in range(MAX_CHAIN):
-            t = self[tid]
+            if not 0 <= tid < len(self.types):
+                return f"<missing [{tid}]>{dims}{tail}"
+            t = self.types[tid]
             if isinstance(t, BtfArray):
                 dims += f"[{t.nelems}]"
                 tid = t.type
                 continue
             if isinstance(t, BtfPtr):
-                return f"{self.describe(t.type) if t.type != type_id else '?'} *{dims}"
+                tail = f" *{dims}{tail}"
+                dims = ""
+                tid = t.type
+                continue
             if isinstance(t, BtfVolatile | BtfConst | BtfRestrict | BtfTypeTag):
                 tid = t.type
                 continue
@@ -516,8 +525,8 @@ class Btf:
             name = t.name or "(anon)"
             if t.kind == Kind.VOID:
                 name = "void"
-            return prefix.get(t.kind, "") + name + dims
-        return "?"
+            return prefix.get(t.kind, "") + name + dims + tail
+        return f"<loop at [{type_id}]>"
 
     def check(self) -> None:
         """Check that every type id referenced exists (the reader does this for parsed BTF).

@@ -108,6 +108,11 @@ def _make_enum(name: str, members: list[tuple[str, int]]) -> Any:
         return None
 
 
+def _is_plain(name: str) -> bool:
+    """A C member name usable unchanged as a Python field name."""
+    return name.isidentifier() and not name.startswith("_") and not keyword.iskeyword(name)
+
+
 def _identifier(name: str, fallback: str) -> str:
     s = re.sub(r"\W", "_", name)
     if not s or s[0].isdigit():
@@ -272,6 +277,10 @@ class _Converter:
         placed: list[tuple[int, Member]] = []  # (byte offset, member)
         run: list[tuple[int, int, str, str | None, CType]] = []  # (bit offset, bits, name, c_name, decl type)
 
+        # Members whose C name is already a plain Python name keep it; ``_x`` becomes ``x`` only if no member is
+        # called ``x``.
+        plain = {m.name for m in t.members if _is_plain(m.name)}
+
         def pyname(c_name: str) -> tuple[str, str | None]:
             nonlocal anon
             if not c_name:
@@ -281,7 +290,7 @@ class _Converter:
                 base = _identifier(c_name.lstrip("_") or "field", "f")
                 if keyword.iskeyword(base):
                     base += "_"
-            while base in used:
+            while base in used or (base != c_name and base in plain):
                 base += "_"
             used.add(base)
             return base, (None if base == c_name else c_name)
@@ -380,6 +389,7 @@ class _Converter:
         members: list[Member] = []
         used: set[str] = set()
         anon = 0
+        plain = {m.name for m in t.members if _is_plain(m.name)}
         for m in t.members:
             c_name = m.name
             if not c_name:
@@ -389,7 +399,7 @@ class _Converter:
                 nm = _identifier(c_name.lstrip("_") or "field", "f")
                 if keyword.iskeyword(nm):
                     nm += "_"
-            while nm in used:
+            while nm in used or (nm != c_name and nm in plain):
                 nm += "_"
             used.add(nm)
             if self.member_bits(t, m.type, m.bit_offset, m.bitfield_size) is not None or m.bit_offset:

@@ -89,14 +89,31 @@ def _covered_by_padding(st: StructType, start: int, end: int) -> bool:
     return all(not (off < end and start < off + ct.size) for _, off, ct in _fields(st))
 
 
+def _bitfields(st: StructType) -> dict[str, tuple[int, int, bool]]:
+    """C name -> (bit position in the struct, bits, signed) of every bitfield."""
+    return {bf.c_spelling: (off * 8 + bf.bit_offset, bf.bits, bf.int_type.signed)
+            for _, off, ct in _fields(st) if isinstance(ct, BitfieldsType) for bf in ct.bitfields}
+
+
 def _struct_diff(a: StructType, b: StructType, path: str) -> list[str]:
     out: list[str] = []
     prefix = f"{path}." if path else ""
     theirs = {name: (off, ct) for name, off, ct in _fields(b)}
+    our_bits, their_bits = _bitfields(a), _bitfields(b)
+    for name, (bit, bits, signed) in our_bits.items():
+        other_bits = their_bits.get(name)
+        if other_bits is None:
+            out.append(f"- {prefix}{name}: a bitfield of {bits} bits at bit {bit} in the class, not in the map's BTF")
+        elif (bit, bits) != other_bits[:2]:
+            out.append(f"~ {prefix}{name}: bits {bit}..{bit + bits - 1} in the class, "
+                       f"{other_bits[0]}..{other_bits[0] + other_bits[1] - 1} in BTF")
+        elif signed != other_bits[2]:
+            out.append(f"~ {prefix}{name}: {'signed' if signed else 'unsigned'} bitfield in the class, "
+                       f"{'signed' if other_bits[2] else 'unsigned'} in BTF")
     for name, off, ct in _fields(a):
         p = prefix + name
         if isinstance(ct, BitfieldsType):
-            continue  # only BTF-derived layouts have bitfields; compared through the BTF side below
+            continue  # compared bit by bit above
         other = theirs.pop(name, None)
         if other is None:
             out.append(f"- {p}: {_spell(ct)} at offset {off} is in the class, not in the map's BTF")
@@ -113,8 +130,9 @@ def _struct_diff(a: StructType, b: StructType, path: str) -> list[str]:
     for name, (off, ct) in theirs.items():
         if isinstance(ct, BitfieldsType):
             for bf in ct.bitfields:
-                out.append(f"+ {prefix}{bf.c_spelling}: bitfield {bf.ctype.c_base} : {bf.bits} at offset {off} "
-                           "in BTF has no field in the class")
+                if bf.c_spelling not in our_bits:
+                    out.append(f"+ {prefix}{bf.c_spelling}: bitfield {bf.ctype.c_base} : {bf.bits} at offset {off} "
+                               "in BTF has no field in the class")
             continue
         if isinstance(ct, PaddingType) or _covered_by_padding(a, off, off + ct.size):
             continue

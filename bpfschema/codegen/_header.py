@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 
-from .._sys.consts import MapFlags
+from .._sys.consts import MapFlags, MapType
 from ..layout import ctype_of
-from ..layout._ctypes import ArrayType, StructType
+from ..layout._ctypes import StructType
 from ..maps import Map
+from ..maps.spec import INDEXED
 from ._load import GenerateError, SchemaModule
 
 
@@ -18,8 +19,12 @@ def _guard(source: str) -> str:
 def generate_header(mods: list[SchemaModule]) -> str:
     """C declarations of every struct and map of the modules (``SEC(".maps")`` definitions). Deterministic.
 
+    Each map kind is declared as libbpf creates it: arrays get a ``__u32`` key type, value-only kinds no key, ring
+    buffers only ``type`` and ``max_entries`` (their event structs are still declared). The uapi includes are
+    skipped when ``vmlinux.h`` was included first (``__VMLINUX_H__``), so CO-RE programs can include the header.
+
     Raises:
-        GenerateError: a key or value type C cannot name in ``__type()`` (a bare array: wrap it in a Struct).
+        GenerateError: a map kind bpfschema has no class for.
     """
     source = ", ".join(m.source for m in mods)
     blocks: list[str] = []
@@ -41,22 +46,26 @@ def generate_header(mods: list[SchemaModule]) -> str:
                 lines.append(f"\t__uint(map_flags, {names});")
             if spec.map_extra:
                 lines.append(f"\t__uint(map_extra, {spec.map_extra});")
-            for role in kind._type_roles:
+            for role in ("key", "value"):
+                if spec.type == MapType.RINGBUF or getattr(spec, f"{role}_size") == 0:
+                    continue  # libbpf refuses a ring buffer with a key or value type: records have no fixed size
                 tp = getattr(spec, role)
+                if role == "key" and tp is None and spec.type in INDEXED:
+                    lines.append("\t__type(key, __u32);")  # an array's index: libbpf needs key_size 4
+                    continue
                 if tp is None or tp is bytes:
                     size = getattr(spec, f"{role}_size")
                     lines.append(f"\t__uint({role}_size, {size});")
                     continue
-                ct = ctype_of(tp)
-                if isinstance(ct, ArrayType):
-                    raise GenerateError("gen", f"{m.source}: {decl.attr}: a bare array {role} type cannot be "
-                                               "named in C: wrap it in a bs.Struct")
-                if isinstance(ct, StructType):
-                    for block in ct.layout.c_declaration().strip().split("\n\n"):
+                # __type(value, __u32[4]) declares `typeof(__u32[4]) *value`: arrays need no wrapping struct.
+                lines.append(f"\t__type({role}, {ctype_of(tp).c_type()});")
+            for tp in (spec.key, spec.value):
+                st = ctype_of(tp) if tp is not None and tp is not bytes else None
+                if isinstance(st, StructType):  # declared even where the map cannot name it (ring buffer events)
+                    for block in st.layout.c_declaration().strip().split("\n\n"):
                         if block not in seen:
                             seen.add(block)
                             blocks.append(block)
-                lines.append(f"\t__type({role}, {ct.c_type()});")
             name = spec.name or decl.attr
             lines.append(f"}} {name} SEC(\".maps\");")
             maps.append("\n".join(lines))
@@ -66,8 +75,11 @@ def generate_header(mods: list[SchemaModule]) -> str:
         f"#ifndef {guard}",
         f"#define {guard}",
         "",
+        "/* Include vmlinux.h (CO-RE) before this header, or nothing: the uapi headers clash with vmlinux.h. */",
+        "#ifndef __VMLINUX_H__",
         "#include <linux/types.h>",
         "#include <linux/bpf.h>",
+        "#endif",
         "#include <bpf/bpf_helpers.h>",
         "",
         *[b + "\n" for b in blocks],

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import enum
+import functools
 import keyword
 import re
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -12,6 +15,7 @@ import bpfschema as bs
 from ..layout import ctype_of
 from ..layout._ctypes import (
     ArrayType,
+    BitfieldsType,
     BoolType,
     BytesType,
     CStringType,
@@ -55,13 +59,30 @@ class _Imports:
         return f"{alias}.{name}"
 
     def lines(self) -> list[str]:
-        std = sorted(m for m in self.modules if m.split(".")[0] in ("typing", "ipaddress", "enum"))
+        std = sorted(m for m in self.modules if m.split(".")[0] in ("builtins", "typing", "ipaddress", "enum"))
         rest = sorted(m for m in self.modules if m not in std)
         out = [f"import {m} as {self.modules[m]}" for m in std]
         if std and rest:
             out.append("")
         out += [f"import {m} as {self.modules[m]}" for m in rest]
         return out
+
+
+#: Builtin names that record annotations use.
+_BUILTIN_TYPES = frozenset({"bool", "bytes", "float", "int", "str", "tuple"})
+#: Public attributes of ``tuple`` (a NamedTuple field may shadow them; mypy then needs an ignore).
+_TUPLE_ATTRS = frozenset(n for n in dir(tuple) if not n.startswith("_"))
+
+
+def _class_header(name: str, base: str, args: Sequence[str]) -> list[str]:
+    """``class Name(base[args]):`` on one line, or wrapped to stay within 120 columns."""
+    line = f"class {name}({base}[{', '.join(args)}]):"
+    if len(line) <= 120:
+        return [line]
+    inner = f"    {base}[{', '.join(args)}]"
+    if len(inner) <= 120:
+        return [f"class {name}(", inner, "):"]
+    return [f"class {name}(", f"    {base}[", *(f"        {a}," for a in args), "    ]", "):"]
 
 
 class _Emitter:
@@ -71,6 +92,7 @@ class _Emitter:
         self.structs: list[StructType] = []  # every struct reachable from a map, dependency order
         self._struct_ids: set[int] = set()
         self.record_names: dict[int, str] = {}
+        self.map_names: dict[int, tuple[str, str]] = {}  # id(MapDecl) -> (class, record class)
 
     # -- naming Python objects ----------------------------------------------------------------------------
 
@@ -85,12 +107,38 @@ class _Emitter:
             for attr, value in sorted(vars(m.module).items()):
                 if value is obj and not attr.startswith("_"):
                     return self.imp.ref(m.import_name, attr)
+        if typing.get_origin(obj) is typing.Annotated:  # a field type written inline: bs.Bytes[8], bs.Array[...]
+            return self.ctype_source(ctype_of(obj), where)
         mod = getattr(obj, "__module__", None)
         qual = getattr(obj, "__qualname__", None)
         if isinstance(mod, str) and isinstance(qual, str) and "<" not in qual:
             return self.imp.ref(mod, qual)
         raise GenerateError("gen", f"{where}: type {obj!r} has no importable name; assign it to a module-level "
                                    "name in the schema module (e.g. `PidKey = bs.u32`)")
+
+    def ctype_source(self, t: CType, where: str) -> str:
+        """Source text of a bpfschema field type with C type ``t`` (``_bs.Array[_bs.u32, 4]``)."""
+        bs_ref = functools.partial(self.imp.ref, "bpfschema")
+        for name in ("IPv4", "IPv6", "MAC", "bool8"):
+            if ctype_of(getattr(bs, name)) == t:
+                return bs_ref(name)
+        if isinstance(t, IntType):
+            return bs_ref(("be" if t.big_endian else "s" if t.signed else "u") + str(t.width * 8))
+        if isinstance(t, FloatType):
+            return bs_ref(f"f{t.size * 8}")
+        if isinstance(t, BytesType):
+            return f"{bs_ref('Bytes')}[{t.length}]"
+        if isinstance(t, CStringType):
+            return f"{bs_ref('CString')}[{t.length}]"
+        if isinstance(t, ArrayType):
+            return f"{bs_ref('Array')}[{self.ctype_source(t.elem, where)}, {t.length}]"
+        if isinstance(t, StructType) and t.py_cls is not None:
+            return self.obj_ref(t.py_cls, where)
+        if isinstance(t, MappedType) and isinstance(t.py_type, type) and issubclass(t.py_type, enum.Enum):
+            return (f"{self.imp.ref('typing', 'Annotated')}[{self.obj_ref(t.py_type, where)}, "
+                    f"{self.ctype_source(t.base, where)}]")
+        raise GenerateError("gen", f"{where}: type {t.c_type()} has no importable name; assign it to a module-level "
+                                   "name in the schema module (e.g. `Key = bs.Bytes[8]`)")
 
     def py_type(self, t: CType) -> str:
         """The Python annotation of a record field of C type ``t``."""
@@ -136,13 +184,27 @@ class _Emitter:
             f'    """Record form of ``{cls.__name__}`` ({st.size} bytes): decodes about twice as fast as the model."""',
             "",
         ]
+        fields: list[tuple[str, CType, str]] = []  # (name, C type, where)
         for fl in st.layout.fields:
-            if fl.is_padding or isinstance(fl.ctype, PaddingType):
-                continue
-            fname = fl.name
-            if keyword.iskeyword(fname):
-                raise GenerateError("gen", f"{cls.__name__}.{fname}: a Python keyword cannot be a record field")
-            out.append(f"    {fname}: {self.py_type(fl.ctype)}  # offset {fl.offset}, {fl.c_type}")
+            if isinstance(fl.ctype, BitfieldsType):
+                fields += [(bf.name, bf.ctype, f"offset {fl.offset} bit {bf.bit_offset}, {bf.ctype.c_base} : {bf.bits}")
+                           for bf in fl.ctype.bitfields]
+            elif not (fl.is_padding or isinstance(fl.ctype, PaddingType)):
+                fields.append((fl.name, fl.ctype, f"offset {fl.offset}, {fl.c_type}"))
+        # A field named like a builtin used in annotations (`bytes: bs.u64`) hides it in the class body: spell
+        # those builtins through the `builtins` module.
+        shadowed = {f[0] for f in fields} & _BUILTIN_TYPES
+        for fname, ctype, where in fields:
+            if keyword.iskeyword(fname) or fname.startswith("_"):
+                raise GenerateError("gen", f"{cls.__name__}.{fname}: a Python keyword or a name starting with an "
+                                           "underscore cannot be a record field")
+            ann = self.py_type(ctype)
+            if shadowed:
+                ann = re.sub(r"(?<![\w.])(" + "|".join(sorted(shadowed)) + r")(?!\w)",
+                             lambda mt: self.imp.ref("builtins", mt.group(1)), ann)
+            # NamedTuple fields named like tuple's methods work at run time; mypy needs to be told.
+            ignore = "  # type: ignore[assignment]" if fname in _TUPLE_ATTRS else ""
+            out.append(f"    {fname}: {ann}{ignore}  # {where}")
         return out
 
     # -- maps ---------------------------------------------------------------------------------------------
@@ -153,7 +215,7 @@ class _Emitter:
         if kind is None:
             raise GenerateError("gen", f"{where}: map type {spec.type.name} has no bpfschema class")
         for role in kind._type_roles:
-            if getattr(spec, role) is None:
+            if getattr(spec, role) is None and not (role == "value" and spec.type == bs.MapType.RINGBUF):
                 raise GenerateError("gen", f"{where}: declare {role}= (the {role} type) to generate a typed class")
         return kind
 
@@ -163,7 +225,7 @@ class _Emitter:
             kind = self.kind_of(m, decl.spec, decl.attr)
             for role in kind._type_roles:
                 tp = getattr(decl.spec, role)
-                if tp is not bytes:
+                if tp is not bytes and tp is not None:
                     self.collect(ctype_of(tp))
 
     def map_classes(self, m: SchemaModule) -> list[tuple[str, list[str]]]:
@@ -173,27 +235,26 @@ class _Emitter:
             where = f"{m.source}: {decl.attr}"
             kind = self.kind_of(m, spec, decl.attr)
             roles = kind._type_roles
-            types = {"key": spec.key, "value": spec.value}
+            types = {"key": spec.key, "value": spec.value if spec.value is not None else bytes}  # raw records
             args = ", ".join(self.obj_ref(types[r], where) for r in roles)
             rec_args = []
             for r in roles:
                 ct = ctype_of(types[r]) if types[r] is not bytes else None
                 rec_args.append(
                     self.record_names[id(ct)] if isinstance(ct, StructType) else self.obj_ref(types[r], where))
-            cname = camel(decl.attr) + "Map"
+            cname, rname = self.map_names[id(decl)]
             kind_ref = self.imp.ref("bpfschema", kind.__name__)
             summary = self.summary(spec, kind, types)
             spec_lines = self.spec_lines(spec)
             body = [*self.docstring(summary), "", *spec_lines]
             final = self.imp.ref("typing", "final")
-            cls_lines = [f"@{final}", f"class {cname}({kind_ref}[{args}]):", *body]
+            cls_lines = [f"@{final}", *_class_header(cname, kind_ref, args.split(", ")), *body]
             out.append((cname, cls_lines))
             if any(isinstance(ctype_of(types[r]) if types[r] is not bytes else None, StructType) for r in roles):
-                rname = camel(decl.attr) + "RecordMap"
                 rbody = [*self.docstring(summary + " Decodes structs to records."), "",
                          f"    spec: {self.imp.ref('typing', 'ClassVar')}[{self.imp.ref('bpfschema', 'MapSpec')}] = "
                          f"{cname}.spec"]
-                out.append((rname, [f"@{final}", f"class {rname}({kind_ref}[{', '.join(rec_args)}]):", *rbody]))
+                out.append((rname, [f"@{final}", *_class_header(rname, kind_ref, rec_args), *rbody]))
         return out
 
     @staticmethod
@@ -215,7 +276,7 @@ class _Emitter:
         parts = [f"Map ``{spec.name or '(unnamed)'}``: ``BPF_MAP_TYPE_{spec.type.name}``"]
         for role in kind._type_roles:
             tp = types[role]
-            tname = "bytes" if tp is bytes else self.obj_ref(tp, "summary").rsplit(".", 1)[-1]
+            tname = "bytes" if tp is bytes else re.sub(r"\b_\w+\.", "", self.obj_ref(tp, "summary"))
             parts.append(f"{role} ``{tname}`` ({getattr(spec, role + '_size')} bytes)")
         parts.append(f"max_entries {spec.max_entries}.")
         return ", ".join(parts[:-1]) + ", " + parts[-1]
@@ -242,11 +303,12 @@ class _Emitter:
 
 
 def generate_python(mods: list[SchemaModule], *, imports: _Imports | None = None,
-                    inline: Sequence[str] = ()) -> str:
+                    inline: Sequence[str] = (), extra: Sequence[type] = ()) -> str:
     """The text of the generated module for one or more loaded schema modules. Deterministic.
 
     ``inline`` are schema source lines to place in the module itself (schemas generated from BTF); ``imports``
-    then holds the imports they use and names the module they stand for (``imports.inline``).
+    then holds the imports they use and names the module they stand for (``imports.inline``). ``extra`` are
+    Struct classes that get record classes although no map uses them.
 
     Raises:
         GenerateError: a declaration the generator cannot express (a key type with no importable name, a map
@@ -257,7 +319,20 @@ def generate_python(mods: list[SchemaModule], *, imports: _Imports | None = None
         e.imp = imports
     for m in mods:
         e.prepare(m)
-    used = {camel(d.attr) + suffix for m in mods for d in m.maps for suffix in ("Map", "RecordMap")}
+    for cls in extra:
+        e.collect(ctype_of(cls))
+    # Every generated class name is unique in the module, and distinct from what an inline schema defines.
+    used: set[str] = set()
+    if inline:
+        used |= {n for m in mods for n in vars(m.module) if not n.startswith("__")}
+    for m in mods:
+        for d in m.maps:
+            base, n = camel(d.attr) or "Unnamed", 1
+            while f"{base}Map" in used or f"{base}RecordMap" in used:
+                n += 1
+                base = f"{camel(d.attr) or 'Unnamed'}{n}"
+            used |= {f"{base}Map", f"{base}RecordMap"}
+            e.map_names[id(d)] = (f"{base}Map", f"{base}RecordMap")
     for st in e.structs:
         base = (st.py_cls.__name__ if st.py_cls is not None else camel(st.name)) + "Record"
         name, n = base, 1
@@ -278,10 +353,13 @@ def generate_python(mods: list[SchemaModule], *, imports: _Imports | None = None
                       f"size={st.size}, format={st.layout.format!r})")
     source = ", ".join(m.source for m in mods)
     names = sorted([n for n, _ in records] + [n for n, _ in classes])
+    if inline:  # the schemas defined in the module itself are part of its interface
+        names = sorted(names + [n for m in mods for n, v in vars(m.module).items()
+                                if isinstance(v, type) and v.__module__ == m.import_name])
     out = [HEADER.format(source=source), f'"""Typed maps for the declarations in {source}."""', "",
            "from __future__ import annotations", ""]
     body: list[str] = []
-    body += ["__all__ = [", *(f'    "{n}",' for n in names), "]", ""]
+    body += ["__all__ = [", *(f'    "{n}",' for n in names), "]", ""] if names else ["__all__: list[str] = []", ""]
     if inline:
         body += ["# Schemas generated from BTF.", "", *inline, ""]
     elif checks:
@@ -290,7 +368,7 @@ def generate_python(mods: list[SchemaModule], *, imports: _Imports | None = None
         body += ["", *lines, ""]
     for _, lines in classes:
         body += ["", *lines, ""]
-    out += [*e.imp.lines(), "", *body]
+    out += [*e.imp.lines(), "", *body] if e.imp.modules else body
     text = "\n".join(out).rstrip("\n") + "\n"
     return re.sub(r"\n{4,}", "\n\n\n", text)
 

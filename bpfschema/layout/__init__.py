@@ -12,6 +12,7 @@ the schema layer's field types and struct classes carry.
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from bpfschema.layout._bitfields import place_bitfields
 from bpfschema.layout._codecs import (
     FastCodec,
     RawValue,
@@ -23,6 +24,7 @@ from bpfschema.layout._codecs import (
 )
 from bpfschema.layout._ctypes import (
     ArrayType,
+    BitDeclType,
     BitField,
     BitfieldsType,
     BoolType,
@@ -44,6 +46,7 @@ from bpfschema.layout._struct import FieldLayout, Layout
 __all__ = [
     "Align",
     "ArrayType",
+    "BitDeclType",
     "BitField",
     "BitfieldsType",
     "BoolType",
@@ -64,6 +67,7 @@ __all__ = [
     "codec_for",
     "ctype_of",
     "enum_type",
+    "place_bitfields",
     "raw_codec",
     "record_codec",
     "record_for",

@@ -251,7 +251,7 @@ def _bind_records(st: StructType, rec: type, binding: dict[int, type], where: st
     fields = getattr(rec, "_fields", None)
     if not (isinstance(rec, type) and issubclass(rec, tuple) and isinstance(fields, tuple)):
         raise SchemaError("declare", f"{where}: record type {rec!r} is not a NamedTuple class")
-    names = tuple(fl.name for fl in st.layout.fields)
+    names = tuple(name for name, _ in record_fields(st))
     if fields != names:
         raise SchemaError("declare", f"{where}: {rec.__name__} has fields {fields}, struct {st.name} has {names}")
     prev = binding.get(id(st))
@@ -262,9 +262,9 @@ def _bind_records(st: StructType, rec: type, binding: dict[int, type], where: st
         hints = typing.get_type_hints(rec)
     except Exception as exc:
         raise SchemaError("declare", f"{where}: cannot resolve the annotations of {rec.__name__}: {exc}") from exc
-    for fl in st.layout.fields:
-        t, hint = fl.ctype, hints.get(fl.name)
-        path = f"{where}.{fl.name}"
+    for fname, ctype in record_fields(st):
+        t, hint = ctype, hints.get(fname)
+        path = f"{where}.{fname}"
         while isinstance(t, ArrayType):
             args = get_args(hint) if get_origin(hint) is tuple else ()
             if len(args) != 2 or args[1] is not Ellipsis:
@@ -303,8 +303,8 @@ def record_codec(tp: object, record: type[Any] | None = None, /) -> FastCodec[An
         raise SchemaError("declare", f"{tp!r} is not a struct type; records exist only for structs")
     if record is None:
         return FastCodec(st, "record", record_type)
-    if not isinstance(st, StructType) or st.has_bitfields:
-        raise SchemaError("declare", f"{st.c_base}: a user record class needs a struct without bitfields")
+    if not isinstance(st, StructType):
+        raise SchemaError("declare", f"{st.c_base}: a user record class needs a struct, not a union")
     binding: dict[int, type] = {}
     _bind_records(st, record, binding, getattr(record, "__name__", "record"))
 

@@ -12,7 +12,16 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bpfschema.layout._ctypes import BoolType, CType, FloatType, IntType, MappedType, PaddingType, StructType
+from bpfschema.layout._ctypes import (
+    BitfieldsType,
+    BoolType,
+    CType,
+    FloatType,
+    IntType,
+    MappedType,
+    PaddingType,
+    StructType,
+)
 
 _UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
 _SIGNED = {1: "b", 2: "h", 4: "i", 8: "q"}
@@ -56,18 +65,23 @@ def _numeric(off: int, t: CType) -> Column | None:
 class ColumnsCodec:
     """Decodes a batch of values of one C type into a tuple of lists, one per field (``names``).
 
-    A struct gives one column per top-level field (padding excluded); any other type one column named ``value``.
+    A struct gives one column per top-level field (padding excluded; each bitfield is a field); any other type one
+    column named ``value``.
     """
 
     def __init__(self, ctype: CType, fallback: Callable[[Buffer, int, int], list[Any]]):
+        fields: list[tuple[str, int, CType | None]] = []  # (name, offset, type); None: read from records
         if isinstance(ctype, StructType):
-            fields = [(fl.name, fl.offset, fl.ctype) for fl in ctype.layout.fields
-                      if not fl.is_padding and not isinstance(fl.ctype, PaddingType)]
+            for fl in ctype.layout.fields:
+                if isinstance(fl.ctype, BitfieldsType):
+                    fields += [(bf.name, fl.offset, None) for bf in fl.ctype.bitfields]
+                elif not fl.is_padding and not isinstance(fl.ctype, PaddingType):
+                    fields.append((fl.name, fl.offset, fl.ctype))
         else:
             fields = [("value", 0, ctype)]
         self.names: tuple[str, ...] = tuple(name for name, _, _ in fields)
         self._struct = isinstance(ctype, StructType)
-        self._columns = [_numeric(off, t) for _, off, t in fields]
+        self._columns = [_numeric(off, t) if t is not None else None for _, off, t in fields]
         self._fallback = fallback  # decode_many to objects with the fields as attributes (or plain values)
 
     def decode_columns(self, buf: Buffer, count: int, stride: int) -> tuple[list[Any], ...]:

@@ -656,7 +656,7 @@ class BitfieldsType(CType):
 
     A struct member of this type contributes one record field per :class:`BitField` (the member's own name is
     not a field). Raw codecs return the storage as one item: an ``int`` (little-endian) when ``length`` is 1, 2, 4
-    or 8, else ``bytes``. Schemas cannot declare bitfields; they come from BTF.
+    or 8, else ``bytes``. Schemas declare bitfields with ``bs.Bits`` (:class:`BitDeclType`); BTF gives them too.
 
     Raises:
         SchemaError: no fields, or a field outside the storage bytes.
@@ -665,6 +665,9 @@ class BitfieldsType(CType):
     length: int
     bitfields: tuple[BitField, ...]
     align: int = 1
+    #: The largest alignment of the bitfields' declared types: a non-packed struct is aligned at least this much
+    #: (C's rule), although the storage itself is placed with ``align``.
+    decl_align: int = 1
 
     def __post_init__(self) -> None:
         if self.length <= 0 or not self.bitfields:
@@ -698,6 +701,44 @@ class BitfieldsType(CType):
     def storage(self) -> CType:
         """How the storage bytes are read: a little-endian unsigned int for 1, 2, 4, 8 bytes, else bytes."""
         return IntType(self.length) if self.length in _INT_CHARS else BytesType(self.length)
+
+
+@dataclass(frozen=True)
+class BitDeclType(CType):
+    """A bitfield as a schema declares it (``bs.Bits(bs.u32, 3)``): ``bits`` bits of the integer (or ``_Bool``,
+    or enum) type ``base``. Only a struct member; the struct places runs of them by C's rules into
+    :class:`BitfieldsType` storage (see :func:`bpfschema.layout.place_bitfields`).
+
+    Raises:
+        SchemaError: ``base`` is not an integer, ``_Bool`` or enum type, or ``bits`` is not 1..8 * its size.
+    """
+
+    base: CType
+    bits: int
+
+    def __post_init__(self) -> None:
+        inner = self.base.base if isinstance(self.base, MappedType) else self.base
+        if not isinstance(inner, IntType | BoolType) or (isinstance(inner, IntType) and inner.big_endian):
+            raise SchemaError("declare", f"a bitfield must be a native-endian integer, _Bool or enum type, not "
+                                         f"{self.base.c_type()}")
+        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not 1 <= self.bits <= inner.size * 8:
+            raise SchemaError("declare", f"a {inner.c_base} bitfield has 1..{inner.size * 8} bits, not {self.bits!r}")
+
+    @property
+    def size(self) -> int:
+        return self.base.size
+
+    @property
+    def alignment(self) -> int:
+        return self.base.alignment
+
+    @property
+    def c_base(self) -> str:
+        return self.base.c_base
+
+    @property
+    def python_type(self) -> object:
+        return self.base.python_type
 
 
 _F32 = _struct.Struct("<f")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, get_args, get_origin
 
 from bpfschema.errors import SchemaError
-from bpfschema.layout._ctypes import CType, IntType, MappedType, PaddingType, StructType, enum_type
+from bpfschema.layout._ctypes import BitDeclType, CType, IntType, MappedType, PaddingType, StructType, enum_type
 
 __all__ = ["Align", "ctype_of", "find_ctype", "resolve_field"]
 
@@ -104,6 +104,11 @@ def resolve_field(
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         if isinstance(ct, MappedType) and ct.py_type is annotation:
             return ct, align
+        if isinstance(ct, BitDeclType) and isinstance(ct.base, IntType):  # an enum bitfield
+            try:
+                return BitDeclType(enum_type(ct.base, annotation), ct.bits), align
+            except SchemaError as exc:
+                raise SchemaError("declare", f"{where}: {exc.detail}") from None
         if not isinstance(ct, IntType):
             raise SchemaError(
                 "declare", f"{where}: enum {annotation.__name__} must be stored in an integer type, not {ct.c_type()}"

@@ -263,6 +263,8 @@ def compute_layout(st: StructType) -> Layout:
         )
         offset = start + m.ctype.size
         max_align = max(max_align, a)
+        if isinstance(m.ctype, BitfieldsType) and not st.packed:
+            max_align = max(max_align, m.ctype.decl_align)
     if st.align is not None:
         max_align = max(max_align, st.align)
     size = _round_up(offset, max_align)

@@ -18,6 +18,7 @@ from bpfschema.schema._aggregate import sum_cpus
 from bpfschema.schema._fields import (
     MAC,
     Array,
+    Bits,
     Bytes,
     CString,
     FieldType,
@@ -46,6 +47,7 @@ from bpfschema.schema._struct import Struct
 __all__ = [
     "Align",
     "Array",
+    "Bits",
     "Bytes",
     "CString",
     "FieldType",

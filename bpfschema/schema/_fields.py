@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import operator
 import re
@@ -14,6 +15,7 @@ from pydantic_core import CoreSchema, core_schema
 from bpfschema.errors import SchemaError
 from bpfschema.layout import (
     ArrayType,
+    BitDeclType,
     BoolType,
     BytesType,
     CStringType,
@@ -30,6 +32,7 @@ from bpfschema.layout._resolve import resolve_field
 
 __all__ = [
     "Array",
+    "Bits",
     "Bytes",
     "CString",
     "FieldType",
@@ -374,6 +377,48 @@ class Array(FieldType, metaclass=_ArrayMeta):
         assert isinstance(ct, ArrayType)
         item = handler.generate_schema(self._elem)
         return core_schema.tuple_schema([item], variadic_item_index=0, min_length=ct.length, max_length=ct.length)
+
+
+class _BitsMeta(type):
+    def __getitem__(cls, params: tuple[object, int]) -> type[int]:
+        if not isinstance(params, tuple) or len(params) != 2:
+            raise SchemaError("declare", "Bits takes an integer type and a width: Bits[bs.u32, 3]")
+        base, bits = params
+        field = Bits(base, bits)
+        py = bool if isinstance(field.ctype, BitDeclType) and isinstance(field.ctype.base, BoolType) else int
+        return Annotated[py, field]  # type: ignore[return-value]
+
+
+class Bits(FieldType, metaclass=_BitsMeta):
+    """A C bitfield ``T name : N`` as an ``int`` (``bool`` for ``bs.bool8``): ``N`` bits of the integer type ``T``.
+
+    Spell it ``bs.Bits[bs.u32, 3]`` (with the mypy plugin) or ``Annotated[int, bs.Bits(bs.u32, 3)]``. Consecutive
+    bitfields are placed by C's rules (x86_64/aarch64 SysV, as gcc and clang do): each stays within one unit of
+    its type's alignment unless the struct is ``packed``, which packs them bit by bit; signed types sign-extend.
+    Validation accepts the values ``N`` bits of ``T`` hold.
+
+    Raises:
+        SchemaError: ``T`` is not a native-endian integer or ``bs.bool8``, or ``N`` is not 1..8 * sizeof(T).
+    """
+
+    __slots__ = ()
+
+    def __init__(self, base: object, bits: int) -> None:
+        ct, _ = resolve_field(base, (), f"Bits type {base!r}")
+        decl = BitDeclType(ct, bits)
+        super().__init__(decl, f"Bits[{getattr(ct, 'c_base', ct)}, {bits}]")
+
+    def __get_pydantic_core_schema__(self, source_type: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        ct = self._ctype
+        assert isinstance(ct, BitDeclType)
+        if isinstance(source_type, type) and issubclass(source_type, enum.Enum):
+            return handler(source_type)  # an enum bitfield: the enum's own validation
+        if isinstance(ct.base, BoolType):
+            return core_schema.bool_schema()
+        base = ct.base
+        assert isinstance(base, IntType)
+        lo, hi = (-(1 << (ct.bits - 1)), (1 << (ct.bits - 1)) - 1) if base.signed else (0, (1 << ct.bits) - 1)
+        return core_schema.int_schema(ge=lo, le=hi)
 
 
 class _PaddingMeta(type):

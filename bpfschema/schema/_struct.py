@@ -11,7 +11,17 @@ from pydantic import BaseModel, ConfigDict
 from typing_extensions import Self
 
 from bpfschema.errors import ArgumentError, SchemaError
-from bpfschema.layout import FastCodec, Layout, Member, PaddingType, StructType, codec_for, record_type
+from bpfschema.layout import (
+    BitDeclType,
+    FastCodec,
+    Layout,
+    Member,
+    PaddingType,
+    StructType,
+    codec_for,
+    place_bitfields,
+    record_type,
+)
 from bpfschema.layout._resolve import find_ctype, resolve_field
 
 __all__ = ["Struct"]
@@ -221,6 +231,8 @@ def _setup(cls: type[Struct], *, packed: bool, align: int | None, c_name: str | 
         raise SchemaError("declare", f"{name}: computed fields are not supported (they have no layout)")
     members = _members(cls)
     try:
+        if any(isinstance(m.ctype, BitDeclType) for m in members):
+            members = list(place_bitfields(name, members, packed=packed))
         st = StructType(c_name or name, tuple(members), packed=packed, align=align, py_cls=cls)
     except SchemaError as exc:
         raise SchemaError("declare", f"{name}: {exc.detail}") from None

@@ -1,5 +1,5 @@
 """A mypy plugin that teaches mypy the sized field types: ``Bytes[16]``, ``CString[16]``, ``Array[T, 8]``,
-``Padding[3]``.
+``Padding[3]``, ``Bits[T, 3]``.
 
 mypy rejects an integer as a type argument (``Invalid type: try using Literal[16] instead?``), so these spellings
 need help. Enable the plugin in ``pyproject.toml``::
@@ -7,10 +7,11 @@ need help. Enable the plugin in ``pyproject.toml``::
     [tool.mypy]
     plugins = ["bpfschema.schema.mypy_plugin"]
 
-It makes ``Bytes[N]`` mean ``bytes``, ``CString[N]`` mean ``str``, ``Array[T, N]`` mean ``tuple[T, ...]`` and
-``Padding[N]`` mean ``None``, and reports a length that is not a positive integer literal. Without the plugin, use
-the equivalent ``Annotated`` spellings, which plain mypy understands: ``Annotated[bytes, bs.Bytes(16)]``,
-``Annotated[str, bs.CString(16)]``, ``Annotated[tuple[int, ...], bs.Array(bs.u32, 8)]``,
+It makes ``Bytes[N]`` mean ``bytes``, ``CString[N]`` mean ``str``, ``Array[T, N]`` mean ``tuple[T, ...]``,
+``Bits[T, N]`` mean ``T``'s type (``int``, ``bool``) and ``Padding[N]`` mean ``None``, and reports a length that
+is not a positive integer literal. Without the plugin, use the equivalent ``Annotated`` spellings, which plain
+mypy understands: ``Annotated[bytes, bs.Bytes(16)]``, ``Annotated[str, bs.CString(16)]``,
+``Annotated[tuple[int, ...], bs.Array(bs.u32, 8)]``, ``Annotated[int, bs.Bits(bs.u32, 3)]``,
 ``Annotated[None, bs.Padding(3)]``.
 """
 
@@ -63,11 +64,23 @@ def _array(ctx: AnalyzeTypeContext) -> Type:
     return ctx.api.named_type("builtins.tuple", [elem])
 
 
+def _bits(ctx: AnalyzeTypeContext) -> Type:
+    args = ctx.type.args
+    if len(args) != 2:
+        ctx.api.fail("Bits takes an integer type and a width: Bits[bs.u32, 3]", ctx.context)
+        return AnyType(TypeOfAny.from_error)
+    base = ctx.api.analyze_type(args[0])
+    if not _length_ok(ctx, args[1], "Bits"):
+        return AnyType(TypeOfAny.from_error)
+    return base
+
+
 _HOOKS: dict[str, Callable[[AnalyzeTypeContext], Type]] = {
     f"{_MODULE}.Bytes": _sized("Bytes", lambda ctx: ctx.api.named_type("builtins.bytes", [])),
     f"{_MODULE}.CString": _sized("CString", lambda ctx: ctx.api.named_type("builtins.str", [])),
     f"{_MODULE}.Padding": _sized("Padding", lambda ctx: NoneType()),
     f"{_MODULE}.Array": _array,
+    f"{_MODULE}.Bits": _bits,
 }
 
 

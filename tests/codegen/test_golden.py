@@ -5,6 +5,7 @@ Set BPFSCHEMA_REGEN=1 to rewrite expected.py and mypy.expected after an intended
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import bpfschema as bs
 from bpfschema import codegen
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,3 +65,24 @@ def test_negative_files_give_exactly_the_expected_mypy_errors() -> None:
             expected_file.write_text("\n".join(got[c.name]) + "\n")
         assert got[c.name], f"{c.name}: negative.py produced no error"
         assert got[c.name] == expected_file.read_text().splitlines(), f"{c.name}: {r.stdout}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_generated_module_imports(case: Path) -> None:
+    mod = importlib.import_module(module_name(case).removesuffix(".schema") + ".expected")
+    for name in mod.__all__:
+        cls = getattr(mod, name)
+        assert isinstance(cls, type), name
+        if issubclass(cls, bs.Map):
+            assert getattr(cls, "spec").name, name  # noqa: B009  (the class is usable)
+
+
+def test_record_fields_named_like_tuple_methods_and_builtins_decode() -> None:
+    from tests.codegen.cases.names.expected import TallyRecord
+    from tests.codegen.cases.names.schema import Tally
+
+    t = Tally(count=1, index=2, bytes=3, int=4, str="five", mac=b"\x06" * 6, tags=(7, 8), label="ab")
+    rec = bs.record_codec(Tally, TallyRecord).decode(t.to_bytes())
+    assert isinstance(rec, TallyRecord)
+    assert (rec.count, rec.index, rec.bytes, rec.int, rec.str, rec.mac, rec.tags) == (1, 2, 3, 4, "five", b"\x06" * 6,
+                                                                                      (7, 8))

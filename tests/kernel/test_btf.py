@@ -551,6 +551,11 @@ def test_gen_from_object_decodes_what_the_kernel_wrote(loaded: Loaded, tmp_path:
             assert (v.inner.a, v.inner.b, v.inner.c) == (rv.inner.a, rv.inner.b, rv.inner.c)
             assert int(v.color) == int(rv.color) and v.num == vraw[80:84]  # a union: its raw bytes
             assert e["formatted"]["value"]["id"] == v.id
+            # Bitfields are real fields of the generated schema, decoded like bpftool decodes them.
+            fb = e["formatted"]["value"]["bits"]  # bpftool prints a bitfield's raw bits in hex
+            assert [int(fb[n], 16) for n in ("lo", "mid", "neg", "wide", "tint")] == [
+                v.bits.lo, v.bits.mid, v.bits.neg & 0x1F, v.bits.wide, int(v.bits.tint)]
+            assert fb["tail"] == v.bits.tail and isinstance(v.bits.tint, gen.Color)
 
 
 def test_gen_from_pin(loaded: Loaded, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The mypy plugin makes ``CString[16]``, ``Bytes[16]``, ``Array[T, 8]`` and ``Padding[3]`` type-check."""
+"""The mypy plugin makes ``CString[16]``, ``Bytes[16]``, ``Array[T, 8]``, ``Bits[T, 3]`` and ``Padding[3]``
+type-check."""
 
 from __future__ import annotations
 
@@ -44,6 +45,12 @@ class FlowStats(bs.Struct):
     _pad: ClassVar[bs.Padding[2]]
 
 
+class Flags(bs.Struct):
+    kind: bs.Bits[bs.u32, 3]
+    neg: bs.Bits[bs.s32, 5]
+    on: bs.Bits[bs.bool8, 1]
+
+
 def check(stats: FlowStats, key: FlowKey) -> None:
     assert_type(stats.comm, str)
     assert_type(stats.hist, tuple[int, ...])
@@ -52,6 +59,8 @@ def check(stats: FlowStats, key: FlowKey) -> None:
     assert_type(stats.raw, builtins_bytes)
     assert_type(key.sport, int)
     assert_type(key.saddr, IPv4Address)
+    assert_type(Flags(kind=1, neg=-2, on=True).kind, int)
+    assert_type(Flags(kind=1, neg=-2, on=True).on, bool)
     FlowStats(packets=1, bytes=2, last_seen_ns=3, comm="x", hist=(1,) * 8, keys=(key, key), grid=((1,) * 4,) * 2,
               raw=b"abcdef")
 
@@ -68,16 +77,18 @@ class Bad(bs.Struct):
     b: bs.CString["x"]
     c: bs.Array[bs.u32]
     d: bs.CString[16]
+    e: bs.Bits[bs.u8]
 
 
-Bad(a=b"", b="", c=(), d=3)
+Bad(a=b"", b="", c=(), d=3, e=1)
 """
 
 EXPECTED_NEGATIVE = [
     "negative.py:6: error: Bytes: the length must be a positive integer literal, e.g. Bytes[16]  [misc]",
     "negative.py:7: error: CString: the length must be a positive integer literal, e.g. CString[16]  [misc]",
     "negative.py:8: error: Array takes an element type and a length: Array[bs.u32, 8]  [misc]",
-    'negative.py:12: error: Argument "d" to "Bad" has incompatible type "int"; expected "str"  [arg-type]',
+    "negative.py:10: error: Bits takes an integer type and a width: Bits[bs.u32, 3]  [misc]",
+    'negative.py:13: error: Argument "d" to "Bad" has incompatible type "int"; expected "str"  [arg-type]',
 ]
 
 

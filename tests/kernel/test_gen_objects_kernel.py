@@ -1,0 +1,107 @@
+"""Modules generated from objects (``gen --from-object``) against what the kernel and libbpf do with the same
+objects: global variables read through the generated section structs equal bpftool's dump of libbpf's internal
+maps; a ring buffer bound to its event type (``--type rb=event``) decodes what the program wrote; enum fields keep
+values with no enumerator."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import bpfschema as bs
+from bpfschema._sys import ops
+from tests.codegen.test_gen_objects import FIXTURES, generate
+from tests.tools import require_tool as tool
+
+
+def _load(src: Path, tmp_path: Path, bpffs: Path) -> tuple[Path, Path]:
+    obj = tmp_path / (src.name.replace(".c", ".o"))
+    assert obj.exists()
+    progs, maps = bpffs / "progs", bpffs / "maps"
+    r = subprocess.run([tool("bpftool"), "prog", "loadall", str(obj), str(progs), "pinmaps", str(maps)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return progs, maps
+
+
+def _run(prog: Path, ctx: bytes) -> int:
+    fd = ops.obj_get(str(prog))
+    try:
+        return ops.prog_test_run(fd, ctx_in=ctx).retval
+    finally:
+        os.close(fd)
+
+
+def _dump(pin: Path) -> list[dict[str, Any]]:
+    out = subprocess.run([tool("bpftool"), "-j", "map", "dump", "pinned", str(pin)], capture_output=True, text=True,
+                         check=True).stdout
+    entries: list[dict[str, Any]] = json.loads(out)
+    return entries
+
+
+def _plain(v: object) -> object:
+    """A decoded value in bpftool's JSON shape."""
+    if isinstance(v, bs.Struct):
+        return {k: _plain(getattr(v, k)) for k in type(v).model_fields}
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    return int(v) if isinstance(v, int) else v
+
+
+def test_globals_decode_like_bpftool(tmp_path: Path, bpffs: Path) -> None:
+    gen, _ = generate(FIXTURES / "gen_globals.bpf.c", tmp_path)
+    progs, maps = _load(FIXTURES / "gen_globals.bpf.c", tmp_path, bpffs)
+    for i in range(3):
+        ctx = (1000 + i).to_bytes(8, "little") + (i + 2).to_bytes(4, "little") + (10 * i).to_bytes(4, "little")
+        assert _run(progs / "set", ctx) == i + 1
+    pins = {p.name.rsplit("_", 1)[-1]: p for p in maps.iterdir()}
+    assert sorted(pins) == ["bss", "data", "rodata"]
+    for section, cls in (("bss", gen.Bss), ("data", gen.Data), ("rodata", gen.Rodata)):
+
+        class SectionMap(bs.ArrayMap[cls]):  # type: ignore[valid-type]
+            pass
+
+        with SectionMap.from_pin(pins[section]) as m:
+            value = m[0]
+        (entry,) = _dump(pins[section])
+        raw = bytes(int(b, 16) for b in entry["value"])
+        assert cls.from_bytes(raw) == value and len(raw) == cls.layout.size
+        formatted = {k: v for var in entry["formatted"]["value"][f".{section}"] for k, v in var.items()}
+        assert _plain(value) == formatted, section
+    bss = gen.Bss.from_bytes(bytes(int(b, 16) for b in _dump(pins["bss"])[0]["value"]))
+    assert (bss.counter, bss.calls, bss.hist[4]) == (1002, 3, 20 + 42 + 7)
+    data = gen.Data.from_bytes(bytes(int(b, 16) for b in _dump(pins["data"])[0]["value"]))
+    assert (data.threshold, data.tag, data.port) == (20, "jello", 8080)
+
+
+def test_ring_buffer_event_type_and_open_enums(tmp_path: Path, bpffs: Path) -> None:
+    gen, _ = generate(FIXTURES / "gen_kinds.bpf.c", tmp_path, "--type", "rb=event")
+    progs, maps = _load(FIXTURES / "gen_kinds.bpf.c", tmp_path, bpffs)
+    sent = [
+        gen.Event(pid=7, state=gen.State.DONE, history=(0, 1, 7), comm="curl", raw=b"\x01\x02\x03\x04",
+                  mac=bytes(range(6)), deltas=(-1, 5), sport=443, daddr=0x0A000001, ts=12345),
+        gen.Event(pid=8, state=99, history=(7, 42, 0), comm="x" * 7, raw=b"\xff" * 4, mac=b"\x00" * 6,
+                  deltas=(-128, 127), sport=1, daddr=0xFFFFFFFF, ts=2**64 - 1),
+    ]
+    for e in sent:
+        assert _run(progs / "emit", e.to_bytes()) == 0
+    with gen.RbMap.from_pin(maps / "rb") as rb:
+        got = rb.poll(0.0)
+    assert got == sent
+    unknown = got[1].state
+    assert isinstance(unknown, gen.State) and unknown == 99 and unknown.name is None
+    assert got[1].history[1] == 42 and got[0].state is gen.State.DONE
+    with gen.LastRecordMap.from_pin(maps / "last") as last:
+        recs = dict(last.items())
+    assert recs[8].state == 99 and recs[7].comm == "curl"
+    for entry in _dump(maps / "last"):
+        value = gen.Event.from_bytes(bytes(int(b, 16) for b in entry["value"]))
+        fmt = entry["formatted"]["value"]
+        assert fmt["pid"] == value.pid and fmt["comm"] == value.comm and fmt["ts"] == value.ts
+        assert fmt["deltas"] == list(value.deltas)
+        assert fmt["state"] == (value.state.name if value.state.name is not None else int(value.state))
+    with gen.UntypedMap.from_pin(maps / "untyped") as untyped:
+        assert dict(untyped.items()) == {bytes([1, 2, 3, 4, 5, 6]): bytes([9, 8, 7, 6, 5, 4, 3, 2, 1, 0])}
