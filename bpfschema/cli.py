@@ -557,11 +557,7 @@ def cmd_gen(args: argparse.Namespace) -> int:
                 maps, src = _btf_maps(args)
                 text = codegen.generate_from_btf(maps, source=src, module_name=name)  # type: ignore[arg-type]
         except codegen.GenerateError as e:
-            if not (args.from_object and args.skeleton):
-                raise CliError(str(e)) from None
-            from bpfschema.codegen._skeleton import empty_module  # no typed map: the skeleton alone
-
-            text = empty_module(src)
+            raise CliError(str(e)) from None
         if args.from_object and args.skeleton:
             text = _with_skeleton(text, args.from_object, src)
         return 0 if _write_or_check(args.output, text, args.check) else 1

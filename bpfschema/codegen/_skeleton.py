@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import keyword
 import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -189,8 +190,11 @@ def add_skeleton(text: str, desc: ObjectDesc) -> str:
         ]
     skel = f"{base}Object"
     names.append(skel)
-    left_out = (f"\n\n    Maps of kinds bpfschema has no class for (reach them with ``self.obj``): "
-                f"{', '.join(desc.unsupported)}.\n    " if desc.unsupported else "")
+    left_out = ""
+    if desc.unsupported:
+        wrapped = textwrap.wrap("Maps of kinds bpfschema has no class for (reach them with ``self.obj``): "
+                                f"{', '.join(desc.unsupported)}.", width=112)
+        left_out = "\n\n" + "".join(f"    {line}\n" for line in wrapped) + "    "
     blocks.append(["@_typing.final", f"class {skel}({_OBJECTS}.Skeleton):",
                    f'    """Skeleton of {desc.source}: its maps, programs and global variables, typed.{left_out}"""',
                    "",
@@ -198,24 +202,35 @@ def add_skeleton(text: str, desc: ObjectDesc) -> str:
     return _merge(text, names, blocks)
 
 
+def _sort_first_party_imports(text: str) -> str:
+    """Keep the run of ``import bpfschema...`` lines sorted, as ruff's isort wants them."""
+    lines = text.split("\n")
+    idx = [i for i, line in enumerate(lines) if line.startswith("import bpfschema")]
+    if idx and idx == list(range(idx[0], idx[-1] + 1)):
+        lines[idx[0] : idx[-1] + 1] = sorted(lines[idx[0] : idx[-1] + 1], key=lambda line: line.split()[1])
+    return "\n".join(lines)
+
+
 def _merge(text: str, names: Sequence[str], blocks: Sequence[Sequence[str]]) -> str:
     """Put the new classes at the end, their names in ``__all__``, and the objects import with the others."""
-    m = re.search(r"^__all__ = \[\n(.*?)^\]\n", text, re.M | re.S)
+    m = (re.search(r"^__all__ = \[\n(.*?)^\]\n", text, re.M | re.S)
+         or re.search(r"^__all__(?:: list\[str\])? = \[()\]\n", text, re.M))
     if m is None:
         raise ValueError("generated module has no __all__ block")
     current = re.findall(r'"(\w+)"', m.group(1))
     all_names = sorted({*current, *names})
     text = text[: m.start()] + "__all__ = [\n" + "".join(f'    "{n}",\n' for n in all_names) + "]\n" + text[m.end():]
     imp = f"import bpfschema.objects as {_OBJECTS}\n"
+    future = "from __future__ import annotations\n\n"
+    if "import typing as _typing\n" not in text:
+        text = text.replace(future, future + "import typing as _typing\n\n", 1)
     if imp not in text:
         anchor = "import bpfschema as _bs\n"
         if anchor in text:
             text = text.replace(anchor, anchor + imp, 1)
-        else:
-            future = "from __future__ import annotations\n\n"
-            text = text.replace(future, future + imp, 1)
-    if "import typing as _typing\n" not in text:
-        text = text.replace("from __future__ import annotations\n\n", "from __future__ import annotations\n\n"
-                            "import typing as _typing\n\n", 1)
+        else:  # after the standard-library imports, as its own section
+            std = future + "import typing as _typing\n\n"
+            text = text.replace(std, std + imp + "\n", 1) if std in text else text.replace(future, future + imp, 1)
+        text = _sort_first_party_imports(text)
     body = "".join("\n\n" + "\n".join(b).rstrip("\n") + "\n" for b in blocks)
     return text.rstrip("\n") + "\n" + body

@@ -139,5 +139,7 @@ def test_objects_with_only_globals_or_only_perf_buffers(tmp_path: Path) -> None:
     assert [f for f in mod.Bss.model_fields] == ["counter", "calls", "hist"]
     assert (mod.Bss.layout.field("calls").offset, mod.Data.layout.field("port").offset) == (8, 14)
     assert mod.Rodata.from_bytes(bytes(24)).cfg.comm == ""
-    mod2, text2 = generate(FIXTURES / "gen_perf_only.bpf.c", tmp_path)
+    mod2, text2 = generate(FIXTURES / "gen_perf_only.bpf.c", tmp_path, "--no-skeleton")
     assert mod2.__all__ == [] and "# skipped events: BPF_MAP_TYPE_PERF_EVENT_ARRAY" in text2
+    mod3, _ = generate(FIXTURES / "gen_perf_only.bpf.c", tmp_path)  # the skeleton alone
+    assert mod3.__all__ == ["GenPerfOnlyObject"]
