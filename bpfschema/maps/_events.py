@@ -19,7 +19,6 @@ A record that does not decode is handed out *through* a :class:`~bpfschema.error
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import os
 import select
@@ -53,8 +52,8 @@ class Scan(NamedTuple):
     n: int
     size: int
     stride: int
-    ends: list[int]
-    losts: list[int]
+    ends: Sequence[int]
+    losts: Sequence[int]
     pos0: int
     lost0: int
 
@@ -101,7 +100,11 @@ _EMPTY = _Chunk(iter(()), iter(()), 0, (), (), None, 0, 0, 0)
 
 
 class Waiter:
-    """One epoll over rings, plus an eventfd that :meth:`wake` signals (close from another thread)."""
+    """One epoll over rings, plus an eventfd that :meth:`wake` signals (close from another thread).
+
+    :meth:`close` while another thread waits only wakes it: the waiting thread closes the fds on its way out
+    (closing them under it would drop the wakeup from the ready list and leave it asleep).
+    """
 
     def __init__(self) -> None:
         self.ep = select.epoll()
@@ -112,6 +115,9 @@ class Waiter:
             raise
         self.ep.register(self.efd, select.EPOLLIN)
         self.closing = False
+        self._mu = threading.Lock()
+        self._waiting = 0
+        self._close_pending = False
 
     def add(self, fd: int) -> None:
         self.ep.register(fd, select.EPOLLIN)
@@ -121,20 +127,38 @@ class Waiter:
 
     def wait(self, timeout: float | None) -> None:
         """Block until a ring has data, :meth:`wake` is called, or ``timeout`` seconds pass."""
+        with self._mu:
+            if self.closing:
+                return
+            self._waiting += 1
         try:
             self.ep.poll(-1 if timeout is None else max(0.0, timeout))
-        except ValueError:  # closed by another thread meanwhile
-            return
-        except InterruptedError:  # pragma: no cover - PEP 475 retries; a signal handler that raised propagates
-            return
+        except ValueError:  # pragma: no cover - closed meanwhile
+            pass
+        finally:
+            with self._mu:
+                self._waiting -= 1
+                if self._close_pending and not self._waiting:
+                    self._release()
 
     def wake(self) -> None:
-        self.closing = True
-        with contextlib.suppress(OSError, ValueError):  # already closed
-            os.eventfd_write(self.efd, 1)
+        with self._mu:
+            self.closing = True
+            if self.efd >= 0:
+                os.eventfd_write(self.efd, 1)
 
     def close(self) -> None:
-        self.closing = True
+        with self._mu:
+            self.closing = True
+            if self._waiting:
+                if self.efd >= 0:
+                    os.eventfd_write(self.efd, 1)
+                self._close_pending = True
+                return
+            self._release()
+
+    def _release(self) -> None:
+        self._close_pending = False
         self.ep.close()
         if self.efd >= 0:
             os.close(self.efd)
@@ -167,7 +191,7 @@ class EventStream(Generic[T]):
     """
 
     def __init__(self, rings: Sequence[Ring], *, limit: int | None, wait: bool, timeout: float | None,
-                 waiter: Waiter | None, lock: threading.Lock, tag: bool = False,
+                 waiter: Waiter | None, tag: bool = False,
                  decoder: Decoder[Any] | None = None):
         if limit is not None and limit < 0:
             raise ValueError("limit must be >= 0")
@@ -176,7 +200,6 @@ class EventStream(Generic[T]):
         self._wait = wait
         self._timeout = timeout
         self._waiter = waiter
-        self._lock = lock
         self._tag = tag
         self._decoder = decoder
         self._cur: _Chunk = _EMPTY
@@ -195,6 +218,7 @@ class EventStream(Generic[T]):
         ring = c.ring
         if ring is None or ring.closed:
             return
+        # Everything below is idempotent: interrupted anywhere, the next call writes the same values.
         d = c.n - length_hint(c.li)
         st = (c.ends[d - 1], c.losts[d - 1]) if d else (c.pos0, c.lost0)
         ring.state = st
@@ -258,11 +282,12 @@ class EventStream(Generic[T]):
         return _Chunk(map(_thrower().throw, li), li, 1, s.ends, s.losts, ring, s.pos0, s.lost0, before)
 
     def _chunks(self) -> Iterator[Iterator[T]]:
-        lock = self._lock
         waiter = self._waiter
         idle_since: float | None = None
         while True:
-            with lock:
+            # No lock here: a `with` block's exit can itself be interrupted, leaving a lock held. The GIL
+            # serialises mmap access, and an mmap closed by another thread raises ValueError, never crashes.
+            try:
                 self._sync()
                 if self._stopped or (waiter is not None and waiter.closing):
                     return
@@ -275,8 +300,12 @@ class EventStream(Generic[T]):
                         return
                     want = min(want, left)
                 chunk = self._scan_next(want)
-                if chunk is not None:
-                    self._cur = chunk
+            except ValueError:
+                if waiter is not None and waiter.closing:
+                    return  # closed by another thread while we scanned
+                raise
+            if chunk is not None:
+                self._cur = chunk
             if chunk is not None:
                 idle_since = None
                 yield chunk.it
@@ -310,8 +339,7 @@ class EventStream(Generic[T]):
         if self._stopped:
             return
         self._stopped = True
-        with self._lock:
-            self._sync()
+        self._sync()
         self._cur = self._cur._replace(ring=None)
 
     def __enter__(self) -> EventStream[T]:
@@ -376,11 +404,13 @@ def split_uniform(buf: Any, offset: int, count: int, size: int, stride: int) -> 
     left = count
     for b in _BLOCKS:
         while left >= b:
-            st = _split_cache.get((size, stride, b))
+            last = left == b  # the last record needs no padding after it (the buffer may end there)
+            st = _split_cache.get((size, stride, b * 2 + last))
             if st is None:
                 pad = stride - size
-                st = _split_cache[(size, stride, b)] = struct.Struct(
-                    "=" + (f"{size}s{pad}x" if pad else f"{size}s") * b)
+                unit = f"{size}s{pad}x" if pad else f"{size}s"
+                fmt = "=" + unit * (b - 1) + (f"{size}s" if last else unit)
+                st = _split_cache[(size, stride, b * 2 + last)] = struct.Struct(fmt)
             out += st.unpack_from(buf, off)
             off += b * stride
             left -= b
@@ -450,7 +480,11 @@ class ColumnsDecoder(Decoder[Any]):
         size = self.size
         if s.raws is None:
             _check_len(s.size, size, self.slack)
-            return [self.make(self.codec.decode_columns(memoryview(s.buf)[s.offset:], s.n, s.stride), s.n)]
+            data: Any = memoryview(s.buf)[s.offset:]
+            short = s.n * s.stride - len(data)
+            if short > 0:  # column readers want whole strides
+                data = bytes(data) + bytes(short)
+            return [self.make(self.codec.decode_columns(data, s.n, s.stride), s.n)]
         for r in s.raws:
             _check_len(len(r), size, self.slack)
         blob = b"".join(r[:size] for r in s.raws)

@@ -17,7 +17,6 @@ decode is handed out through a :class:`~bpfschema.errors.DecodeError` carrying i
 from __future__ import annotations
 
 import contextlib
-import threading
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -136,7 +135,6 @@ class EventBuffer(Generic[T]):
     _slack: int = 0
 
     def _events_setup(self, codec: Codec[Any] | None, slack: int) -> None:
-        self._elock = threading.Lock()
         self._streams: weakref.WeakSet[EventStream[Any]] = weakref.WeakSet()
         self._codec = codec
         self._slack = slack
@@ -168,9 +166,14 @@ class EventBuffer(Generic[T]):
         rings = self._readable()
         self._stop_streams()
         s: EventStream[T] = EventStream(rings, limit=limit, wait=wait, timeout=timeout, waiter=self._waiter,
-                                        lock=self._elock, decoder=decoder)
+                                        decoder=decoder)
         self._streams.add(s)
         return s
+
+    def _sync_streams(self) -> None:
+        """Record what open streams delivered so far (their consumer positions and lost counts)."""
+        for s in list(getattr(self, "_streams", ())):
+            s._sync()
 
     def _stop_streams(self) -> None:
         """Record what earlier streams delivered and end them: one consumer per buffer object at a time."""
@@ -256,18 +259,14 @@ class EventBuffer(Generic[T]):
         w = getattr(self, "_waiter", None)
         if w is not None:
             w.wake()
-        lock = getattr(self, "_elock", None)
-        if lock is None:
-            return
-        with lock:
-            for s in list(self._streams):
-                with contextlib.suppress(ValueError, BufferError):  # already unmapped
-                    s._sync()
-            for r in getattr(self, "_rings", None) or ():
-                r.closed = True  # scans and commits of other objects' streams (pollers) stop here
-            if w is not None:
-                w.close()
-                self._waiter = None
+        for s in list(getattr(self, "_streams", ())):
+            with contextlib.suppress(ValueError, BufferError):  # already unmapped
+                s._sync()
+        for r in getattr(self, "_rings", None) or ():
+            r.closed = True  # scans and commits of other objects' streams (pollers) stop here
+        if w is not None:
+            w.close()  # a thread waiting on it closes it on its way out
+            self._waiter = None
 
 
 class Poller:
@@ -296,7 +295,6 @@ class Poller:
         except BaseException:
             self._waiter.close()
             raise
-        self._lock = threading.Lock()  # buffers are consumed through this poller only while it is used
 
     def fileno(self) -> int:
         """The epoll fd (readable when a buffer has records): for an outer event loop."""
@@ -305,21 +303,15 @@ class Poller:
     def events(self, *, timeout: float | None = None, limit: int | None = None) -> EventStream[tuple[Any, Any]]:
         """``(buffer, record)`` pairs from every buffer, waiting when all are empty (see
         :meth:`EventBuffer.events`)."""
-        return EventStream(self._rings, limit=limit, wait=True, timeout=timeout, waiter=self._waiter,
-                           lock=self._lock, tag=True)
+        return EventStream(self._rings, limit=limit, wait=True, timeout=timeout, waiter=self._waiter, tag=True)
 
     def drain(self, *, limit: int | None = None) -> EventStream[tuple[Any, Any]]:
         """``(buffer, record)`` pairs available now in any buffer."""
-        return EventStream(self._rings, limit=limit, wait=False, timeout=None, waiter=self._waiter,
-                           lock=self._lock, tag=True)
+        return EventStream(self._rings, limit=limit, wait=False, timeout=None, waiter=self._waiter, tag=True)
 
     def close(self) -> None:
         """Wake a blocked reader and release the epoll (the buffers stay open). Idempotent."""
-        if self._waiter.closing and self._waiter.efd < 0:
-            return
-        self._waiter.wake()
-        with self._lock:
-            self._waiter.close()
+        self._waiter.close()
 
     def __enter__(self) -> Poller:
         return self

@@ -71,6 +71,10 @@ class _PerfRing(Ring):
         pos, lost = self.state
         mm = self.mm
         head = _U64.unpack_from(mm, _perf.DATA_HEAD_OFFSET)[0]
+        tail = _U64.unpack_from(mm, _perf.DATA_TAIL_OFFSET)[0]
+        if tail > pos:  # another consumer of this ring took records meanwhile: go on from there
+            pos = tail
+            self.state = (pos, lost)
         if head == pos:
             return None
         avail = head - pos
@@ -86,10 +90,10 @@ class _PerfRing(Ring):
             if k > 1:
                 h0 = buf[:8]
                 if all(buf[j: k * rsize: rsize] == h0[j: j + 1] * k for j in range(8)):
-                    ends = list(range(pos + rsize, pos + (k + 1) * rsize, rsize))
-                    return Scan(None, buf, 12, k, _U32.unpack_from(buf, 8)[0], rsize, ends, [lost] * k, pos, lost)
+                    run_ends = range(pos + rsize, pos + (k + 1) * rsize, rsize)  # indexable, no list
+                    return Scan(None, buf, 12, k, _U32.unpack_from(buf, 8)[0], rsize, run_ends, [lost] * k, pos, lost)
         raws: list[bytes] = []
-        ends = []
+        ends: list[int] = []
         losts: list[int] = []
         pos0, lost0 = pos, lost
         o = 0
@@ -238,10 +242,13 @@ class PerfBuffer(EventBuffer[V]):
     @property
     def lost(self) -> dict[int, int]:
         """Records the kernel dropped per CPU (``PERF_RECORD_LOST``), as far as records were consumed."""
+        self._sync_streams()
         return {r.cpu: r.state[1] for r in self._rings}
 
     @property
     def lost_total(self) -> int:
+        """The sum of :attr:`lost`."""
+        self._sync_streams()
         return sum(r.state[1] for r in self._rings)
 
     @property
@@ -263,7 +270,8 @@ class PerfBuffer(EventBuffer[V]):
             with contextlib.suppress(OSError, ValueError):
                 _perf.disable(r.event.fileno())
             if not r.mm.closed:
-                r.mm.close()
+                with contextlib.suppress(BufferError):  # a reader thread is inside it: the GC unmaps it later
+                    r.mm.close()
             r.event.close()
         if self._waiter is not None:
             self._waiter.close()
@@ -275,8 +283,7 @@ class PerfBuffer(EventBuffer[V]):
         if self._ev_closed and self._map.closed:
             return
         self._close_events()
-        with self._elock:
-            self._release()
+        self._release()
 
     def __enter__(self) -> PerfBuffer[V]:
         return self

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
 import struct
@@ -47,6 +48,10 @@ class _RbRing(Ring):
 
     def scan(self, want: int) -> Scan | None:
         pos, lost = self.state
+        kc = _U64.unpack_from(self.cons, 0)[0]
+        if kc > pos:  # another consumer (object or process) took records meanwhile: go on from there
+            pos = kc
+            self.state = (pos, lost)
         m = self.prod
         prod = _U64.unpack_from(m, 0)[0]
         if pos >= prod:
@@ -65,10 +70,10 @@ class _RbRing(Ring):
                 run = m[off: off + k * stride]
                 hw = _U32.pack(word)
                 if all(run[j::stride] == hw[j: j + 1] * k for j in range(4)):
-                    ends = list(range(pos + stride, pos + (k + 1) * stride, stride))
-                    return Scan(None, run, _HDR, k, length, stride, ends, [lost] * k, pos, lost)
+                    run_ends = range(pos + stride, pos + (k + 1) * stride, stride)  # indexable, no list
+                    return Scan(None, run, _HDR, k, length, stride, run_ends, [lost] * k, pos, lost)
         raws: list[bytes] = []
-        ends = []
+        ends: list[int] = []
         pos0 = pos
         mask, data = self.mask, self.data
         while pos < prod and len(raws) < want:
@@ -160,25 +165,15 @@ class RingBuffer(CodecMap[bytes, V], EventBuffer[V], register=True):
     def pending_bytes(self) -> int:
         """Bytes produced but not yet consumed (producer position minus consumer position)."""
         cons_map, prod_map = self._mapped()
+        self._sync_streams()
         return int(_U64.unpack_from(prod_map, 0)[0] - _U64.unpack_from(cons_map, 0)[0])
 
     def close(self) -> None:
         """Wake a reader blocked in :meth:`events` (also from another thread), record what open streams
         delivered, unmap the ring and release the fd. Idempotent."""
         self._close_events()
-        with self._elock if hasattr(self, "_elock") else _NOLOCK:
-            for m in (getattr(self, "_cons", None), getattr(self, "_prod", None)):
-                if m is not None and not m.closed:
+        for m in (getattr(self, "_cons", None), getattr(self, "_prod", None)):
+            if m is not None and not m.closed:
+                with contextlib.suppress(BufferError):  # a reader thread is inside it: the GC unmaps it later
                     m.close()
         super().close()
-
-
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_NOLOCK = _NoLock()
