@@ -334,6 +334,20 @@ class EventStream(Generic[T]):
         for it in self._chunks():
             yield list(it)
 
+    def unread_last(self) -> bool:
+        """Stop, and leave the last record handed out in the ring as if it had not been taken (for a consumer
+        that could not pass it on, e.g. a pipe whose reader left). False if that is not possible (nothing was
+        delivered from the current chunk, a column batch, or the stream is stopped): the record is consumed.
+        """
+        c = self._cur
+        if self._stopped or c.ring is None or (self._decoder is not None and self._decoder.batch):
+            return False
+        if c.n - length_hint(c.li) < 1:
+            return False
+        self._cur = c._replace(n=c.n - 1)  # one fewer delivered: the position goes back before that record
+        self.close()
+        return True
+
     def close(self) -> None:
         """Stop; record the position of what was delivered. Idempotent."""
         if self._stopped:
