@@ -87,6 +87,40 @@ class CConsumer:
         self.p.wait(10)
 
 
+class CtypesRing:
+    """Peer: libbpf's ring_buffer__consume called from Python through ctypes, a Python callback per record
+    (what a Python program binding libbpf directly gets). Benchmark only; the library never does this."""
+
+    def __init__(self, fd: int):
+        import ctypes
+
+        self.lib = ctypes.CDLL("libbpf.so.1")
+        self.lib.ring_buffer__new.restype = ctypes.c_void_p
+        self.lib.ring_buffer__new.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+        self.lib.ring_buffer__consume.argtypes = (ctypes.c_void_p,)
+        self.lib.ring_buffer__free.argtypes = (ctypes.c_void_p,)
+        self.out: list[bytes] = []
+        string_at = ctypes.string_at
+        append = self.out.append
+
+        def cb(ctx: int, data: int, size: int) -> int:
+            append(string_at(data, size))
+            return 0
+
+        self.cb = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)(cb)
+        self.rb = self.lib.ring_buffer__new(fd, ctypes.cast(self.cb, ctypes.c_void_p), None, None)
+        assert self.rb
+
+    def consume(self) -> tuple[int, int]:
+        self.out.clear()
+        t0 = time.perf_counter_ns()
+        self.lib.ring_buffer__consume(self.rb)
+        return len(self.out), time.perf_counter_ns() - t0
+
+    def close(self) -> None:
+        self.lib.ring_buffer__free(self.rb)
+
+
 def timed_stream(make: Callable[[], Any]) -> tuple[int, int]:
     t0 = time.perf_counter_ns()
     s = make()
@@ -117,11 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     rspec = bs.MapSpec(type=bs.MapType.RINGBUF, max_entries=size, name="bench_rb")
     with bs.RingBuffer.create(rspec) as rb:
         c = CConsumer(exe, "ring", rb.fileno(), 0)
+        peer = CtypesRing(rb.fileno())
         try:
             typed = SeqRing.from_fd(rb.fileno())
             recs = SeqRecRing.from_fd(rb.fileno())
             forms: list[tuple[str, Callable[[], tuple[int, int]]]] = [
                 ("ring C libbpf", c.consume),
+                ("ring libbpf via ctypes callback (peer)", peer.consume),
                 ("ring bytes", lambda: timed_stream(rb.drain)),
                 ("ring NamedTuple", lambda: timed_stream(recs.drain)),
                 ("ring model", lambda: timed_stream(typed.drain)),
@@ -138,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             recs.close()
         finally:
             c.close()
+            peer.close()
 
     # -- perf buffer: 16-byte records, 32 bytes each in the ring; the producer runs on one CPU
     pages = 1 << max(0, (n * 32 * 2 // 4096 - 1).bit_length())

@@ -149,3 +149,22 @@ def test_absent_cpu_is_refused(pa: bs.PerfEventArray) -> None:
 def test_not_a_ring_buffer_producer(pa: bs.PerfEventArray) -> None:
     with pytest.raises(ValueError, match="not a ring buffer"):
         producers.ringbuf_output(pa, [b"x"])
+
+
+def test_wakeup_every_n_records_and_watermark(pa: bs.PerfEventArray) -> None:
+    import select
+
+    cpu = cpus()[0]
+    with pa.open_buffer(pages=1, wakeup_events=3) as pb:
+        ev.perf_sequence(pa, 2, size=16, cpu=cpu)
+        assert select.select([pb.fileno()], [], [], 0.2)[0] == []  # below the wakeup count: no wakeup
+        assert len(list(pb.drain())) == 2  # ... but the records are there
+        ev.perf_sequence(pa, 3, size=16, start=2, cpu=cpu)
+        assert select.select([pb.fileno()], [], [], 2)[0] == [pb.fileno()]
+        assert len(list(pb.events(timeout=0.05))) == 3
+    with pa.open_buffer(pages=1, watermark_bytes=200) as pb:  # 32-byte samples: the 7th crosses 200 bytes
+        ev.perf_sequence(pa, 6, size=16, cpu=cpu)
+        assert select.select([pb.fileno()], [], [], 0.2)[0] == []
+        ev.perf_sequence(pa, 1, size=16, start=6, cpu=cpu)
+        assert select.select([pb.fileno()], [], [], 2)[0] == [pb.fileno()]
+        assert [REC.unpack_from(r)[0] for r in pb.drain()] == list(range(7))
