@@ -30,6 +30,8 @@ _U32 = struct.Struct("=I")
 _HDR = struct.Struct("=IHH")  # perf_event_header: type, misc, size
 _SAMPLE = _perf.PERF_RECORD_SAMPLE
 _LOST = _perf.PERF_RECORD_LOST
+#: Most bytes copied out of a ring for one chunk of mixed records (a record is at most 64 KiB).
+_WALK_BYTES = 1 << 18
 
 
 def _cpu_set(path: str) -> list[int]:
@@ -67,6 +69,14 @@ class _PerfRing(Ring):
     def commit(self, pos: int) -> None:
         _U64.pack_into(self.mm, _perf.DATA_TAIL_OFFSET, pos)
 
+    def _copy(self, pos: int, n: int) -> bytes:
+        """``n`` bytes of the ring from position ``pos``, joined across the end of the data area."""
+        start = pos & self.mask
+        base = self.base
+        if start + n <= self.size:
+            return self.mm[base + start: base + start + n]
+        return self.mm[base + start: base + self.size] + self.mm[base: base + start + n - self.size]
+
     def scan(self, want: int) -> Scan | None:
         pos, lost = self.state
         mm = self.mm
@@ -78,28 +88,32 @@ class _PerfRing(Ring):
         if head == pos:
             return None
         avail = head - pos
-        start = pos & self.mask
         base = self.base
-        if start + avail <= self.size:
-            buf = mm[base + start: base + start + avail]
-        else:  # the records wrap around the end of the data area: join the two parts
-            buf = mm[base + start: base + self.size] + mm[base: base + start + avail - self.size]
-        typ, _misc, rsize = _HDR.unpack_from(buf, 0)
-        if typ == _SAMPLE and rsize >= 12:
-            k = min(avail // rsize, want)
+        # Headers are 8-byte aligned and the data area a whole number of pages: a header never wraps.
+        typ, _misc, rsize = _HDR.unpack_from(mm, base + (pos & self.mask))
+        uniform = typ == _SAMPLE and rsize >= 12
+        # A uniform run copies only what this chunk can take; mixed records at most _WALK_BYTES.
+        span = min(avail, want * rsize if uniform else _WALK_BYTES)
+        buf = self._copy(pos, span)
+        if uniform:
+            k = min(span // rsize, want)
             if k > 1:
                 h0 = buf[:8]
                 if all(buf[j: k * rsize: rsize] == h0[j: j + 1] * k for j in range(8)):
                     run_ends = range(pos + rsize, pos + (k + 1) * rsize, rsize)  # indexable, no list
-                    return Scan(None, buf, 12, k, _U32.unpack_from(buf, 8)[0], rsize, run_ends, [lost] * k, pos, lost)
+                    return Scan(None, buf, 12, k, _U32.unpack_from(buf, 8)[0], rsize, run_ends, [lost] * k, pos,
+                                lost)
+            if span < avail and len(buf) < _WALK_BYTES:
+                buf = self._copy(pos, min(avail, _WALK_BYTES))
+        avail = len(buf)
         raws: list[bytes] = []
         ends: list[int] = []
         losts: list[int] = []
         pos0, lost0 = pos, lost
         o = 0
-        while o < avail and len(raws) < want:
+        while o + 8 <= avail and len(raws) < want:
             typ, _misc, rsize = _HDR.unpack_from(buf, o)
-            if rsize < 8:  # pragma: no cover - a corrupt ring; stop rather than spin
+            if rsize < 8 or o + rsize > avail:  # a corrupt ring (stop rather than spin), or beyond this copy
                 break
             if typ == _SAMPLE:
                 n = _U32.unpack_from(buf, o + 8)[0]
@@ -116,6 +130,8 @@ class _PerfRing(Ring):
                 losts[-1] = lost
             else:
                 pos0, lost0 = pos, lost
+        if not raws and pos0 == self.state[0]:  # pragma: no cover - nothing readable (a corrupt header)
+            return None
         return Scan(raws, None, 0, len(raws), 0, 0, ends, losts, pos0, lost0)
 
 
