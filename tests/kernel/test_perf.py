@@ -168,3 +168,12 @@ def test_wakeup_every_n_records_and_watermark(pa: bs.PerfEventArray) -> None:
         ev.perf_sequence(pa, 1, size=16, start=6, cpu=cpu)
         assert select.select([pb.fileno()], [], [], 2)[0] == [pb.fileno()]
         assert [REC.unpack_from(r)[0] for r in pb.drain()] == list(range(7))
+
+
+def test_array_opened_by_id_as_a_loader_would_hand_it_over(pa: bs.PerfEventArray) -> None:
+    with bs.Map.from_id(pa.info.id) as m:
+        assert isinstance(m, bs.PerfEventArray)
+        with m.open_buffer(pages=1, cpus=[cpus()[0]]) as pb:
+            assert pb.cpus == [cpus()[0]]
+            assert ev.perf_output(pa, [b"by id..."], cpu=cpus()[0]) == [0]
+            assert list(pb.drain()) == [b"by id..." + bytes(4)]
