@@ -269,6 +269,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     with _open(args.target, readonly=True, schema=None) as m:
         d = _info_dict(m.info, _pinned_maps().get(m.info.id, (m.info, []))[1])
         d["class"] = type(m).__name__
+        if isinstance(m, bs.PerfEventArray):
+            d["note"] = ("holds one perf event fd per CPU, not data; the records go to whichever process opened the "
+                         "rings (bs.PerfEventArray.open_buffer). The CLI does not drain it: opening rings would take "
+                         "the slots from that reader")
     if args.json:
         print(json.dumps(d))
     else:
@@ -315,6 +319,9 @@ def _btf_codec(ct: object) -> bs.FastCodec[object]:
 def _entries_of(m: bs.Map) -> Iterator[object]:
     if isinstance(m, KeyedMap):
         return iter(m.items())
+    if isinstance(m, bs.PerfEventArray):
+        raise CliError(f"map {m.name!r} is a perf event array: it holds perf event fds, and its records are read "
+                       "by the process that opened its rings (`bpfschema show` prints its info)")
     raise CliError(f"map {m.name!r} ({type(m).__name__}) cannot be dumped without removing entries; use drain")
 
 
@@ -433,6 +440,9 @@ def _drain_loop(args: argparse.Namespace, writer: _PacedWriter, stop: list[int])
                         writer.write_line(_entry_json(m, entry))
                     except _ReaderGone:
                         _silence_stdout()
+                        stream: object = d
+                        if isinstance(stream, bs.EventStream) and stream.unread_last():
+                            return 0  # a ring buffer record: left in the ring, unread
                         if not _put_back(m, entry):
                             print(f"bpfschema: the reader is gone and one entry could not be put back: "
                                   f"{_entry_json(m, entry)}", file=sys.stderr)

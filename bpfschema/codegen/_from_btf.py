@@ -297,8 +297,8 @@ def _bitfield_mode(st: StructType) -> str | None:
 
 #: Why a map kind has no class: what its entries are.
 _NO_CLASS = {
-    MapType.PERF_EVENT_ARRAY: "its entries are perf event fds; records are read from perf buffers (perf_event_open "
-                              "+ mmap), which bpfschema does not read",
+    MapType.PERF_EVENT_ARRAY: "its entries are perf event fds; read its records with bs.PerfEventArray "
+                              "(open_buffer())",
     MapType.PROG_ARRAY: "its entries are program fds (tail calls)",
     MapType.CGROUP_ARRAY: "its entries are cgroup fds",
     MapType.ARRAY_OF_MAPS: "its entries are inner map fds",
@@ -384,9 +384,12 @@ def schema_source(maps: Sequence[BtfMap], imp: _Imports, *, globals_: Sequence[o
         var = var_names[id(m)]
         parts = [f"name={m.name[:15]!r}", f"type={w.bs('MapType')}.{m.type.name}"]
         parts += [f"{r}={a}" for r, a in args.items()]
-        if m.max_entries <= 0:
-            notes.append("max_entries is not declared (set at load time); the class says 1")
-        parts.append(f"max_entries={max(m.max_entries, 1)}")
+        if m.max_entries <= 0 and m.type == MapType.PERF_EVENT_ARRAY:
+            parts.append("max_entries=0")  # one slot per possible CPU, as libbpf sizes it at load
+        else:
+            if m.max_entries <= 0:
+                notes.append("max_entries is not declared (set at load time); the class says 1")
+            parts.append(f"max_entries={max(m.max_entries, 1)}")
         flags = MapFlags(m.flags) & ~MapFlags.NO_PREALLOC if m.type == MapType.LPM_TRIE else MapFlags(m.flags)
         if flags:
             parts.append("flags=" + " | ".join(f"{w.bs('MapFlags')}.{f.name}" for f in MapFlags

@@ -5,9 +5,11 @@ from .base import Map, list_maps
 from .bloom import BloomFilterMap
 from .codec import BytesCodec, Codec
 from .drain import Drain, DrainBatches
+from .events import Dispatch, EventBuffer, EventColumns, EventStream, Poller, Tail, TailEvent
 from .hash import HashMap, LruHashMap, LruPerCpuHashMap, PerCpuHashMap
 from .keyed import ColumnBatch, KeyedMap, PerCpuCodec, RawBatch
 from .lpm import LpmTrieMap, lpm_key, lpm_split
+from .perf import PerfBuffer, PerfEventArray
 from .queue import QueueMap, StackMap, ValueColumns
 from .ringbuf import RingBuffer
 from .spec import MapInfo, MapSpec
@@ -18,8 +20,12 @@ __all__ = [
     "BytesCodec",
     "Codec",
     "ColumnBatch",
+    "Dispatch",
     "Drain",
     "DrainBatches",
+    "EventBuffer",
+    "EventColumns",
+    "EventStream",
     "HashMap",
     "IndexCodec",
     "KeyedMap",
@@ -32,10 +38,15 @@ __all__ = [
     "PerCpuArrayMap",
     "PerCpuCodec",
     "PerCpuHashMap",
+    "PerfBuffer",
+    "PerfEventArray",
+    "Poller",
     "QueueMap",
     "RawBatch",
     "RingBuffer",
     "StackMap",
+    "Tail",
+    "TailEvent",
     "ValueColumns",
     "list_maps",
     "lpm_key",

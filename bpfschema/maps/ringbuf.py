@@ -2,80 +2,101 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import mmap
-import select
 import struct
 from collections.abc import Iterator
-from typing import Generic
+from typing import Any
 
 from typing_extensions import TypeVar
 
 from .._sys.consts import MapType
-from ..errors import BpfPermissionError, DecodeError, error_for_errno
+from ..errors import BpfPermissionError, error_for_errno
+from ._events import Ring, Scan, Waiter
 from .base import CodecMap
-from .drain import Drain
+from .events import EventBuffer
 from .spec import MapSpec
 
 V = TypeVar("V", default=bytes)
 
 _BUSY = 1 << 31
 _DISCARD = 1 << 30
+_LEN = ~(_BUSY | _DISCARD) & 0xFFFFFFFF
 _HDR = 8
 _U64 = struct.Struct("=Q")
 _U32 = struct.Struct("=I")
 
 
-class _RecordSource(Generic[V]):
-    """Chunks of committed records, read in place; the consumer position moves only past delivered records.
+class _RbRing(Ring):
+    """The consumer side of a ring buffer's mapping."""
 
-    A chunk is ``(records, ends)``: the records' bytes and the consumer position after each. Finishing a chunk
-    writes the position after the last delivered record: an absolute value, so writing it twice is harmless, and
-    nothing is released before it was handed out.
-    """
+    __slots__ = ("cons", "data", "mask", "prod")
 
-    __slots__ = ("_dec", "_rb", "map_name")
+    def __init__(self, owner: RingBuffer[Any], fd: int, cons: mmap.mmap, prod: mmap.mmap, size: int, page: int):
+        super().__init__(owner, fd, -1, (_U64.unpack_from(cons, 0)[0], 0))
+        self.cons = cons
+        self.prod = prod
+        self.mask = size - 1
+        self.data = page
 
-    def __init__(self, rb: RingBuffer[V]):
-        self._rb = rb
-        self._dec = rb._dec
-        self.map_name = rb._name
+    def pending(self) -> bool:
+        return bool(_U64.unpack_from(self.prod, 0)[0] > self.state[0])
 
-    def take(self, want: int | None) -> tuple[list[bytes], list[int]] | None:
-        recs, ends = self._rb._read_many(min(want or _CHUNK, _CHUNK))
-        return (recs, ends) if recs else None
+    def commit(self, pos: int) -> None:
+        _U64.pack_into(self.cons, 0, pos)
 
-    def decode(self, raw: tuple[list[bytes], list[int]]) -> list[V]:
-        """The records before the first that does not decode (that one, if first, goes to undecodable())."""
-        dec = self._dec
-        out: list[V] = []
-        try:
-            for r in raw[0]:
-                out.append(dec(r))
-        except Exception:
-            if not out:
-                raise
-        return out
+    def scan(self, want: int) -> Scan | None:
+        pos, lost = self.state
+        kc = _U64.unpack_from(self.cons, 0)[0]
+        if kc > pos:  # another consumer (object or process) took records meanwhile: go on from there
+            pos = kc
+            self.state = (pos, lost)
+        m = self.prod
+        prod = _U64.unpack_from(m, 0)[0]
+        if pos >= prod:
+            return None
+        off = self.data + (pos & self.mask)
+        word = _U32.unpack_from(m, off)[0]
+        if word & _BUSY:
+            return None
+        length = word & _LEN
+        stride = (length + _HDR + 7) & ~7
+        if not word & _DISCARD:
+            k = min((prod - pos) // stride, want)
+            if k > 1:
+                # Every record the same length (none busy or discarded)? Compare the length words' bytes, each
+                # read as one strided slice: a few C calls for the whole run.
+                run = m[off: off + k * stride]
+                hw = _U32.pack(word)
+                if all(run[j::stride] == hw[j: j + 1] * k for j in range(4)):
+                    run_ends = range(pos + stride, pos + (k + 1) * stride, stride)  # indexable, no list
+                    return Scan(None, run, _HDR, k, length, stride, run_ends, [lost] * k, pos, lost)
+        raws: list[bytes] = []
+        ends: list[int] = []
+        pos0 = pos
+        mask, data = self.mask, self.data
+        while pos < prod and len(raws) < want:
+            off = data + (pos & mask)
+            word = _U32.unpack_from(m, off)[0]
+            if word & _BUSY:
+                break  # reserved, not yet committed: records after it must wait too
+            length = word & _LEN
+            pos += (length + _HDR + 7) & ~7
+            if word & _DISCARD:
+                if raws:
+                    ends[-1] = pos
+                else:
+                    pos0 = pos
+                continue
+            raws.append(m[off + _HDR: off + _HDR + length])
+            ends.append(pos)
+        if not raws and pos0 == self.state[0]:
+            return None
+        return Scan(raws, None, 0, len(raws), 0, 0, ends, [lost] * len(raws), pos0, lost)
 
-    def finish(self, raw: tuple[list[bytes], list[int]], delivered: int) -> list[V]:
-        if delivered:
-            self._rb._release(raw[1][delivered - 1])
-        return []
 
-    def undecodable(self, raw: tuple[list[bytes], list[int]], cause: Exception) -> BaseException:
-        """The first record does not decode: release it, its bytes ride on the error."""
-        self._rb._release(raw[1][0])
-        return DecodeError("drain", f"a record could not be decoded ({cause}); its bytes are in .raw",
-                           map_name=self.map_name, raw=[raw[0][0]])
-
-    def backoff(self) -> None:  # pragma: no cover - take never returns RETRY here
-        pass
-
-
-_CHUNK = 1024  # records per chunk at most
-
-
-class RingBuffer(CodecMap[bytes, V], register=True):
+class RingBuffer(CodecMap[bytes, V], EventBuffer[V], register=True):
     """``BPF_MAP_TYPE_RINGBUF`` (Linux 5.8): records written by BPF programs, read here through mmap.
 
     Layout (mapped from the map fd): page 0 holds the consumer position (written by us), page 1 the producer
@@ -103,7 +124,6 @@ class RingBuffer(CodecMap[bytes, V], register=True):
         size = self._info.max_entries
         self._mask = size - 1
         self._page = page
-        self._readonly = False
         self._cons: mmap.mmap | None = None
         self._prod: mmap.mmap | None = None
         try:
@@ -113,15 +133,24 @@ class RingBuffer(CodecMap[bytes, V], register=True):
                 raise error_for_errno("mmap", e.errno or 0, map_name=self._name, detail="consumer page") from None
             # A read-only fd (from_pin(readonly=True), `bpfschema show`): the kernel maps no page of it. The map
             # can be shown, not read.
-            self._readonly = True
+            pass
         if self._cons is not None:
             try:
                 self._prod = mmap.mmap(fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
             except OSError as e:
                 self._cons.close()
                 raise error_for_errno("mmap", e.errno or 0, map_name=self._name, detail="data pages") from None
-        self._epoll: select.epoll | None = None
-        self._dec = self._vc.decode
+        self._events_setup(type(self).value_codec, 0)
+        self._waiter = None
+        self._rings = None  # type: ignore[assignment]
+        if self._cons is not None and self._prod is not None:
+            self._waiter = Waiter()
+            try:
+                self._waiter.add(fd)
+            except BaseException:
+                self._waiter.close()
+                raise
+            self._rings = [_RbRing(self, fd, self._cons, self._prod, size, page)]
 
     def _mapped(self) -> tuple[mmap.mmap, mmap.mmap]:
         if self._cons is None or self._prod is None:
@@ -129,74 +158,22 @@ class RingBuffer(CodecMap[bytes, V], register=True):
                                                 "pages for such an fd, so it cannot be read", map_name=self._name)
         return self._cons, self._prod
 
-    def _read_many(self, most: int) -> tuple[list[bytes], list[int]]:
-        """Up to ``most`` committed records from the consumer position on, and the position after each.
-
-        Nothing is released here (see :meth:`_release`); DISCARDed records before the first committed one are
-        released at once (they carry nothing).
-        """
-        cons_map, prod_map = self._mapped()
-        cons = _U64.unpack_from(cons_map, 0)[0]
-        recs: list[bytes] = []
-        ends: list[int] = []
-        prod = _U64.unpack_from(prod_map, 0)[0]
-        page, mask = self._page, self._mask
-        while len(recs) < most and cons < prod:
-            off = page + (cons & mask)
-            word = _U32.unpack_from(prod_map, off)[0]
-            if word & _BUSY:
-                break  # reserved, not yet committed: records after it must wait too
-            length = word & ~(_BUSY | _DISCARD)
-            cons += (length + _HDR + 7) & ~7
-            if word & _DISCARD:
-                if not recs:
-                    _U64.pack_into(cons_map, 0, cons)
-                continue
-            recs.append(prod_map[off + _HDR : off + _HDR + length])
-            ends.append(cons)
-        return recs, ends
-
-    def _release(self, pos: int) -> None:
-        """Move the consumer position to ``pos`` (never backwards), releasing the records before it."""
-        cons_map, _ = self._mapped()
-        if pos > _U64.unpack_from(cons_map, 0)[0]:
-            _U64.pack_into(cons_map, 0, pos)
-
     def __iter__(self) -> Iterator[V]:
         """Records available now, oldest first; stops when the ring is empty. Never waits."""
         return iter(self.drain())
 
-    def drain(self, *, limit: int | None = None) -> Drain[V]:
-        """Consume every record available now (at most ``limit``); returns a :class:`Drain`.
-
-        A record's space is released only as the record is handed to the caller, so stopping early loses nothing.
-        """
-        return Drain(_RecordSource(self), limit=limit)
-
-    def poll(self, timeout: float | None = None, *, limit: int | None = None) -> list[V]:
-        """Wait up to ``timeout`` seconds (``None``: forever) for records, then return those available (≤ limit).
-
-        Waits with epoll on the map fd; returns an empty list on timeout.
-        """
-        out = list(self.drain(limit=limit))
-        if out:
-            return out
-        if self._epoll is None:
-            self._epoll = select.epoll()
-            self._epoll.register(self._fd.fileno(), select.EPOLLIN)
-        self._epoll.poll(-1 if timeout is None else timeout)
-        return list(self.drain(limit=limit))
-
     def pending_bytes(self) -> int:
         """Bytes produced but not yet consumed (producer position minus consumer position)."""
         cons_map, prod_map = self._mapped()
+        self._sync_streams()
         return int(_U64.unpack_from(prod_map, 0)[0] - _U64.unpack_from(cons_map, 0)[0])
 
     def close(self) -> None:
-        if self._epoll is not None:
-            self._epoll.close()
-            self._epoll = None
+        """Wake a reader blocked in :meth:`events` (also from another thread), record what open streams
+        delivered, unmap the ring and release the fd. Idempotent."""
+        self._close_events()
         for m in (getattr(self, "_cons", None), getattr(self, "_prod", None)):
             if m is not None and not m.closed:
-                m.close()
+                with contextlib.suppress(BufferError):  # a reader thread is inside it: the GC unmaps it later
+                    m.close()
         super().close()

@@ -58,8 +58,18 @@ class MapSpec:
     value: object = None
 
     def __post_init__(self) -> None:
+        if self.type == MapType.PERF_EVENT_ARRAY:  # u32 CPU -> u32 perf event fd; one slot per possible CPU
+            from .._sys.cpus import possible_cpus
+
+            for attr in ("key_size", "value_size"):
+                if getattr(self, attr) == -1:
+                    object.__setattr__(self, attr, 4)
+            if self.max_entries == 0:
+                object.__setattr__(self, "max_entries", possible_cpus())
         for what, tp, size_attr in (("key", self.key, "key_size"), ("value", self.value, "value_size")):
             size = getattr(self, size_attr)
+            if tp is not None and what == "value" and self.type == MapType.PERF_EVENT_ARRAY:
+                continue  # the value type is the records' (as C declares it); the slots hold u32 perf event fds
             if tp is not None:
                 derived = resolve_codec(tp).size
                 if size not in (-1, derived):

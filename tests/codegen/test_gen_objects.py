@@ -87,9 +87,10 @@ def test_awkward_names(tmp_path: Path) -> None:
 def test_every_map_kind_gets_a_class_or_a_comment(tmp_path: Path) -> None:
     mod, text = generate(FIXTURES / "gen_kinds.bpf.c", tmp_path)
     flat = " ".join(ln.lstrip("# ") for ln in text.splitlines() if ln.startswith("#"))
-    for name, kind in (("perf_events", "PERF_EVENT_ARRAY"), ("cgroups", "CGROUP_ARRAY"), ("jumps", "PROG_ARRAY"),
-                       ("outer", "ARRAY_OF_MAPS")):
+    for name, kind in (("cgroups", "CGROUP_ARRAY"), ("jumps", "PROG_ARRAY"), ("outer", "ARRAY_OF_MAPS")):
         assert f"skipped {name}: BPF_MAP_TYPE_{kind}: its entries are" in flat, name
+    # A perf event array declared with its record type is a typed bs.PerfEventArray (slots stay u32 fds).
+    assert issubclass(mod.PerfEventsMap, bs.PerfEventArray) and mod.PerfEventsMap.spec.value_size == 4
     assert {"Inner1Map", "LastMap", "RbMap", "UntypedMap", "Event", "State"} <= set(mod.__all__)
     # Declared with key_size/value_size only: raw bytes of those sizes.
     assert (mod.UntypedMap.spec.key_size, mod.UntypedMap.spec.value_size) == (6, 10)
@@ -139,7 +140,8 @@ def test_objects_with_only_globals_or_only_perf_buffers(tmp_path: Path) -> None:
     assert [f for f in mod.Bss.model_fields] == ["counter", "calls", "hist"]
     assert (mod.Bss.layout.field("calls").offset, mod.Data.layout.field("port").offset) == (8, 14)
     assert mod.Rodata.from_bytes(bytes(24)).cfg.comm == ""
+    # Only a perf event array declared by sizes: a class reading raw records.
     mod2, text2 = generate(FIXTURES / "gen_perf_only.bpf.c", tmp_path, "--no-skeleton")
-    assert mod2.__all__ == [] and "# skipped events: BPF_MAP_TYPE_PERF_EVENT_ARRAY" in text2
-    mod3, _ = generate(FIXTURES / "gen_perf_only.bpf.c", tmp_path)  # the skeleton alone
-    assert mod3.__all__ == ["GenPerfOnlyObject"]
+    assert mod2.__all__ == ["EventsMap"] and issubclass(mod2.EventsMap, bs.PerfEventArray)
+    mod3, _ = generate(FIXTURES / "gen_perf_only.bpf.c", tmp_path)
+    assert mod3.__all__ == ["EventsMap", "GenPerfOnlyObject"]

@@ -241,11 +241,11 @@ def _rb_rest(rb: bs.RingBuffer) -> list[Any]:
 
 def test_ring_buffer_drain_interrupted_at_every_line() -> None:
     fired = _run_all(_ring, _rb_for, _rb_rest, _values())
-    assert fired > 300
+    assert fired > 100
 
 
 def test_ring_buffer_drain_interrupted_at_every_bytecode() -> None:
     fired = _run_all(_ring, _rb_for, _rb_rest, _values(), opcodes=True)
-    assert fired > 1000
+    assert fired > 500
 
 

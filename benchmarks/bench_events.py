@@ -1,0 +1,234 @@
+"""`make bench` (events): consuming ring buffer and perf buffer records, bpfschema against C libbpf, same run.
+
+The kernel writes the records (a socket filter calling ``bpf_ringbuf_output`` / ``bpf_perf_event_output``, run with
+``BPF_PROG_TEST_RUN`` ``repeat``, pinned to one CPU); each repetition refills the ring, then times one consumer:
+C libbpf (``ring_buffer__consume`` / ``perf_buffer__consume``, a callback per record that touches it, built from
+benchmarks/c_events.c) or a bpfschema form. Forms are interleaved; the median per record is reported.
+
+    .venv/bin/python -m benchmarks.bench_events [--records N] [--reps R] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import bpfschema as bs
+from bpfschema.testing import events as ev
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+
+
+class Seq(bs.Struct):
+    seq: bs.u64
+    cpu: bs.u32
+    tag: bs.u32
+
+
+@bs.record_for(Seq)
+class SeqRec(NamedTuple):
+    seq: int
+    cpu: int
+    tag: int
+
+
+class SeqRing(bs.RingBuffer[Seq]):
+    pass
+
+
+class SeqRecRing(bs.RingBuffer[SeqRec]):
+    pass
+
+
+class SeqPerf(bs.PerfEventArray[Seq]):
+    pass
+
+
+class SeqRecPerf(bs.PerfEventArray[SeqRec]):
+    pass
+
+
+def build() -> Path:
+    OUT.mkdir(exist_ok=True)
+    exe = OUT / "c_events"
+    src = HERE / "c_events.c"
+    if not exe.exists() or exe.stat().st_mtime < src.stat().st_mtime:
+        subprocess.run(["gcc", "-O2", "-o", str(exe), str(src), "-lbpf"], check=True)
+    return exe
+
+
+class CConsumer:
+    """The C reference as a child process that set up its libbpf consumer and consumes on request."""
+
+    def __init__(self, exe: Path, kind: str, fd: int, pages: int):
+        self.p = subprocess.Popen([str(exe), kind, str(fd), str(pages)], pass_fds=(fd,), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        assert self.p.stdout is not None and self.p.stdout.readline().strip() == "ready"
+
+    def consume(self) -> tuple[int, int]:
+        assert self.p.stdin is not None and self.p.stdout is not None
+        self.p.stdin.write("go\n")
+        self.p.stdin.flush()
+        n, ns = self.p.stdout.readline().split()
+        return int(n), int(ns)
+
+    def close(self) -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.close()
+        self.p.wait(10)
+
+
+class CtypesRing:
+    """Peer: libbpf's ring_buffer__consume called from Python through ctypes, a Python callback per record
+    (what a Python program binding libbpf directly gets). Benchmark only; the library never does this."""
+
+    def __init__(self, fd: int):
+        import ctypes
+
+        self.lib = ctypes.CDLL("libbpf.so.1")
+        self.lib.ring_buffer__new.restype = ctypes.c_void_p
+        self.lib.ring_buffer__new.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+        self.lib.ring_buffer__consume.argtypes = (ctypes.c_void_p,)
+        self.lib.ring_buffer__free.argtypes = (ctypes.c_void_p,)
+        self.out: list[bytes] = []
+        string_at = ctypes.string_at
+        append = self.out.append
+
+        def cb(ctx: int, data: int, size: int) -> int:
+            append(string_at(data, size))
+            return 0
+
+        self.cb = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)(cb)
+        self.rb = self.lib.ring_buffer__new(fd, ctypes.cast(self.cb, ctypes.c_void_p), None, None)
+        assert self.rb
+
+    def consume(self) -> tuple[int, int]:
+        self.out.clear()
+        t0 = time.perf_counter_ns()
+        self.lib.ring_buffer__consume(self.rb)
+        return len(self.out), time.perf_counter_ns() - t0
+
+    def close(self) -> None:
+        self.lib.ring_buffer__free(self.rb)
+
+
+def timed_stream(make: Callable[[], Any]) -> tuple[int, int]:
+    t0 = time.perf_counter_ns()
+    s = make()
+    collections.deque(s, maxlen=0)
+    ns = time.perf_counter_ns() - t0
+    return int(s.delivered), ns
+
+
+def timed_columns(make: Callable[[], Any]) -> tuple[int, int]:
+    t0 = time.perf_counter_ns()
+    n = sum(c.entries for c in make())
+    return n, time.perf_counter_ns() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--records", type=int, default=200_000)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args(argv)
+    n = args.records
+    exe = build()
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    results: dict[str, list[float]] = collections.defaultdict(list)
+
+    # -- ring buffer: 16-byte records, 24 bytes each in the ring
+    size = 1 << max(12, (n * 24 * 2 - 1).bit_length())
+    rspec = bs.MapSpec(type=bs.MapType.RINGBUF, max_entries=size, name="bench_rb")
+    with bs.RingBuffer.create(rspec) as rb:
+        c = CConsumer(exe, "ring", rb.fileno(), 0)
+        peer = CtypesRing(rb.fileno())
+        try:
+            typed = SeqRing.from_fd(rb.fileno())
+            recs = SeqRecRing.from_fd(rb.fileno())
+            forms: list[tuple[str, Callable[[], tuple[int, int]]]] = [
+                ("ring C libbpf", c.consume),
+                ("ring libbpf via ctypes callback (peer)", peer.consume),
+                ("ring bytes", lambda: timed_stream(rb.drain)),
+                ("ring NamedTuple", lambda: timed_stream(recs.drain)),
+                ("ring model", lambda: timed_stream(typed.drain)),
+                ("ring columns", lambda: timed_columns(typed.drain_columns)),
+            ]
+            for _ in range(args.reps):
+                for name, run in forms:
+                    res = ev.ringbuf_sequence(rb, n, size=16, cpu=cpu)
+                    assert res.failures == 0, res
+                    got, ns = run()
+                    assert got == n, (name, got)
+                    results[name].append(ns / n)
+            typed.close()
+            recs.close()
+        finally:
+            c.close()
+            peer.close()
+
+    # -- perf buffer: 16-byte records, 32 bytes each in the ring; the producer runs on one CPU
+    pages = 1 << max(0, (n * 32 * 2 // 4096 - 1).bit_length())
+    pspec = bs.MapSpec(type=bs.MapType.PERF_EVENT_ARRAY, name="bench_perf")
+    with bs.PerfEventArray.create(pspec) as pa:
+        c = CConsumer(exe, "perf", pa.fileno(), pages)  # libbpf stores its own fds in the map
+        try:
+            for _ in range(args.reps):
+                res = ev.perf_sequence(pa, n, size=16, cpu=cpu)
+                assert res.failures == 0, res
+                got, ns = c.consume()
+                assert got == n, ("perf C", got)
+                results["perf C libbpf"].append(ns / n)
+        finally:
+            c.close()
+        views: dict[str, Any] = {"bytes": pa, "NamedTuple": SeqRecPerf.from_fd(pa.fileno()),
+                                 "model": SeqPerf.from_fd(pa.fileno())}
+        pforms: list[tuple[str, Any, Callable[[Any], tuple[int, int]]]] = [
+            ("perf bytes", views["bytes"], lambda b: timed_stream(b.drain)),
+            ("perf NamedTuple", views["NamedTuple"], lambda b: timed_stream(b.drain)),
+            ("perf model", views["model"], lambda b: timed_stream(b.drain)),
+            ("perf columns", views["model"], lambda b: timed_columns(b.drain_columns)),
+        ]
+        try:
+            for _ in range(args.reps):
+                for name, view, prun in pforms:
+                    with view.open_buffer(pages=pages) as pb:
+                        res = ev.perf_sequence(pa, n, size=16, cpu=cpu)
+                        assert res.failures == 0, res
+                        got, ns = prun(pb)
+                        assert got == n, (name, got)
+                        results[name].append(ns / n)
+        finally:
+            views["NamedTuple"].close()
+            views["model"].close()
+
+    med = {k: statistics.median(v) for k, v in results.items()}
+    lines = [
+        f"Event consumption, {n:,} kernel-written 16-byte records per run, median of {args.reps} "
+        f"({platform.machine()}, Python {platform.python_version()}); ns per record and ratio to C libbpf:",
+        "",
+        "| form | ns/record | ratio to C |",
+        "|---|---|---|",
+    ]
+    for name in med:
+        group = name.split()[0]
+        ratio = med[name] / med[f"{group} C libbpf"]
+        lines.append(f"| {name} | {med[name]:.0f} | {ratio:.2f}x |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

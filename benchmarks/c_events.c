@@ -1,0 +1,61 @@
+// C reference for the event benchmarks (`make bench`): libbpf's ring_buffer__consume / perf_buffer__consume on a
+// map fd inherited from the Python driver. The callback touches each record (sums its first byte), as a consumer
+// would. Protocol on stdin/stdout, so the driver can fill the rings after libbpf set them up:
+//   c_events ring <fd>         prints "ready"; on each line "go" consumes and prints "<records> <ns>"
+//   c_events perf <fd> <pages> same, with perf_buffer__new on every CPU (it stores its own fds in the map)
+#include <bpf/libbpf.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static uint64_t count, sink;
+
+static int ring_cb(void *ctx, void *data, size_t size) {
+    count++;
+    sink += ((uint8_t *)data)[0] + size;
+    return 0;
+}
+
+static void perf_cb(void *ctx, int cpu, void *data, uint32_t size) {
+    count++;
+    sink += ((uint8_t *)data)[0] + size;
+}
+
+static void lost_cb(void *ctx, int cpu, __u64 n) { fprintf(stderr, "lost %llu\n", (unsigned long long)n); }
+
+int main(int argc, char **argv) {
+    if (argc < 3) return 2;
+    int fd = atoi(argv[2]);
+    struct ring_buffer *rb = NULL;
+    struct perf_buffer *pb = NULL;
+    if (!strcmp(argv[1], "ring")) {
+        rb = ring_buffer__new(fd, ring_cb, NULL, NULL);
+        if (!rb) { perror("ring_buffer__new"); return 1; }
+    } else {
+        pb = perf_buffer__new(fd, argc > 3 ? atoi(argv[3]) : 64, perf_cb, lost_cb, NULL, NULL);
+        if (!pb) { perror("perf_buffer__new"); return 1; }
+    }
+    printf("ready\n");
+    fflush(stdout);
+    char line[64];
+    while (fgets(line, sizeof line, stdin)) {
+        count = 0;
+        uint64_t t0 = now_ns();
+        int err = rb ? ring_buffer__consume(rb) : perf_buffer__consume(pb);
+        uint64_t t1 = now_ns();
+        if (err < 0) { fprintf(stderr, "consume: %d\n", err); return 1; }
+        printf("%llu %llu\n", (unsigned long long)count, (unsigned long long)(t1 - t0));
+        fflush(stdout);
+    }
+    if (rb) ring_buffer__free(rb);
+    if (pb) perf_buffer__free(pb);
+    return sink == 0xffffffffffffffffull;
+}
