@@ -141,7 +141,7 @@ def test_objects_with_only_globals_or_only_perf_buffers(tmp_path: Path) -> None:
     assert (mod.Bss.layout.field("calls").offset, mod.Data.layout.field("port").offset) == (8, 14)
     assert mod.Rodata.from_bytes(bytes(24)).cfg.comm == ""
     # Only a perf event array declared by sizes: a class reading raw records.
-    mod2, text2 = generate(FIXTURES / "gen_perf_only.bpf.c", tmp_path, "--no-skeleton")
+    mod2, _ = generate(FIXTURES / "gen_perf_only.bpf.c", tmp_path, "--no-skeleton")
     assert mod2.__all__ == ["EventsMap"] and issubclass(mod2.EventsMap, bs.PerfEventArray)
     mod3, _ = generate(FIXTURES / "gen_perf_only.bpf.c", tmp_path)
     assert mod3.__all__ == ["EventsMap", "GenPerfOnlyObject"]

@@ -9,6 +9,7 @@ duplicated, and no object left wedged.
 
 from __future__ import annotations
 
+import os
 import signal
 import struct
 from collections import Counter
@@ -28,6 +29,9 @@ from bpfschema.testing.interrupts import Interrupter
 # with a ResourceWarning: expected here. The suite's check for leaked fds still applies to every test.
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
+#: Visit every STRIDE-th point only (the run on Linux 6.1 under emulation sets 5; the host visits every point).
+SWEEP_STRIDE = max(1, int(os.environ.get("BPFSCHEMA_SWEEP_STRIDE", "1")))
+
 N = 12  # entries per run: three batches of 4, so every step of a multi-chunk drain is visited
 U64 = struct.Struct("=Q")
 
@@ -43,6 +47,7 @@ def _run_all(make: Callable[[], Any], consume: Consume, rest: Callable[[Any], li
              signum: int = signal.SIGINT) -> int:
     """Interrupt ``consume`` at each event in turn; check the ledger each time. Returns how many runs fired."""
     fired = 0
+    stride *= SWEEP_STRIDE
     at = 1
     while True:
         obj = make()
@@ -142,12 +147,12 @@ def _hash_pop(m: KeyedMap[bytes, bytes, bytes], got: list[Any]) -> None:
                          ids=["for", "next", "batches", "early-exit", "limit", "pop"])
 def test_hash_drain_interrupted_at_every_line(consume: Consume) -> None:
     fired = _run_all(_hash, consume, _hash_rest, _hash_entries())
-    assert fired > 300  # the loop really has that many points (guards against a harness that never fires)
+    assert fired * SWEEP_STRIDE > 300  # guards against a harness that never fires
 
 
 def test_hash_drain_interrupted_at_every_bytecode() -> None:
     fired = _run_all(_hash, _for, _hash_rest, _hash_entries(), opcodes=True)
-    assert fired > 2000
+    assert fired * SWEEP_STRIDE > 2000
 
 
 def test_sigterm_handler_raising_systemexit_is_deferred_too() -> None:
@@ -159,7 +164,7 @@ def test_sigterm_handler_raising_systemexit_is_deferred_too() -> None:
         fired = _run_all(_hash, _for, _hash_rest, _hash_entries(), signum=signal.SIGTERM)
     finally:
         signal.signal(signal.SIGTERM, old)
-    assert fired > 300
+    assert fired * SWEEP_STRIDE > 300
 
 
 # -- queue and stack ---------------------------------------------------------------------------------------------
@@ -210,13 +215,13 @@ def _q_pop(q: bs.QueueMap, got: list[Any]) -> None:
                          ids=["batch-pop", "per-value", "early-exit", "pop"])
 def test_queue_drain_interrupted_at_every_line(kind: bs.MapType, consume: Consume) -> None:
     fired = _run_all(_queue(kind), consume, _queue_rest, _values())
-    assert fired > 500
+    assert fired * SWEEP_STRIDE > 500
 
 
 @pytest.mark.parametrize("kind", [bs.MapType.QUEUE, bs.MapType.STACK], ids=["queue", "stack"])
 def test_queue_batch_pop_interrupted_at_every_fifth_bytecode(kind: bs.MapType) -> None:
     fired = _run_all(_queue(kind), _q_for(True), _queue_rest, _values(), opcodes=True, stride=5)
-    assert fired > 1000
+    assert fired * SWEEP_STRIDE > 1000
 
 
 # -- ring buffer -------------------------------------------------------------------------------------------------
@@ -241,11 +246,11 @@ def _rb_rest(rb: bs.RingBuffer) -> list[Any]:
 
 def test_ring_buffer_drain_interrupted_at_every_line() -> None:
     fired = _run_all(_ring, _rb_for, _rb_rest, _values())
-    assert fired > 100
+    assert fired * SWEEP_STRIDE > 100
 
 
 def test_ring_buffer_drain_interrupted_at_every_bytecode() -> None:
     fired = _run_all(_ring, _rb_for, _rb_rest, _values(), opcodes=True)
-    assert fired > 500
+    assert fired * SWEEP_STRIDE > 500
 
 
