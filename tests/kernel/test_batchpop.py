@@ -833,7 +833,7 @@ import ctypes, struct
 import bpfschema as bs
 from bpfschema._sys import syscall as sc
 from bpfschema._sys.attrs import ProgLoadAttr
-from bpfschema._sys.consts import Cmd
+from bpfschema._sys.consts import Cmd, ProgType
 from bpfschema.maps import _batchpop
 from bpfschema.testing import producers
 
@@ -859,6 +859,15 @@ run(bs.StackMap, bs.MapType.STACK)
 _batchpop.probe.cache_clear()
 with sc.hook(no_may_goto):
     run(bs.QueueMap, bs.MapType.QUEUE)
+
+def no_sleepable_queues(cmd, addr, size, nxt):  # fake: a kernel before 6.9 (may_goto and sleepable queues refused)
+    if cmd == Cmd.PROG_LOAD and ProgLoadAttr.from_address(addr).prog_type == ProgType.SYSCALL:
+        return -22
+    return nxt(cmd, addr, size)
+
+_batchpop.probe.cache_clear()
+with sc.hook(no_sleepable_queues):
+    run(bs.StackMap, bs.MapType.STACK)
 """
 
 _CAP_BPF = 1 << 39
@@ -875,7 +884,8 @@ def test_cap_bpf_alone_chooses_a_form_that_verifies(who: str) -> None:
     assert int(lines[0].split()[1], 16) == _CAP_BPF  # CAP_BPF and nothing else
     form = working_forms()[0]
     nxt = next(f for f in working_forms() if f != "may_goto")
-    assert lines[1:4] == [f"QUEUE {form} {form} True", f"STACK {form} {form} True", f"QUEUE {nxt} {nxt} True"]
+    assert lines[1:5] == [f"QUEUE {form} {form} True", f"STACK {form} {form} True", f"QUEUE {nxt} {nxt} True",
+                          "STACK socket_filter socket_filter True"]
 
 
 _INDEXED_LOOP = """
