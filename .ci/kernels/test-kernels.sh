@@ -7,7 +7,7 @@
 # Installs qemu-system-x86 and busybox-static with apt when they are missing (needs root); downloads the kernel
 # .deb once with apt into $WORK (default ${TMPDIR:-/tmp}/kernel-vm/cache). Output: the guest's log is shown live
 # and kept in $OUT/guest.log (default ${TMPDIR:-/tmp}/bpfschema-kernels/6.1). Exit status: pytest's in the guest,
-# 124 if the guest timed out ($TIMEOUT s, default 2700), 125 if it never reported.
+# 124 if the guest timed out ($TIMEOUT s, default 3600), 125 if it never reported.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -29,7 +29,7 @@ fi
 
 export OUT=${OUT:-${TMPDIR:-/tmp}/bpfschema-kernels/6.1}
 export WORK=${WORK:-${TMPDIR:-/tmp}/kernel-vm/cache}
-export TIMEOUT=${TIMEOUT:-2700}
+export TIMEOUT=${TIMEOUT:-3600}
 genv="PYTHONUNBUFFERED=1"
 [ -z "${CI:-}" ] || genv="CI=$CI $genv"  # under CI the guest's kernel tests fail instead of skipping
 export GUEST_ENV="$genv ${GUEST_ENV:-}"
