@@ -39,6 +39,15 @@ def camel(name: str) -> str:
     return "".join(p[:1].upper() + p[1:] for p in re.split(r"[^A-Za-z0-9]+", name) if p)
 
 
+def scalar_py_type(t: CType) -> str | None:
+    """The Python type a scalar C type decodes to, as source text (None: not a scalar)."""
+    for cls, name in ((BoolType, "bool"), (IntType, "int"), (FloatType, "float"), (CStringType, "str"),
+                      (BytesType, "bytes")):
+        if isinstance(t, cls):
+            return name
+    return None
+
+
 @dataclass
 class _Imports:
     """Aliased imports: ``import x.y as _x_y``. A user's field named ``typing`` or ``bs`` cannot shadow them."""
@@ -151,16 +160,9 @@ class _Emitter:
             if pt in (int, str, bytes, float, bool):
                 return pt.__name__
             return self.obj_ref(pt, f"field type {t.name}")
-        if isinstance(t, IntType):
-            return "int"
-        if isinstance(t, FloatType):
-            return "float"
-        if isinstance(t, BoolType):
-            return "bool"
-        if isinstance(t, CStringType):
-            return "str"
-        if isinstance(t, BytesType):
-            return "bytes"
+        scalar = scalar_py_type(t)
+        if scalar is not None:
+            return scalar
         raise GenerateError("gen", f"no Python type for C type {t!r}")
 
     # -- structs ------------------------------------------------------------------------------------------

@@ -15,15 +15,11 @@ from dataclasses import dataclass
 
 from ..layout._ctypes import (
     ArrayType,
-    BoolType,
-    BytesType,
-    CStringType,
     CType,
-    FloatType,
     IntType,
     MappedType,
 )
-from ._python import HEADER, camel
+from ._python import HEADER, camel, scalar_py_type
 
 __all__ = ["ObjectDesc", "ProgramDesc", "SectionDesc", "VarDesc", "add_skeleton", "empty_module"]
 
@@ -85,16 +81,9 @@ def _ident(name: str, taken: set[str]) -> str:
 
 def py_type(ct: CType) -> str:
     """The Python type a global of this layout type decodes to, as source text."""
-    if isinstance(ct, BoolType):
-        return "bool"
-    if isinstance(ct, IntType):
-        return "int"
-    if isinstance(ct, FloatType):
-        return "float"
-    if isinstance(ct, CStringType):
-        return "str"
-    if isinstance(ct, BytesType):
-        return "bytes"
+    scalar = scalar_py_type(ct)
+    if scalar is not None:
+        return scalar
     if isinstance(ct, ArrayType):
         return f"tuple[{py_type(ct.elem)}, ...]"
     if isinstance(ct, MappedType) and isinstance(ct.base, IntType):
