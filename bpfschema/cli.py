@@ -420,9 +420,10 @@ def _drain_loop(args: argparse.Namespace, writer: _PacedWriter, stop: list[int])
         prog = _Progress("drain")
         kw: dict[str, object] = {}
         if writer.pipe and isinstance(m, (bs.QueueMap, bs.StackMap)):
-            # Paced output takes one value per reader step: a batch pop would hold values back and, when
-            # the reader leaves, push them to the queue's tail (changing the order).
+            # Paced output takes one value per reader step: a batch would hold values back and, when the reader
+            # leaves, push them to the queue's tail (changing the order).
             kw["batch_pop"] = False
+            kw["batch_size"] = 1
         while not stop[0]:
             with drain_fn(limit=remaining, **kw) as d:
                 while not stop[0]:

@@ -138,6 +138,8 @@ _STATE = struct.Struct("=QQIiII")  # taken, done, count, rc, want, delivered
 _IDENT = struct.Struct("=III")  # magic, value_size, capacity
 _OWNER_ID = struct.Struct("=IQ")  # pid, start time (packed: u32 at 44, u64 at 48)
 _U32 = struct.Struct("=I")
+_I32 = struct.Struct("=i")
+_TWO = struct.Struct("=QQ")
 _U64 = struct.Struct("=Q")
 
 #: The program's return values.
@@ -325,8 +327,121 @@ def build_program(form: Form, queue_fd: int, scratch_fd: int, value_size: int, c
 # The scratch map
 
 
-class Scratch:
-    """One consumer's scratch ARRAY, mmapped: the header protocol and the values of the current batch."""
+class Holding:
+    """Where a map object holds a batch of values taken out of the kernel: the header protocol and the values.
+
+    The layout (a 64-byte header, then ``capacity`` values) is the scratch map's; :class:`Scratch` keeps it in a
+    kernel map the pop program writes, :class:`MemHolding` in process memory for pops made one syscall at a time.
+    """
+
+    mem: bytearray | mmap.mmap
+    value_size: int
+    capacity: int
+
+    def owner(self) -> tuple[int, int]:
+        """(pid, start time) of the process that claimed this scratch, (0, 0) if none."""
+        pid, start = _OWNER_ID.unpack_from(self.mem, _OWNER)
+        return int(pid), int(start)
+
+    def set_owner(self, pid: int, start: int) -> None:
+        _OWNER_ID.pack_into(self.mem, _OWNER, pid, start)
+
+    def state(self) -> tuple[int, int, int, int, int, int]:
+        """(taken, done, count, rc, want, delivered)."""
+        return _STATE.unpack_from(self.mem, 0)
+
+    def outstanding(self) -> tuple[int, int] | None:
+        """``(delivered, count)`` of a batch taken and not finished, else None."""
+        taken, done, count, _rc, _want, delivered = _STATE.unpack_from(self.mem, 0)
+        if taken == done:
+            return None
+        return min(delivered, count), count
+
+    def set_want(self, n: int) -> None:
+        _U32.pack_into(self.mem, _WANT, n)
+
+    def read(self, lo: int, hi: int) -> bytes:
+        """The raw values ``lo..hi`` of the current batch."""
+        vs = self.value_size
+        return bytes(memoryview(self.mem)[HEADER_SIZE + lo * vs : HEADER_SIZE + hi * vs])
+
+    def mark_delivered(self, n: int) -> bool:
+        """Record that values ``0..n`` of the batch were delivered; the whole batch: finish it (done = taken).
+
+        Returns:
+            Whether the batch is finished.
+        """
+        taken, _done, count = struct.unpack_from("=QQI", self.mem, 0)
+        if n >= count:
+            _U32.pack_into(self.mem, _DELIVERED, count)
+            _U64.pack_into(self.mem, _DONE, taken)
+            return True
+        _U32.pack_into(self.mem, _DELIVERED, n)
+        return False
+
+    def close(self) -> None:
+        """Release the memory (not the values: finish or push back the batch first)."""
+
+    def take_each(self, want: int, pop: Callable[[], int], buf: bytearray, map_name: str) -> tuple[int, int]:
+        """Pop up to ``want`` values one syscall each into this holding, as one batch (call in a critical section).
+
+        The batch is claimed first and its count recorded after each value, so an exception at any point leaves
+        every value popped recorded in the header.
+
+        Args:
+            want: most values (at most the capacity).
+            pop: pops one value into ``buf``; 0 or ``-errno``.
+            buf: where ``pop`` puts the value.
+            map_name: for errors.
+
+        Returns:
+            ``(count, rc)`` as from the pop program: values taken, and the errno that ended the batch (0: ``want``
+            reached).
+
+        Raises:
+            IterationAbortedError: a batch is outstanding.
+        """
+        mem = self.mem
+        taken, done = _TWO.unpack_from(mem, 0)
+        if taken != done:
+            raise IterationAbortedError("drain", "a batch taken earlier is still outstanding", map_name=map_name)
+        n = min(want, self.capacity)
+        _STATE.pack_into(mem, 0, done + 1, done, 0, 0, n, 0)  # claimed, empty
+        vs = self.value_size
+        off = HEADER_SIZE
+        count = 0
+        rc = 0
+        pack = _U32.pack_into
+        while count < n:
+            rc = pop()
+            if rc < 0:
+                break
+            mem[off : off + vs] = buf
+            off += vs
+            count += 1
+            pack(mem, _COUNT, count)
+        else:
+            rc = 0
+        _I32.pack_into(mem, _RC, rc)
+        if count == 0:
+            self.mark_delivered(0)
+        return count, rc
+
+
+class MemHolding(Holding):
+    """A holding in this process's memory: batches popped one value per syscall (no scratch map, no program).
+
+    Values held here do not survive the process (a scratch map pinned with ``pin_scratch`` does).
+    """
+
+    def __init__(self, value_size: int, capacity: int):
+        self.value_size = value_size
+        self.capacity = capacity
+        self.mem = bytearray(scratch_value_size(value_size, capacity))
+        _IDENT.pack_into(self.mem, _MAGIC, MAGIC, value_size, capacity)
+
+class Scratch(Holding):
+    """One consumer's scratch ARRAY, mmapped: where the pop program puts a batch."""
 
     def __init__(self, fd: Fd, value_size: int, capacity: int):
         self.fd = fd
@@ -334,7 +449,11 @@ class Scratch:
         self.capacity = capacity
         size = scratch_value_size(value_size, capacity)
         self._len = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE * mmap.PAGESIZE
-        self.mem = mmap.mmap(fd.fileno(), self._len)
+        self.mem = self._map = mmap.mmap(fd.fileno(), self._len)
+
+    def read(self, lo: int, hi: int) -> bytes:
+        vs = self.value_size
+        return self._map[HEADER_SIZE + lo * vs : HEADER_SIZE + hi * vs]  # one copy, straight from the mapping
 
     @classmethod
     def create(cls, value_size: int, capacity: int) -> Scratch:
@@ -387,49 +506,8 @@ class Scratch:
             fd.close()
             raise
 
-    def owner(self) -> tuple[int, int]:
-        """(pid, start time) of the process that claimed this scratch, (0, 0) if none."""
-        pid, start = _OWNER_ID.unpack_from(self.mem, _OWNER)
-        return int(pid), int(start)
-
-    def set_owner(self, pid: int, start: int) -> None:
-        _OWNER_ID.pack_into(self.mem, _OWNER, pid, start)
-
-    def state(self) -> tuple[int, int, int, int, int, int]:
-        """(taken, done, count, rc, want, delivered)."""
-        return _STATE.unpack_from(self.mem, 0)
-
-    def outstanding(self) -> tuple[int, int] | None:
-        """``(delivered, count)`` of a batch taken and not finished, else None."""
-        taken, done, count, _rc, _want, delivered = _STATE.unpack_from(self.mem, 0)
-        if taken == done:
-            return None
-        return min(delivered, count), count
-
-    def set_want(self, n: int) -> None:
-        _U32.pack_into(self.mem, _WANT, n)
-
-    def read(self, lo: int, hi: int) -> bytes:
-        """The raw values ``lo..hi`` of the current batch."""
-        vs = self.value_size
-        return self.mem[HEADER_SIZE + lo * vs : HEADER_SIZE + hi * vs]
-
-    def mark_delivered(self, n: int) -> bool:
-        """Record that values ``0..n`` of the batch were delivered; the whole batch: finish it (done = taken).
-
-        Returns:
-            Whether the batch is finished.
-        """
-        taken, _done, count = struct.unpack_from("=QQI", self.mem, 0)
-        if n >= count:
-            _U32.pack_into(self.mem, _DELIVERED, count)
-            _U64.pack_into(self.mem, _DONE, taken)
-            return True
-        _U32.pack_into(self.mem, _DELIVERED, n)
-        return False
-
     def close(self) -> None:
-        self.mem.close()
+        self._map.close()
         self.fd.close()
 
 
@@ -596,12 +674,17 @@ class BatchPop(Generic[V]):
     partly delivered, waiting for the next drain or pop of this map object).
     """
 
-    def __init__(self, queue_fileno: Callable[[], int], value_size: int, map_name: str, codec: Codec[V]):
+    def __init__(self, queue_fileno: Callable[[], int], value_size: int, map_name: str, codec: Codec[V],
+                 pop_one: Callable[[], int], buf: bytearray):
         self._queue_fileno = queue_fileno  # called each time: raises ValueError once the map is closed
         self._vs = value_size
         self._name = map_name
         self._codec = codec
-        self.scratch: Scratch | None = None
+        self._pop_one = pop_one
+        self._buf = buf
+        self._pid = os.getpid()
+        #: Where the outstanding batch is held: the scratch map (batch pop, or pinned), else process memory.
+        self.scratch: Holding | None = None
         self.prog: PopProgram | None = None
         #: Why this map object pops one value per syscall (None: batch pop is available or not tried yet).
         self.off_reason: str | None = None
@@ -613,12 +696,46 @@ class BatchPop(Generic[V]):
     # -- set-up ------------------------------------------------------------------------------------------
 
     def _ensure_scratch(self) -> Scratch:
-        if self.scratch is None:
-            self.scratch = Scratch.create(self._vs, default_capacity(self._vs))
-        return self.scratch
+        """The scratch map (created if needed); a batch held in process memory moves into it (call in a section)."""
+        held = self.scratch
+        if isinstance(held, Scratch):
+            return held
+        sc = Scratch.create(self._vs, default_capacity(self._vs))
+        if held is not None:
+            p = held.outstanding()
+            if p is not None:
+                try:
+                    if p[1] > sc.capacity:  # pragma: no cover - both use default_capacity(value_size)
+                        raise AssertionError("scratch smaller than the held batch")
+                    end = HEADER_SIZE + p[1] * self._vs
+                    sc.mem[HEADER_SIZE:end] = held.mem[HEADER_SIZE:end]
+                    sc.mem[:_MAGIC] = held.mem[:_MAGIC]  # the state words last: the batch is now the scratch's
+                except BaseException:
+                    sc.close()
+                    raise
+        self.scratch = sc
+        return sc
+
+    def _check_fork(self) -> None:
+        """A forked child must not deliver (or push back) the batch its parent holds: it starts without one."""
+        if self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        if self.prog is not None:
+            self.prog.close()  # the child's copies of the fds; the parent's stay open
+            self.prog = None
+        sc, self.scratch = self.scratch, None
+        if isinstance(sc, Scratch):
+            sc.close()
+        if self.pinned_at is not None:
+            _IN_USE.discard(self._pinned_id)
+            self.pinned_at = None
+        self.holder = None
+        self.off_reason = None
 
     def available(self) -> bool:
         """Whether batches can be taken (loads the program at the first call; False: pop one value at a time)."""
+        self._check_fork()
         if self.prog is not None:
             return True
         if self.off_reason is not None:
@@ -642,7 +759,7 @@ class BatchPop(Generic[V]):
                     reason = _describe_refusal(support.form, e)
                     level = logging.WARNING
                     if self.pinned_at is None and (self.scratch is None or self.scratch.outstanding() is None):
-                        self._drop_scratch()  # unused: keeps the per-syscall path free of scratch checks
+                        self._drop_scratch()  # unused (a batch moved here from process memory keeps it)
         self.off_reason = reason
         log.log(level, "map %r: drains pop one value per syscall: %s", self._name, reason)
         return False
@@ -658,6 +775,7 @@ class BatchPop(Generic[V]):
             IterationAbortedError: this object has a batch outstanding.
             LayoutMismatchError: the pin is not a batch-pop scratch for this value size.
         """
+        self._check_fork()
         if self.pinned_at == path:
             return self.pending_count()
         if self.holder is not None or (self.scratch is not None and self.scratch.outstanding()):
@@ -681,7 +799,8 @@ class BatchPop(Generic[V]):
             self._drop_scratch()
             self.scratch = adopted
         else:
-            scratch = self._ensure_scratch()
+            with critical():
+                scratch = self._ensure_scratch()
             ops.obj_pin(scratch.fd.fileno(), path, map_name=self._name)
             sid = int(ops.map_info(scratch.fd.fileno()).id)
         assert self.scratch is not None
@@ -711,6 +830,8 @@ class BatchPop(Generic[V]):
         Read from the scratch header each time (the kernel's ``taken`` and user space's ``done`` and ``delivered``):
         no cached flag can disagree with it after an interrupted step.
         """
+        if self._pid != os.getpid():
+            self._check_fork()
         if self.holder is not None or self.scratch is None:
             return None
         return self.scratch.outstanding()
@@ -740,7 +861,7 @@ class BatchPop(Generic[V]):
             IterationAbortedError: the scratch holds a batch this object does not know of (another consumer
                 uses the same pinned scratch).
         """
-        assert self.prog is not None and self.scratch is not None
+        assert self.prog is not None and isinstance(self.scratch, Scratch)
         sc = self.scratch
         sc.set_want(min(want, sc.capacity))
         if self.prog.run() == _OUTSTANDING:
@@ -751,6 +872,19 @@ class BatchPop(Generic[V]):
         if count == 0:
             sc.mark_delivered(0)
         return count, rc
+
+    def take_each(self, want: int) -> tuple[int, int]:
+        """Pop up to ``want`` values one syscall each into the holding (the scratch map if there is one, else
+        process memory), as one batch; like :meth:`take` (call inside a critical section).
+
+        Raises:
+            IterationAbortedError: the holding has a batch this object does not know of.
+        """
+        self._check_fork()
+        held = self.scratch
+        if held is None:
+            held = self.scratch = MemHolding(self._vs, default_capacity(self._vs))
+        return held.take_each(want, self._pop_one, self._buf, self._name)
 
     # -- end -------------------------------------------------------------------------------------------------
 
@@ -764,6 +898,7 @@ class BatchPop(Generic[V]):
         Returns:
             The values that could not be pushed back (the map is full), decoded.
         """
+        self._check_fork()
         failed: list[V] = []
         try:
             with critical():  # pushed back and recorded as such together, or neither

@@ -30,7 +30,7 @@ from ..errors import (
     NotSupportedError,
     error_for_errno,
 )
-from ._batchpop import BUSY_BUDGET_S, RETRYABLE, BatchPop
+from ._batchpop import BUSY_BUDGET_S, RETRYABLE, BatchPop, default_capacity
 from .base import Buffer, CodecMap
 from .codec import decode_taken
 from .drain import RETRY, Drain
@@ -63,7 +63,8 @@ class _PushPopMap(CodecMap[bytes, V]):
         self._c_pop = _sc.bind(_POP, aaddr, _ELEM_SIZE)
         self._c_peek = _sc.bind(_PEEK, aaddr, _ELEM_SIZE)
         self._dec = self._vc.decode
-        self._bp: BatchPop[V] = BatchPop(self._fd.fileno, self._info.value_size, self._name, self._vc)
+        self._bp: BatchPop[V] = BatchPop(self._fd.fileno, self._info.value_size, self._name, self._vc,
+                                         self._c_pop, self._vbuf.data)
         self._drains: weakref.WeakSet[Drain[V]] = weakref.WeakSet()  # open drains, closed with the map
 
     def _push_raw(self, raw: bytes) -> int:
@@ -178,7 +179,8 @@ class _PushPopMap(CodecMap[bytes, V]):
         form, a sleepable ``BPF_PROG_TYPE_SYSCALL`` program with ``may_goto``) and CAP_BPF; the first drain in a
         process probes what works (once), the first drain of each map object loads its program. Where that is not
         possible (older kernel, no privilege, a verifier refusal, a read-only or frozen map fd), the drain pops one
-        value per syscall and the reason is logged on the ``"bpfschema"`` logger.
+        value per syscall (batches of the same size, held in process memory) and the reason is logged on the
+        ``"bpfschema"`` logger.
 
         Delivery: every value popped is delivered exactly once to this map object's consumers. If the caller
         stops in the middle of a batch (``break``, an exception, ``close()``), the undelivered rest stays
@@ -192,8 +194,10 @@ class _PushPopMap(CodecMap[bytes, V]):
             limit: take at most this many values (bounds a drain under a producer that never stops).
             batch_size: most values per batch (default and maximum: the scratch capacity, 4,096 values; fewer
                 for values over 255 bytes, so the scratch map stays within 1 MiB).
-            batch_pop: ``False`` pops one value per syscall (``BPF_MAP_LOOKUP_AND_DELETE_ELEM``): no values are
-                held in this process between syscalls.
+            batch_pop: ``False`` pops one value per syscall (``BPF_MAP_LOOKUP_AND_DELETE_ELEM``), up to
+                ``batch_size`` per batch. The delivery contract is the same either way (batches, ``limit``,
+                pending values); only where undelivered values wait differs: in process memory here, lost if the
+                process dies (a batch in a pinned scratch map survives it). ``batch_size=1`` holds nothing back.
 
         Raises:
             ValueError: the map is closed, or ``batch_size`` < 1.
@@ -325,8 +329,7 @@ class _QueueSource(Generic[V]):
     how far it was delivered (an absolute position, so recording twice is harmless) and the rest stays pending.
     """
 
-    __slots__ = ("_batch", "_bp", "_buf", "_deadline", "_dec", "_ended", "_m", "_plain", "_pop", "_size", "_span",
-                 "map_name")
+    __slots__ = ("_batch", "_bp", "_buf", "_deadline", "_dec", "_ended", "_m", "_pop", "_size", "_span", "map_name")
 
     def __init__(self, m: _PushPopMap[V], batch_size: int | None, batch_pop: bool):
         self._m = m
@@ -336,10 +339,7 @@ class _QueueSource(Generic[V]):
         self._deadline = 0.0
         if batch_pop and m._bp.holder is None:
             batch_pop = m._bp.available()  # loads the program at the first drain of this map object
-        self._batch = batch_pop
-        # Nothing is pending without a scratch map. (Values that become pending while this drain runs, because
-        # another drain of this map object popped in batches and stopped early, wait for the next drain or pop.)
-        self._plain = not batch_pop and m._bp.scratch is None
+        self._batch = batch_pop and m._bp.prog is not None
         self._dec = m._dec
         self._pop = m._c_pop
         self._buf = m._vbuf.data
@@ -356,34 +356,39 @@ class _QueueSource(Generic[V]):
         return bytes(self._buf)
 
     def take(self, want: int | None) -> object:
-        if self._plain:  # one pop per syscall and no scratch map: the hot path of the fallback
-            return self._pop_one()
+        # A chunk is a range of the map object's holding (the scratch map, or process memory where values are
+        # popped one syscall each): pending values first, else a new batch. Only while another drain of this map
+        # object holds the batch does a chunk come from a single pop.
         bp = self._bp
-        p = bp.pending() if bp.scratch is not None else None
+        p = bp.pending()
         if p is None and self._ended:
             return None
-        if p is not None or (self._batch and bp.holder is None and bp.prog is not None):
-            sc = bp.scratch
-            assert sc is not None
-            cap = sc.capacity
-            n = min(cap, self._size or cap, want or cap)
-            if p is not None:
-                lo, hi = p[0], min(p[1], p[0] + n)
-            else:
+        if p is None and bp.holder is not None:
+            return self._pop_one()
+        cap = bp.scratch.capacity if bp.scratch is not None else default_capacity(self._m._info.value_size)
+        n = min(cap, self._size or cap, want or cap)
+        if p is not None:
+            lo, hi = p[0], min(p[1], p[0] + n)
+        else:
+            if self._batch:
                 count, rc = bp.take(n)
-                if count == 0:
-                    if rc == -_ENOENT:
-                        return None
-                    # rc 0 with nothing taken: may_goto's loop budget ran out before the first pop: like contention
-                    if rc != 0 and -rc not in RETRYABLE:
-                        raise error_for_errno("bpf_map_pop_elem", -rc, map_name=self.map_name, detail="batch pop")
-                    return RETRY
+            else:
+                self._m._attr.flags = 0
+                count, rc = bp.take_each(n)
+            if count == 0:
                 if rc == -_ENOENT:
-                    self._ended = True  # the map was empty when this batch was taken
-                lo, hi = 0, count
-            bp.holder = self
-            return lo, hi
-        return self._pop_one()
+                    return None
+                if not self._batch:
+                    self._m._raise(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, rc)
+                # rc 0 with nothing taken: may_goto's loop budget ran out before the first pop: like contention
+                if rc != 0 and -rc not in RETRYABLE:
+                    raise error_for_errno("bpf_map_pop_elem", -rc, map_name=self.map_name, detail="batch pop")
+                return RETRY
+            if rc == -_ENOENT:
+                self._ended = True  # the map was empty when this batch was taken
+            lo, hi = 0, count
+        bp.holder = self
+        return lo, hi
 
     def backoff(self) -> None:
         now = time.monotonic()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import itertools
 import logging
 import math
 import os
@@ -179,6 +180,86 @@ def test_batch_pop_false_pops_one_value_per_syscall() -> None:
         with count_syscalls() as calls, q.drain(batch_pop=False) as d:
             assert seq(d) == list(range(50))
         assert calls.count(Cmd.MAP_LOOKUP_AND_DELETE_ELEM) == 51 and Cmd.PROG_TEST_RUN not in calls
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Popping one value per syscall keeps the batch contract (batches, limit, pending values)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_per_syscall_path_yields_batches_of_batch_size(kind: Kind) -> None:
+    with make(kind, 2500, fill=2500) as q:
+        with count_syscalls() as calls, q.drain(batch_size=1000, batch_pop=False) as d:
+            lists = list(d.batches())
+        assert [len(b) for b in lists] == [1000, 1000, 500]
+        assert seq([v for b in lists for v in b]) == expected(kind, 2500)
+        assert Cmd.PROG_TEST_RUN not in calls and calls.count(Cmd.MAP_LOOKUP_AND_DELETE_ELEM) == 2501
+
+
+def test_per_syscall_columns_limit_counts_batches_of_many_values() -> None:
+    with make(QUEUE, 100, fill=100) as q:
+        with q.drain_columns(batch_size=10, limit=2, batch_pop=False) as d:
+            batches = list(d)
+        assert [b.entries for b in batches] == [10, 10]
+        assert [x for b in batches for x in b.values[0]] == [U64.pack(i) for i in range(20)]
+        assert seq(q.drain(batch_pop=False)) == list(range(20, 100))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_per_syscall_early_exit_keeps_the_rest_pending_in_order(kind: Kind) -> None:
+    order = expected(kind, 100)
+    with make(kind, 100, fill=100) as q, kind[0].from_fd(q.fd) as other:
+        with q.drain(batch_size=32, batch_pop=False) as d:
+            assert seq([next(d) for _ in range(5)]) == order[:5]
+        assert q.pending == 27
+        assert seq([q.peek(), q.pop()]) == [order[5], order[5]]
+        with q.drain(batch_pop=False, limit=10) as d:
+            assert seq(d) == order[6:16]  # pending values first, in order, and limit counts values
+        assert q.pending == 16
+        q.close()  # pushes the pending values back into the map
+        rest = seq(other.drain())
+        assert sorted(rest) == sorted(order[16:])
+        if kind is STACK:
+            assert rest == order[16:]  # pushed back in reverse: a stack keeps its order
+
+
+def test_fallback_without_a_program_keeps_the_batch_contract(fresh_probe: None) -> None:
+    """The kernel's refusal of every program form is faked (EACCES from BPF_PROG_LOAD, as without CAP_BPF)."""
+    with make(QUEUE, 300, fill=300) as q, _sc.inject_errno(Cmd.PROG_LOAD, errno.EACCES):
+        with q.drain(batch_size=100) as d:
+            lists = list(itertools.islice(d.batches(), 2))
+        assert q._bp.off_reason is not None
+        assert [len(b) for b in lists] == [100, 100]
+        with q.drain() as d:
+            assert seq(d) == list(range(200, 300))
+
+
+@pytest.mark.parametrize("batch_pop", [True, False], ids=["scratch", "memory"])
+def test_forked_child_does_not_deliver_or_push_back_the_parents_pending_values(batch_pop: bool) -> None:
+    with make(QUEUE, 100, fill=100) as q:
+        with q.drain(batch_size=32, batch_pop=batch_pop) as d:
+            assert seq([next(d) for _ in range(5)]) == list(range(5))
+        assert q.pending == 27
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report what it sees, close the map object, leave without Python cleanup
+            code = 1
+            try:
+                os.close(r)
+                seen = (q.pending, seq([q.peek()])[0])
+                q.close()
+                os.write(w, repr(seen).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(w)
+        with os.fdopen(r) as f:
+            child_saw = f.read()
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert child_saw == repr((0, 32))  # the child starts with nothing pending; the kernel's head is 32
+        assert q.pending == 27
+        assert seq(q.drain()) == list(range(5, 100))  # exactly once: the child pushed nothing back
 
 
 @pytest.mark.parametrize("opener", ["pin", "id"])
@@ -957,8 +1038,8 @@ def test_close_releases_program_scratch_and_mmap() -> None:
     d = q.drain(batch_size=10)
     next(d)
     sc = q._bp.scratch
-    assert sc is not None and q._bp.prog is not None
+    assert isinstance(sc, _batchpop.Scratch) and q._bp.prog is not None
     q.close()
-    assert sc.mem.closed and sc.fd.closed
+    assert sc._map.closed and sc.fd.closed
     assert set(os.listdir("/proc/self/fd")) == before
     q.close()  # idempotent

@@ -223,15 +223,19 @@ def _q_for(batch_pop: bool) -> Consume:
     return consume
 
 
-def _q_early(q: bs.QueueMap, got: list[Any]) -> None:
-    with q.drain(batch_size=4) as d:
-        for v in d:
-            got.append(v)
-            if len(got) == 5:
-                break
+def _q_early_for(batch_pop: bool) -> Consume:
+    def consume(q: bs.QueueMap, got: list[Any]) -> None:
+        with q.drain(batch_size=4, batch_pop=batch_pop) as d:
+            for v in d:
+                got.append(v)
+                if len(got) == 5:
+                    break
+
+    consume.delivers = 5  # type: ignore[attr-defined]
+    return consume
 
 
-_q_early.delivers = 5  # type: ignore[attr-defined]
+_q_early = _q_early_for(True)
 
 
 def _q_pop(q: bs.QueueMap, got: list[Any]) -> None:
@@ -240,16 +244,17 @@ def _q_pop(q: bs.QueueMap, got: list[Any]) -> None:
 
 
 @pytest.mark.parametrize("kind", [bs.MapType.QUEUE, bs.MapType.STACK], ids=["queue", "stack"])
-@pytest.mark.parametrize("consume", [_q_for(True), _q_for(False), _q_early, _q_pop],
-                         ids=["batch-pop", "per-value", "early-exit", "pop"])
+@pytest.mark.parametrize("consume", [_q_for(True), _q_for(False), _q_early, _q_early_for(False), _q_pop],
+                         ids=["batch-pop", "per-value", "early-exit", "per-value-early-exit", "pop"])
 def test_queue_drain_interrupted_at_every_line(kind: bs.MapType, consume: Consume) -> None:
     fired = _run_all(_queue(kind), consume, _queue_rest, _values())
     assert fired * SWEEP_STRIDE > 300
 
 
 @pytest.mark.parametrize("kind", [bs.MapType.QUEUE, bs.MapType.STACK], ids=["queue", "stack"])
-def test_queue_batch_pop_interrupted_at_every_fifth_bytecode(kind: bs.MapType) -> None:
-    fired = _run_all(_queue(kind), _q_for(True), _queue_rest, _values(), opcodes=True, stride=5)
+@pytest.mark.parametrize("batch_pop", [True, False], ids=["batch-pop", "per-value"])
+def test_queue_drain_interrupted_at_every_fifth_bytecode(kind: bs.MapType, batch_pop: bool) -> None:
+    fired = _run_all(_queue(kind), _q_for(batch_pop), _queue_rest, _values(), opcodes=True, stride=5)
     assert fired * SWEEP_STRIDE > 500
 
 
