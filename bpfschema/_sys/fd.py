@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
 from types import TracebackType
+
+from .signals import critical
 
 
 class Fd:
@@ -20,6 +23,16 @@ class Fd:
             raise ValueError(f"invalid fd {fd}")
         self.what = what
         self._fd = fd
+
+    @classmethod
+    def adopt(cls, make: Callable[[], int], what: str = "bpf object") -> Fd:
+        """Call ``make`` (a syscall returning a new fd) and own the fd, as one step for asynchronous exceptions.
+
+        A ``KeyboardInterrupt`` between the syscall's return and the wrapping would leak the fd; inside a critical
+        section it waits until the fd is owned (and an ``Fd`` dropped by the exception is closed when collected).
+        """
+        with critical():
+            return cls(make(), what)
 
     @property
     def closed(self) -> bool:

@@ -16,6 +16,7 @@ from typing_extensions import Self, TypeVar
 from .._sys import ops
 from .._sys.consts import F_RDONLY, F_WRONLY, Cmd, MapFlags, MapType
 from .._sys.fd import Fd
+from .._sys.signals import critical
 from ..errors import (
     LayoutError,
     LayoutMismatchError,
@@ -129,7 +130,13 @@ class Map:
         target = cls._class_for(spec.type)._for_types(spec)
         spec = target._spec_defaults(spec)
         target._check_spec(spec)
-        ids = _btf_support.create_args(target, spec) if btf and _btf_support is not None else None
+        with critical():  # the new fds (BTF, map) are owned before an asynchronous exception can strike
+            fd = target._create_fd(spec, btf)
+        return target._open(fd, verify=False)
+
+    @classmethod
+    def _create_fd(cls, spec: MapSpec, btf: bool) -> Fd:
+        ids = _btf_support.create_args(cls, spec) if btf and _btf_support is not None else None
         try:
             fd = ops.map_create(
                 spec.type,
@@ -145,11 +152,11 @@ class Map:
         except OSError as e:
             if ids is None or e.errno != _errno.EINVAL:
                 raise
-            return target.create(spec, btf=False)  # the kernel refused our BTF, not the spec: retry without
+            return cls._create_fd(spec, False)  # the kernel refused our BTF, not the spec: retry without
         finally:
             if ids is not None:
                 os.close(ids[0])  # the map holds its own reference to the BTF object
-        return target._open(Fd(fd, f"map {spec.name!r}"), verify=False)
+        return Fd(fd, f"map {spec.name!r}")
 
     @classmethod
     def _check_spec(cls, spec: MapSpec) -> None:
@@ -167,7 +174,7 @@ class Map:
                 inode name in ``/proc/self/fd``; unchecked when ``/proc`` is not mounted).
             LayoutMismatchError: the map's type or sizes do not fit this class, or its BTF differs.
         """
-        return cls._open(Fd(os.dup(fd), f"map fd {fd}"), verify=verify)
+        return cls._open(Fd.adopt(lambda: os.dup(fd), f"map fd {fd}"), verify=verify)
 
     @classmethod
     def from_pin(
@@ -194,7 +201,7 @@ class Map:
         """
         flags = (F_RDONLY if readonly else 0) | (F_WRONLY if writeonly else 0)
         p = os.fspath(path)
-        return cls._open(Fd(ops.obj_get(p, flags), f"map pinned at {p!r}"), verify=verify)
+        return cls._open(Fd.adopt(lambda: ops.obj_get(p, flags), f"map pinned at {p!r}"), verify=verify)
 
     @classmethod
     def from_id(cls, map_id: int, *, readonly: bool = False, verify: bool = True) -> Self:
@@ -206,8 +213,9 @@ class Map:
             SyscallError: no map with that id (ENOENT).
             LayoutMismatchError: the map's type or sizes do not fit this class, or its BTF differs.
         """
-        fd = ops.get_fd_by_id(Cmd.MAP_GET_FD_BY_ID, map_id, F_RDONLY if readonly else 0)
-        return cls._open(Fd(fd, f"map id {map_id}"), verify=verify)
+        fd = Fd.adopt(lambda: ops.get_fd_by_id(Cmd.MAP_GET_FD_BY_ID, map_id, F_RDONLY if readonly else 0),
+                      f"map id {map_id}")
+        return cls._open(fd, verify=verify)
 
     #: Whether ``_setup`` compares typed layouts with the map's BTF (set per object by ``_open``).
     _verify_btf: bool = False

@@ -9,11 +9,14 @@ duplicated, and no object left wedged.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import struct
+import warnings
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -294,3 +297,54 @@ def test_ring_buffer_drain_interrupted_at_every_bytecode() -> None:
     assert fired * SWEEP_STRIDE > 500
 
 
+
+
+# -- opening and creating maps -----------------------------------------------------------------------------------
+
+
+class _Typed(bs.HashMap[bs.u32, bs.u64]):
+    pass
+
+
+def _fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("how", ["create", "create-typed", "from_fd", "from_pin", "from_id"])
+def test_opening_a_map_interrupted_at_every_bytecode_leaks_no_fd(how: str, bpffs: Path) -> None:
+    base = bs.Map.create(bs.MapSpec(type=bs.MapType.HASH, key_size=4, value_size=8, max_entries=8, name="irqo"))
+    base.pin(bpffs / "m")
+    spec = bs.MapSpec(type=bs.MapType.HASH, key_size=4, value_size=8, max_entries=8, name="irqo2")
+    openers: dict[str, Callable[[], bs.Map]] = {
+        "create": lambda: bs.Map.create(spec),
+        "create-typed": lambda: _Typed.create(max_entries=8),
+        "from_fd": lambda: bs.Map.from_fd(base.fd),
+        "from_pin": lambda: bs.Map.from_pin(bpffs / "m"),
+        "from_id": lambda: bs.Map.from_id(base.info.id),
+    }
+    open_map = openers[how]
+    open_map().close()  # warm caches (feature probes, codecs) so the sweep covers the steady path
+    stride = 5 * SWEEP_STRIDE
+    at, fired = 1, 0
+    try:
+        while True:
+            before = _fds()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ResourceWarning)  # an Fd dropped by the exception closes itself
+                with Interrupter(at, opcodes=True) as intr:
+                    try:
+                        m = open_map()
+                    except KeyboardInterrupt:
+                        m = None
+                if m is not None:
+                    m.close()
+                del m
+                gc.collect()
+            assert _fds() == before, f"interrupt at bytecode {at} ({intr.where}) leaked an fd"
+            if not intr.fired:
+                break
+            fired += 1
+            at += stride
+    finally:
+        base.close()
+    assert fired > 10
