@@ -44,13 +44,23 @@ class SchemaModule:
 
 
 def _module_name_for(path: Path) -> tuple[str, Path]:
-    """The dotted import name of a ``.py`` file and the directory that must be on ``sys.path`` for it."""
+    """The dotted import name of a ``.py`` file and the directory that must be on ``sys.path`` for it.
+
+    Packages (directories with ``__init__.py``) are climbed; so are plain directories between the file and the
+    current directory (namespace packages), so that ``gen execmon/schema.py`` run from the project root gives
+    ``execmon.schema``, the name by which a module generated beside it (``import execmon.gen``) finds it.
+    """
     path = path.resolve()
     parts = [path.stem] if path.name != "__init__.py" else []
     d = path.parent
     while (d / "__init__.py").exists():
         parts.insert(0, d.name)
         d = d.parent
+    cwd = Path.cwd().resolve()
+    if d != cwd and d.is_relative_to(cwd):
+        between = d.relative_to(cwd).parts
+        if all(p.isidentifier() for p in between):
+            return ".".join([*between, *parts]), cwd
     return ".".join(parts), d
 
 

@@ -15,6 +15,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bpfschema.errors import SchemaError
 
+#: Largest size of a C type here: BTF and bpf(2) carry sizes in 32 bits (and the kernel refuses far less).
+MAX_SIZE = (1 << 32) - 1
+#: Largest ``__attribute__((aligned(n)))`` accepted: GCC's limit on ELF targets.
+MAX_ALIGN = 1 << 28
+
 if TYPE_CHECKING:
     from bpfschema.layout._struct import Layout
 
@@ -319,6 +324,9 @@ class ArrayType(CType):
             raise SchemaError("declare", f"Array length must be a positive int, not {self.length!r}")
         if isinstance(self.elem, PaddingType):
             raise SchemaError("declare", "an Array of Padding is not allowed; use Padding[n]")
+        if self.elem.size * self.length > MAX_SIZE:
+            raise SchemaError("declare", f"Array of {self.length} x {self.elem.size} bytes is larger than {MAX_SIZE} "
+                                         "bytes (BTF and bpf(2) sizes are 32-bit)")
 
     @property
     def size(self) -> int:
@@ -369,8 +377,9 @@ class MappedType(CType):
         if isinstance(self.base, PaddingType | StructType | UnionType | BitfieldsType):
             raise SchemaError("declare", f"{self.name}: a mapped type cannot be based on padding, a struct, a union "
                                          "or bitfields")
-        if self.align is not None and (self.align <= 0 or self.align & (self.align - 1)):
-            raise SchemaError("declare", f"{self.name}: alignment must be a power of two, not {self.align}")
+        if self.align is not None and (self.align <= 0 or self.align & (self.align - 1) or self.align > MAX_ALIGN):
+            raise SchemaError("declare", f"{self.name}: alignment must be a power of two up to {MAX_ALIGN}, "
+                                         f"not {self.align}")
 
     @property
     def size(self) -> int:

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from typing import Annotated, Any, get_args, get_origin
 
 from bpfschema.errors import SchemaError
-from bpfschema.layout._ctypes import BitDeclType, CType, IntType, MappedType, PaddingType, StructType, enum_type
+from bpfschema.layout._ctypes import (
+    MAX_ALIGN,
+    BitDeclType,
+    CType,
+    IntType,
+    MappedType,
+    PaddingType,
+    StructType,
+    enum_type,
+)
 
 __all__ = ["Align", "ctype_of", "find_ctype", "resolve_field"]
 
@@ -32,8 +41,8 @@ class Align:
 
     def __post_init__(self) -> None:
         n = self.n
-        if not isinstance(n, int) or isinstance(n, bool) or n <= 0 or n & (n - 1):
-            raise SchemaError("declare", f"Align needs a positive power of two, not {n!r}")
+        if not isinstance(n, int) or isinstance(n, bool) or n <= 0 or n & (n - 1) or n > MAX_ALIGN:
+            raise SchemaError("declare", f"Align needs a positive power of two up to {MAX_ALIGN}, not {n!r}")
 
 
 def _metadata_ctype(meta: object) -> CType | None:

@@ -9,6 +9,8 @@ from typing import Any
 
 from bpfschema.errors import SchemaError
 from bpfschema.layout._ctypes import (
+    MAX_ALIGN,
+    MAX_SIZE,
     ArrayType,
     BitfieldsType,
     CType,
@@ -220,8 +222,10 @@ def _declare(st: StructType | UnionType, names: dict[int, str]) -> str:
 def _check_align(value: int | None, what: str) -> None:
     if value is None:
         return
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or value & (value - 1):
-        raise SchemaError("declare", f"{what}: alignment must be a positive power of two, not {value!r}")
+    if (not isinstance(value, int) or isinstance(value, bool) or value <= 0 or value & (value - 1)
+            or value > MAX_ALIGN):
+        raise SchemaError("declare", f"{what}: alignment must be a positive power of two up to {MAX_ALIGN}, "
+                                     f"not {value!r}")
 
 
 def compute_layout(st: StructType) -> Layout:
@@ -268,6 +272,9 @@ def compute_layout(st: StructType) -> Layout:
     if st.align is not None:
         max_align = max(max_align, st.align)
     size = _round_up(offset, max_align)
+    if size > MAX_SIZE:
+        raise SchemaError("declare", f"the struct is {size} bytes, larger than {MAX_SIZE} (BTF and bpf(2) sizes are "
+                                     "32-bit)")
     if size > offset:
         out.append(_pad(next(pad_names), offset, size - offset))
     return Layout(st, tuple(out), size, max_align)

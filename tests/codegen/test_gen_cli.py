@@ -60,3 +60,18 @@ def test_dotted_names_resolve_from_the_current_directory(tmp_path: Path) -> None
                            timeout=120)
         assert r.returncode == 0, r.stderr
     assert "class FlowsMap" in (tmp_path / "a.py").read_text()
+
+
+def test_schema_in_a_directory_without_init_is_imported_by_its_namespace_name(tmp_path: Path) -> None:
+    """`gen execmon/schema.py -o execmon/gen.py` from the project root, with no `__init__.py` in execmon/: the
+    generated module must import its schema as `execmon.schema` (a bare `import schema` fails there)."""
+    (tmp_path / "execmon").mkdir()
+    (tmp_path / "execmon" / "schema.py").write_text(
+        "import bpfschema as bs\n\n\nclass Ev(bs.Struct):\n    pid: bs.u32\n\n\n"
+        'events = bs.MapSpec(type=bs.MapType.QUEUE, value=Ev, max_entries=16, name="events")\n')
+    r = gen("execmon/schema.py", "-o", "execmon/gen.py", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "import execmon.schema as " in (tmp_path / "execmon" / "gen.py").read_text()
+    r = subprocess.run([sys.executable, "-c", "import execmon.gen as g; print(g.EventsMap.__name__)"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "EventsMap", r.stderr

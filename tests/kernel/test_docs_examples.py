@@ -31,3 +31,14 @@ def test_doc_example_runs(where: str, code: str) -> None:
         exec(compile(code, where, "exec"), mod.__dict__)
     finally:
         del sys.modules[name]
+
+
+def test_doc_examples_pass_mypy_strict(tmp_path: Path) -> None:
+    """Users copy these: they must type-check as written (the project's mypy plugin on)."""
+    import subprocess
+
+    for where, code in _blocks():
+        (tmp_path / (re.sub(r"\W", "_", where) + ".py")).write_text(code)
+    r = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-error-summary", "--config-file",
+                        str(ROOT / "pyproject.toml"), str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr

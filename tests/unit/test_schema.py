@@ -232,6 +232,28 @@ def test_bad_sizes_and_alignments() -> None:
             a: bs.u8
 
 
+def test_absurd_sizes_and_alignments_are_refused_at_declaration() -> None:
+    with pytest.raises(SchemaError, match=r"Array of 1000000000000000 x 1 bytes is larger than 4294967295"):
+        bs.Array[bs.u8, 10**15]
+    with pytest.raises(SchemaError, match=r"up to 268435456, not 1099511627776"):
+
+        class A2(bs.Struct, align=1 << 40):
+            a: bs.u8
+
+    with pytest.raises(SchemaError, match=r"up to 268435456"):
+        bs.Align(1 << 29)
+    with pytest.raises(SchemaError, match=r"A3: the struct is 4294967296 bytes, larger than 4294967295"):
+
+        class A3(bs.Struct):
+            a: bs.Array[bs.u64, 268435456]
+            b: bs.Array[bs.u64, 268435456]
+
+    class A4(bs.Struct, align=1 << 12):  # page alignment is fine
+        a: bs.u8
+
+    assert A4.layout.size == 4096
+
+
 def test_padding_must_be_a_classvar() -> None:
     with pytest.raises(SchemaError, match=r"P1\.pad: padding must be a class variable"):
 
