@@ -8,6 +8,7 @@
 #        OUT       host dir for results (default: ${TMPDIR:-/tmp}/kernel-vm/out): guest.log (the command's output, also shown live),
 #                  console.log (boot messages), rc; the guest sees it as /run/k61out (write reports there)
 #        KPKG      kernel package (default: newest linux-image-6.1.0-*-amd64-unsigned apt knows)
+#        KURL      download KPKG's .deb from this URL instead of with apt (test-kernels.sh sets it for Debian 13's 6.12)
 #        WORK      cache for the extracted kernel and the initramfs (default: ${TMPDIR:-/tmp}/kernel-vm/cache)
 #        MEM=2048 SMP=2 TIMEOUT=3600 (seconds of wall time before qemu is killed)
 #        GUEST_ENV  extra "K=V K=V" exported inside the guest (e.g. "CI=true PYTHONUNBUFFERED=1")
@@ -40,13 +41,18 @@ if [ -z "${KPKG:-}" ]; then
 fi
 KDIR=$WORK/$KPKG
 if [ ! -d "$KDIR/boot" ]; then
-  (cd "$WORK" && rm -f "$KPKG"_*.deb && apt-get download -q "$KPKG" >/dev/null 2>&1)
+  if [ -n "${KURL:-}" ]; then
+    (cd "$WORK" && rm -f "$KPKG"_*.deb && curl -fsSL --retry 3 -o "${KPKG}_download.deb" "$KURL")
+  else
+    (cd "$WORK" && rm -f "$KPKG"_*.deb && apt-get download -q "$KPKG" >/dev/null 2>&1)
+  fi
   rm -rf "$KDIR.tmp" && mkdir -p "$KDIR.tmp" && dpkg-deb -x "$WORK/$KPKG"_*.deb "$KDIR.tmp" && mv "$KDIR.tmp" "$KDIR"
   rm -f "$WORK/$KPKG"_*.deb
 fi
 VMLINUZ=$(ls "$KDIR"/boot/vmlinuz-*)
 KVER=${VMLINUZ##*/vmlinuz-}
 MODDIR=$KDIR/lib/modules/$KVER/kernel
+[ -d "$MODDIR" ] || MODDIR=$KDIR/usr/lib/modules/$KVER/kernel  # merged /usr (Debian 13)
 
 # 2. Initramfs: static busybox, the virtio/9p modules, /init.
 INITRD=$WORK/initrd-$KVER.cpio.gz
@@ -68,7 +74,7 @@ if [ ! -s "$INITRD" ] || [ "$0" -nt "$INITRD" ]; then
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci 9pnet 9pnet_virtio netfs fscache 9p; do
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci netfs fscache 9pnet 9pnet_virtio 9p; do
   [ -f /mod/$m.ko ] && { insmod /mod/$m.ko || echo "k61: insmod $m failed"; }
 done
 arg() { tr ' ' '\n' < /proc/cmdline | sed -n "s/^$1=//p" | tail -1; }

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# `make test-kernels`: run the test suite on a second kernel, Debian 12's Linux 6.1, booted under qemu (software
-# emulation, TCG) by run-6.1.sh beside this file. The guest shares the host's / read-only and this checkout
+# `make test-kernels`: run the test suite on more kernels, Debian 12's Linux 6.1 and Debian 13's 6.12, booted under
+# qemu (software emulation, TCG) by run-6.1.sh beside this file (KERNELS="6.1 6.12" by default). The guest shares the host's / read-only and this checkout
 # read-write, so it runs the host's .venv, clang and bpftool against its own kernel.
 #
 # Usage: .ci/kernels/test-kernels.sh [PYTEST ARGS...]     (default: the whole suite)
 # Installs qemu-system-x86 and busybox-static with apt when they are missing (needs root); downloads the kernel
 # .deb once with apt into $WORK (default ${TMPDIR:-/tmp}/kernel-vm/cache). Output: the guest's log is shown live
-# and kept in $OUT/guest.log (default ${TMPDIR:-/tmp}/bpfschema-kernels/6.1). Exit status: pytest's in the guest,
-# 124 if the guest timed out ($TIMEOUT s, default 3600), 125 if it never reported.
+# and kept in ${TMPDIR:-/tmp}/bpfschema-kernels/<kernel>/guest.log. Exit status: 0 if pytest passed on every kernel,
+# else a failing run's (124: the guest timed out after $TIMEOUT s, default 3600; 125: it never reported).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v curl >/dev/null || need+=(curl)
 case "$(ldd /bin/busybox 2>&1 || true)" in *'not a dynamic'*) ;; *) need+=(busybox-static);; esac
 kernel_known() { apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' 2>/dev/null | grep -q .; }
 if [ ${#need[@]} -gt 0 ] || ! kernel_known; then
@@ -27,16 +28,41 @@ if [ ${#need[@]} -gt 0 ] || ! kernel_known; then
   fi
 fi
 
-export OUT=${OUT:-${TMPDIR:-/tmp}/bpfschema-kernels/6.1}
 export WORK=${WORK:-${TMPDIR:-/tmp}/kernel-vm/cache}
 export TIMEOUT=${TIMEOUT:-3600}
 genv="PYTHONUNBUFFERED=1"
 [ -z "${CI:-}" ] || genv="CI=$CI $genv"  # under CI the guest's kernel tests fail instead of skipping
 export GUEST_ENV="$genv ${GUEST_ENV:-}"
-T0=$(date +%s)
-set +e
-.ci/kernels/run-6.1.sh /bin/bash .ci/kernels/guest.sh "$@"
-rc=$?
-set -e
-echo "test-kernels: Linux 6.1 run took $(( $(date +%s) - T0 )) s, exit $rc (log: $OUT/guest.log)"
-exit $rc
+
+# Debian 13's 6.12 is not in this machine's apt sources (Debian 12): its newest amd64 image is looked up in trixie's
+# package index and downloaded from the pool (run-6.1.sh caches the extracted kernel in $WORK).
+trixie_kernel() {
+  local idx="$WORK/trixie-Packages.xz"
+  mkdir -p "$WORK"
+  if [ ! -s "$idx" ] || [ -n "$(find "$idx" -mmin +720)" ]; then
+    curl -fsSL --retry 3 -o "$idx.tmp" https://deb.debian.org/debian/dists/trixie/main/binary-amd64/Packages.xz
+    mv "$idx.tmp" "$idx"
+  fi
+  xz -dc "$idx" | awk '/^Package: linux-image-6\.12\.[0-9]+\+deb13-amd64-unsigned$/ {p = $2}
+                       /^Filename:/ {if (p) {print p, $2; p = ""}}' | sort -V | tail -1
+}
+
+worst=0
+for k in ${KERNELS:-6.1 6.12}; do
+  case $k in
+    6.1) unset KPKG KURL ;;
+    6.12) read -r KPKG path < <(trixie_kernel) || true
+          [ -n "${KPKG:-}" ] || { echo "test-kernels: no 6.12 kernel found in Debian 13's index" >&2; worst=2; continue; }
+          export KPKG KURL="https://deb.debian.org/debian/$path" ;;
+    *) echo "test-kernels: unknown kernel $k (known: 6.1 6.12)" >&2; exit 2 ;;
+  esac
+  export OUT=${TMPDIR:-/tmp}/bpfschema-kernels/$k
+  T0=$(date +%s)
+  set +e
+  .ci/kernels/run-6.1.sh /bin/bash .ci/kernels/guest.sh "$@"
+  rc=$?
+  set -e
+  echo "test-kernels: Linux $k run took $(( $(date +%s) - T0 )) s, exit $rc (log: $OUT/guest.log)"
+  [ "$rc" = 0 ] || worst=$rc
+done
+exit $worst
