@@ -186,6 +186,34 @@ class BpfBtfInfo(ctypes.Structure):
     )
 
 
+class BpfProgInfo(ctypes.Structure):
+    """``struct bpf_prog_info`` up to ``btf_id`` (the kernel accepts a shorter ``info_len``)."""
+
+    _fields_ = (
+        ("type", _u32),
+        ("id", _u32),
+        ("tag", ctypes.c_uint8 * 8),
+        ("jited_prog_len", _u32),
+        ("xlated_prog_len", _u32),
+        ("jited_prog_insns", _u64),
+        ("xlated_prog_insns", _u64),
+        ("load_time", _u64),
+        ("created_by_uid", _u32),
+        ("nr_map_ids", _u32),
+        ("map_ids", _u64),
+        ("name", _name),
+        ("ifindex", _u32),
+        ("gpl_compatible", _u32),
+        ("netns_dev", _u64),
+        ("netns_ino", _u64),
+        ("nr_jited_ksyms", _u32),
+        ("nr_jited_func_lens", _u32),
+        ("jited_ksyms", _u64),
+        ("jited_func_lens", _u64),
+        ("btf_id", _u32),
+    )
+
+
 ALL_ATTRS: dict[str, type[ctypes.Structure]] = {
     "MapCreateAttr": MapCreateAttr,
     "ElemAttr": ElemAttr,
@@ -198,4 +226,5 @@ ALL_ATTRS: dict[str, type[ctypes.Structure]] = {
     "BtfLoadAttr": BtfLoadAttr,
     "BpfMapInfo": BpfMapInfo,
     "BpfBtfInfo": BpfBtfInfo,
+    "BpfProgInfo": BpfProgInfo,
 }

@@ -17,6 +17,7 @@ from .attrs import (
     BatchAttr,
     BpfBtfInfo,
     BpfMapInfo,
+    BpfProgInfo,
     BtfLoadAttr,
     ElemAttr,
     GetIdAttr,
@@ -202,6 +203,18 @@ def map_info(fd: int) -> BpfMapInfo:
     info = BpfMapInfo()
     obj_info(fd, info)
     return info
+
+
+def prog_info(fd: int) -> tuple[BpfProgInfo, list[int]]:
+    """A program's info and the ids of the maps it uses (BPF_OBJ_GET_INFO_BY_FD on a program fd)."""
+    n = 32
+    while True:
+        ids = (ctypes.c_uint32 * n)()
+        info = BpfProgInfo(nr_map_ids=n, map_ids=ctypes.addressof(ids))
+        obj_info(fd, info)
+        if info.nr_map_ids <= n:  # the kernel reports how many there are; it copied at most n
+            return info, list(ids[: info.nr_map_ids])
+        n = int(info.nr_map_ids)
 
 
 def map_freeze(fd: int, *, map_name: str | None = None) -> None:

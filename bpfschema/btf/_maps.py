@@ -4,13 +4,16 @@ schemas, and the check of a typed class against a map's BTF."""
 from __future__ import annotations
 
 import dataclasses
+import errno as _errno
+import functools
 import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bpfschema._sys import ops
-from bpfschema._sys.consts import MapType
+from bpfschema._sys.consts import Cmd, MapType
+from bpfschema._sys.fd import Fd
 from bpfschema.btf._format import Kind
 from bpfschema.btf._fromlayout import BtfBuilder
 from bpfschema.btf._load import btf_from_id
@@ -22,6 +25,7 @@ from bpfschema.errors import (
     BpfPermissionError,
     BtfError,
     LayoutMismatchError,
+    SyscallError,
     UnverifiedLayoutWarning,
     VerifierError,
 )
@@ -245,6 +249,44 @@ def map_btf(m: Map | MapInfo) -> MapBtf | None:
     return MapBtf(btf, kt, vt, key, value)
 
 
+def declared_by_programs(info: MapInfo) -> tuple[Btf, MapDecl, int] | None:
+    """Where a map without BTF of its own (a queue, stack or ring buffer) is declared: the ``.maps`` entry for it
+    in the BTF of a loaded program that uses it (libbpf loads the object's BTF with its programs).
+
+    Returns:
+        ``(btf, declaration, program id)``, or ``None`` when no program using the map has BTF declaring it under
+        its name (maps made without libbpf, or whose programs are gone).
+
+    Raises:
+        BpfPermissionError: listing programs and reading BTF by id need CAP_SYS_ADMIN.
+    """
+    cur = 0
+    seen: set[int] = set()
+    while True:
+        nxt = ops.get_next_id(Cmd.PROG_GET_NEXT_ID, cur)
+        if nxt is None:
+            return None
+        cur = nxt
+        try:
+            fd = Fd.adopt(functools.partial(ops.get_fd_by_id, Cmd.PROG_GET_FD_BY_ID, nxt), f"program id {nxt}")
+        except SyscallError as e:
+            if e.errno == _errno.ENOENT:
+                continue  # unloaded meanwhile
+            raise
+        with fd:
+            pinfo, map_ids = ops.prog_info(fd.fileno())
+        if info.id not in map_ids or not pinfo.btf_id or pinfo.btf_id in seen:
+            continue
+        seen.add(int(pinfo.btf_id))
+        try:
+            btf = btf_from_id(int(pinfo.btf_id))
+            decls = [d for d in declared_maps(btf, lenient=True) if d.name[:15] == info.name]
+        except BtfError:
+            continue
+        if len(decls) == 1 and not decls[0].problem and decls[0].value_size == info.value_size:
+            return btf, decls[0], nxt
+
+
 # -- BTF for maps created from schemas ---------------------------------------------------------------------
 
 
@@ -302,17 +344,27 @@ class _Support:
 
     def verify(self, m: Map, roles: Sequence[str]) -> None:
         info = m.info
-        if not info.btf_id:
-            return
+        source = "the map's BTF"
         try:
-            mb = map_btf(info)
+            if info.btf_id:
+                mb = map_btf(info)
+            else:
+                # Queues, stacks and ring buffers carry no BTF: their declaration lives in the BTF of the object
+                # that created them, which the kernel keeps with each of its programs.
+                found = declared_by_programs(info)
+                if found is None:
+                    return
+                btf, decl, prog_id = found
+                mb = MapBtf(btf, decl.key_type_id, decl.value_type_id, decl.key, decl.value)
+                source = f"its declaration in the BTF of program id {prog_id}"
         except BpfPermissionError as e:
             # BTF_GET_FD_BY_ID needs CAP_SYS_ADMIN; CAP_BPF alone cannot read the map's BTF. Say so loudly:
             # only the sizes were checked, and a class with the right sizes but other fields decodes garbage.
+            where = f"the map's BTF (btf_id {info.btf_id})" if info.btf_id else "the BTF of the programs using it"
             warnings.warn(
                 UnverifiedLayoutWarning(
                     f"{type(m).__name__} opened on map {info.name or info.id!r} without comparing its layouts "
-                    f"with the map's BTF (btf_id {info.btf_id}): reading BTF by id needs CAP_SYS_ADMIN "
+                    f"with {where}: reading BTF by id needs CAP_SYS_ADMIN "
                     f"({e.op}: {e.needs}); only key and value sizes were checked. Pass verify=False to open "
                     "without the check knowingly."
                 ),
@@ -339,7 +391,7 @@ class _Support:
         if lines:
             raise LayoutMismatchError(
                 "open",
-                f"{cls.__name__} does not match the map's BTF (pass verify=False to skip this check):\n  "
+                f"{cls.__name__} does not match {source} (pass verify=False to skip this check):\n  "
                 + "\n  ".join(lines),
                 map_name=info.name or f"id {info.id}",
             )

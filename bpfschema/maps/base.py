@@ -508,7 +508,7 @@ class CodecMap(Map, Generic[K, V]):
                 )
         self._kc = kc if kc is not None else BytesCodec(info.key_size)  # type: ignore[assignment]
         self._vc = vc if vc is not None else BytesCodec(info.value_size)  # type: ignore[assignment]
-        if self._verify_btf and info.btf_id and _btf_support is not None and (kc is not None or vc is not None):
+        if self._verify_btf and _btf_support is not None and (kc is not None or vc is not None):
             _btf_support.verify(self, self._type_roles)
 
 

@@ -588,3 +588,43 @@ def test_ring_buffer_class_checked_against_the_objects_declared_type(build: Buil
             obj.map("ring_events", WrongEvents)
         assert "pid" in str(ei.value)
         obj.map("ring_events", WrongEvents, verify=False).close()  # same size: accepted when asked not to check
+
+
+# -- maps without BTF of their own are checked against their declaration in the program's BTF -------------------
+
+
+class QEvent(bs.Struct):
+    pid: bs.u32
+    kind: bs.u32
+    ts: bs.u64
+
+
+class QEvents(bs.QueueMap[QEvent]):
+    pass
+
+
+class Pair(bs.Struct):  # the same 16 bytes, other fields
+    a: bs.u64
+    b: bs.u64
+
+
+class WrongQEvents(bs.QueueMap[Pair]):
+    pass
+
+
+def test_queue_from_pin_is_checked_against_the_declaration_in_its_programs_btf(build: Builder, bpffs: Path) -> None:
+    pin = bpffs / "qevents"
+    with BpfObject.open(build.bpf("queued")) as obj:
+        obj.pin_map("qevents", pin)
+        obj.load()
+        prog_id = obj.program("push_event").id
+        with QEvents.from_pin(pin) as q:
+            assert q.info.btf_id == 0  # the kernel keeps no BTF for a queue
+        with pytest.raises(bs.LayoutMismatchError, match=rf"BTF of program id {prog_id}") as e:
+            WrongQEvents.from_pin(pin)
+        assert "qevent" in str(e.value) and "pid" in str(e.value)
+        with WrongQEvents.from_pin(pin, verify=False):
+            pass
+    # The object is closed, its program unloaded: nothing declares the map any more, only sizes are checked.
+    with WrongQEvents.from_pin(pin) as w:
+        assert w.info.value_size == 16

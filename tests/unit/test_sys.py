@@ -40,6 +40,10 @@ _C_TARGETS: dict[str, tuple[str, dict[str, str]]] = {
         "netns_ino", "btf_id", "btf_key_type_id", "btf_value_type_id", "map_extra")}),
     "BpfBtfInfo": ("struct bpf_btf_info", {f: f for f in ("btf", "btf_size", "id", "name", "name_len",
                                                            "kernel_btf")}),
+    "BpfProgInfo": ("struct bpf_prog_info", {f: f for f in (
+        "type", "id", "tag", "jited_prog_len", "xlated_prog_len", "jited_prog_insns", "xlated_prog_insns",
+        "load_time", "created_by_uid", "nr_map_ids", "map_ids", "name", "ifindex", "netns_dev", "netns_ino",
+        "nr_jited_ksyms", "nr_jited_func_lens", "jited_ksyms", "jited_func_lens", "btf_id")}),
 }
 
 
