@@ -52,17 +52,22 @@ class Interrupter:
         at: which event fires the signal.
         dirs: path prefixes of the code to count events in (default: the bpfschema package, not this package).
         opcodes: count every bytecode instead of every line (much finer: use a stride).
+        then: send the signal a second time this many events after the first (a user pressing Ctrl-C twice:
+            the second lands while the first one's exception unwinds and cleans up).
         signum: the signal to send (default SIGINT).
 
     Attributes:
         fired: whether the signal was sent (false: the code ran to its end in fewer events).
+        fired_again: whether the second signal (``then``) was sent.
         events: events counted so far.
         where: ``"file:line"`` of the event that fired.
     """
 
     def __init__(self, at: int, *, dirs: tuple[str, ...] | None = None, opcodes: bool = False,
-                 signum: int = signal.SIGINT):
+                 signum: int = signal.SIGINT, then: int | None = None):
         self.at = at
+        self.then = then
+        self.fired_again = False
         self.dirs = dirs if dirs is not None else library_dirs()
         self.opcodes = opcodes
         self.signum = signum
@@ -78,9 +83,12 @@ class Interrupter:
             self._cache[filename] = hit
         return hit
 
+    def _done(self) -> bool:
+        return self.fired_again if self.then is not None else self.fired
+
     def _global(self, frame: FrameType, event: str, arg: Any) -> Any:
         code = frame.f_code
-        if self.fired or code.co_name == "__del__" or not self._mine(code.co_filename):
+        if self._done() or code.co_name == "__del__" or not self._mine(code.co_filename):
             # Finalizers are skipped: Python prints and drops any exception raised in __del__, a Ctrl-C included.
             return None
         if self.opcodes:
@@ -88,15 +96,22 @@ class Interrupter:
         return self._local
 
     def _local(self, frame: FrameType, event: str, arg: Any) -> Any:
-        if self.fired:
+        if self._done():
             return None
         if event == ("opcode" if self.opcodes else "line"):
             self.events += 1
             if self.events == self.at:
                 self.fired = True
                 self.where = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
-                sys.settrace(None)
+                if self.then is None:
+                    sys.settrace(None)
                 signal.raise_signal(self.signum)  # a Python handler runs here (or is deferred by a critical section)
+                return None
+            if self.then is not None and self.fired and self.events == self.at + self.then:
+                self.fired_again = True
+                self.where += f", then {os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
+                sys.settrace(None)
+                signal.raise_signal(self.signum)
                 return None
         return self._local
 

@@ -197,6 +197,36 @@ def test_sigterm_handler_raising_systemexit_is_deferred_too() -> None:
     assert fired * SWEEP_STRIDE > 300
 
 
+def test_second_ctrl_c_during_cleanup_loses_nothing() -> None:
+    """Ctrl-C twice: the second signal lands 1..40 lines after the first, while its exception unwinds through the
+    drain's cleanup (``__exit__``, ``close``, the put-back). Whatever is interrupted, what was taken and not
+    delivered goes back (at the latest when the drain is collected)."""
+    make = _hash()
+    runs = 0
+    for at in range(1, 400, 7 * SWEEP_STRIDE):
+        for then in range(1, 41, 2 * SWEEP_STRIDE):
+            m = make()
+            got: list[Any] = []
+            unreturned: list[Any] = []
+            with Interrupter(at, then=then) as intr:
+                try:
+                    try:
+                        _for(m, got)
+                    except KeyboardInterrupt as e:
+                        unreturned += getattr(e, "unreturned_entries", [])
+                        raise
+                except KeyboardInterrupt as e:  # the second one (or the first, if the second never came)
+                    unreturned += getattr(e, "unreturned_entries", [])
+            left = _hash_rest(m)
+            ledger = Counter(got) + Counter(unreturned) + Counter(left)
+            assert ledger == Counter(_hash_entries()), f"signals at {at}+{then} ({intr.where})"
+            runs += intr.fired_again
+        if not intr.fired:
+            break
+    make().close()
+    assert runs > 50
+
+
 # -- queue and stack ---------------------------------------------------------------------------------------------
 
 
