@@ -64,8 +64,9 @@ class FastCodec(Generic[T]):
         """Decode ``count`` values every ``stride`` bytes as one list per field (see :attr:`column_names`).
 
         The fastest typed form for batches: numeric fields are read with one ``memoryview.cast`` pass each, with
-        no Python object per entry; mapped fields (addresses, enums) convert their column; other fields come from
-        decoding the batch normally.
+        no Python object per entry; mapped fields (addresses, enums) convert their column; other fields (strings,
+        arrays, nested structs) are decoded by a codec of the field's type over the batch at the field's offset, one
+        value per entry; only bitfields come from decoding whole entries.
 
         Raises:
             LayoutError: bytes that do not decode.
@@ -87,7 +88,14 @@ class FastCodec(Generic[T]):
                 raise SchemaError("declare", "a raw codec has no fields to make columns of")
             from bpfschema.layout._columns import ColumnsCodec
 
-            cc = ColumnsCodec(self._ctype, self._dec_many)
+            mode, records = self._mode, self._records
+
+            def field_decoder(t: CType) -> Callable[[Buffer, int, int], list[Any]] | None:
+                if isinstance(t, StructType) and t.py_cls is None and mode == "model":
+                    return None  # a struct without a model class: only the whole-entry decoder knows what to build
+                return FastCodec(t, mode, records)._dec_many
+
+            cc = ColumnsCodec(self._ctype, self._dec_many, field_decoder)
             self._cols = cc
         return cc
 

@@ -2,7 +2,10 @@
 
 Numeric fields (integers, floats, bools; native or big-endian) are read with ``memoryview.cast`` at the field's
 offset with a step of the stride: one C-level pass per field. Mapped fields (``IPv4Address``, enums) convert that
-column. Anything else (strings, byte arrays, arrays, nested structs) falls back to decoding records for the batch.
+column. Other fields (strings, byte arrays, arrays, nested structs) are decoded by a codec of the field's own type
+run over the batch at the field's offset (``struct.iter_unpack`` with the entry stride): one value per entry for
+that field, never a whole entry. Only bitfields and fields the field codec cannot build come from decoding whole
+entries.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ def _numeric(off: int, t: CType) -> Column | None:
         return None
 
     def column(mv: memoryview, count: int, stride: int) -> list[Any] | None:
-        if stride % size:
+        if stride % size or len(mv) < count * stride:
             return None
         view = mv[: count * stride].cast(fmt)[off // size :: stride // size]  # type: ignore[call-overload]
         if swap:
@@ -62,6 +65,13 @@ def _numeric(off: int, t: CType) -> Column | None:
     return column
 
 
+def _by_field_codec(off: int, dec: Callable[[Buffer, int, int], list[Any]]) -> Column:
+    def column(mv: memoryview, count: int, stride: int) -> list[Any] | None:
+        return dec(mv[off:], count, stride)  # the batch source copes with the last entry being short
+
+    return column
+
+
 class ColumnsCodec:
     """Decodes a batch of values of one C type into a tuple of lists, one per field (``names``).
 
@@ -69,7 +79,8 @@ class ColumnsCodec:
     column named ``value``.
     """
 
-    def __init__(self, ctype: CType, fallback: Callable[[Buffer, int, int], list[Any]]):
+    def __init__(self, ctype: CType, fallback: Callable[[Buffer, int, int], list[Any]],
+                 field_decoder: Callable[[CType], Callable[[Buffer, int, int], list[Any]] | None] | None = None):
         fields: list[tuple[str, int, CType | None]] = []  # (name, offset, type); None: read from records
         if isinstance(ctype, StructType):
             for fl in ctype.layout.fields:
@@ -82,6 +93,15 @@ class ColumnsCodec:
         self.names: tuple[str, ...] = tuple(name for name, _, _ in fields)
         self._struct = isinstance(ctype, StructType)
         self._columns = [_numeric(off, t) if t is not None else None for _, off, t in fields]
+        # Where the cast cannot serve (other types, a misaligned offset or stride, a short last entry): the field's
+        # own codec over the batch.
+        self._by_field: list[Column | None] = [None] * len(fields)
+        if self._struct and field_decoder is not None:
+            for i, (_, off, t) in enumerate(fields):
+                if t is not None:
+                    dec = field_decoder(t)
+                    if dec is not None:
+                        self._by_field[i] = _by_field_codec(off, dec)
         self._fallback = fallback  # decode_many to objects with the fields as attributes (or plain values)
 
     def decode_columns(self, buf: Buffer, count: int, stride: int) -> tuple[list[Any], ...]:
@@ -97,6 +117,10 @@ class ColumnsCodec:
         rows: list[Any] | None = None
         for i, column in enumerate(self._columns):
             values = column(mv, count, stride) if column is not None else None
+            if values is None:
+                by_field = self._by_field[i]
+                if by_field is not None:
+                    values = by_field(mv, count, stride)
             if values is None:
                 if rows is None:
                     rows = self._fallback(buf, count, stride)

@@ -98,3 +98,33 @@ def test_random_bytes_decode_or_raise_layout_error(data: st.DataObject) -> None:
 
 def _has_nan(value: object) -> bool:
     return "nan" in repr(value)
+
+
+def _has_bitfields(t: object) -> bool:
+    from bpfschema.layout import BitfieldsType, StructType
+
+    return isinstance(t, StructType) and any(isinstance(fl.ctype, BitfieldsType) for fl in t.layout.fields)
+
+
+@SETTINGS
+@given(st.data())
+def test_columns_equal_the_fields_of_the_decoded_entries_without_decoding_whole_entries(data: st.DataObject) -> None:
+    cls = data.draw(structs())
+    values: list[Any] = [data.draw(instances(cls)) for _ in range(data.draw(st.integers(1, 4)))]
+    size = cls.layout.size
+    stride = data.draw(st.sampled_from([size, (size + 7) // 8 * 8, size + 3]))
+    gap = b"\x5a" * (stride - size)
+    buf = b"".join(v.to_bytes() + gap for v in values)[: (len(values) - 1) * stride + size]
+    for make in (codec_for, record_codec):
+        codec: Any = make(cls)
+        entries = codec.decode_many(buf, len(values), stride)
+        cc = codec._columns_codec()
+        if not _has_bitfields(cls.__bpf_ctype__):
+            def refuse(*a: object) -> list[Any]:
+                raise AssertionError("columns decoded whole entries")
+
+            cc._fallback = refuse
+        cols = codec.decode_columns(buf, len(values), stride)
+        assert codec.column_names == tuple(cc.names)
+        for name, col in zip(codec.column_names, cols, strict=True):
+            assert col == [getattr(e, name) for e in entries], name
