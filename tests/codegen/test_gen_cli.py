@@ -19,7 +19,7 @@ def test_directory_input_and_check(tmp_path: Path) -> None:
     r = gen(str(ROOT / "schemas"), "-o", f"{out}/", "--header", str(tmp_path / "all.h"), cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["allowlist_maps.py", "counters_maps.py", "exec_events_maps.py",
-                                                     "flows_maps.py"]
+                                                     "flows_maps.py", "monitor_maps.py"]
     assert "} flows SEC(\".maps\");" in (tmp_path / "all.h").read_text()
     assert gen(str(ROOT / "schemas"), "-o", f"{out}/", "--check", cwd=ROOT).returncode == 0
     stale = out / "flows_maps.py"
