@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test test-kernels demo lint gen gen-check typecheck pytest bench docs bpffs toolchain clean
+.PHONY: test test-kernels demo corpus lint gen gen-check typecheck pytest bench docs bpffs toolchain clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ test-kernels: $(STAMP) toolchain
 demo: $(STAMP) bpffs
 	@$(PY) -m examples.monitor.build --if-stale
 	$(PY) -m examples.monitor
+
+# Third-party BPF programs (libbpf-bootstrap, cilium/ebpf examples) at pinned commits into build/corpus, for
+# tests/kernel/test_corpus_objects.py (which skips without them). Needs github.com or BPFSCHEMA_CORPUS_MIRROR.
+corpus:
+	@.ci/corpus build/corpus
 
 bench: $(STAMP) bpffs
 	$(PY) -m benchmarks.run
