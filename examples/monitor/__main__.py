@@ -25,6 +25,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bpfschema import BpfError
 from bpfschema.objects import kernel_ids
 from schemas.monitor import Event, EventKind
 
@@ -163,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args.seconds, only_self=args.only_self, activity=args.activity, top=args.top)
     except KeyboardInterrupt:
         return 130
+    except BpfError as err:  # no libbpf.so.1, no privilege, a kernel without these tracepoints...
+        print(f"monitor: {err}", file=sys.stderr)
+        return 2
     return 1 if result.left else 0
 
 
