@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from bpfschema import BpfError
 from bpfschema.objects import kernel_ids
@@ -139,10 +140,10 @@ def run(seconds: float, *, only_self: bool = False, activity: bool = True, top: 
     return Result(events, tally, dropped, filtered, did, prog_ids, link_ids, left)
 
 
-def _still_loaded(ids: set[int], kind: str) -> set[int]:
+def _still_loaded(ids: set[int], kind: Literal["prog", "link"]) -> set[int]:
     """Those of ``ids`` the kernel still lists, after giving it up to 5 s to release them (RCU)."""
     deadline = time.monotonic() + 5
-    while (left := ids & kernel_ids("prog" if kind == "prog" else "link")) and time.monotonic() < deadline:
+    while (left := ids & kernel_ids(kind)) and time.monotonic() < deadline:
         time.sleep(0.05)
     return left
 

@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -593,21 +594,24 @@ def test_ring_buffer_class_checked_against_the_objects_declared_type(build: Buil
 # -- every bad input: one typed error, and nothing left in the kernel or in this process ---------------------
 
 
-def _bad_not_elf(b: Builder, tmp: Path, known: dict[str, set[int]]) -> None:
+Known = dict[Literal["prog", "link", "map"], set[int]]  # kernel ids a case created
+
+
+def _bad_not_elf(b: Builder, tmp: Path, known: Known) -> None:
     (tmp / "bogus.bpf.o").write_bytes(b"\x7fELF but not really" * 20)
     BpfObject.open(tmp / "bogus.bpf.o")
 
 
-def _bad_no_btf(b: Builder, tmp: Path, known: dict[str, set[int]]) -> None:
+def _bad_no_btf(b: Builder, tmp: Path, known: Known) -> None:
     BpfObject.open(b.bpf("nobtf", btf=False))
 
 
-def _bad_verifier(b: Builder, tmp: Path, known: dict[str, set[int]]) -> None:
+def _bad_verifier(b: Builder, tmp: Path, known: Known) -> None:
     with BpfObject.open(b.bpf("refused")) as obj:
         obj.load()
 
 
-def _loaded_execcount(b: Builder, known: dict[str, set[int]]) -> BpfObject:
+def _loaded_execcount(b: Builder, known: Known) -> BpfObject:
     obj = BpfObject.open(b.bpf("execcount"))
     try:
         obj.load()
@@ -620,22 +624,22 @@ def _loaded_execcount(b: Builder, known: dict[str, set[int]]) -> BpfObject:
     return obj
 
 
-def _bad_map_name(b: Builder, tmp: Path, known: dict[str, set[int]]) -> None:
+def _bad_map_name(b: Builder, tmp: Path, known: Known) -> None:
     with _loaded_execcount(b, known) as obj:
         obj.map("exec_count")
 
 
-def _bad_rodata_range(b: Builder, tmp: Path, known: dict[str, set[int]]) -> None:
+def _bad_rodata_range(b: Builder, tmp: Path, known: Known) -> None:
     with BpfObject.open(b.bpf("execcount")) as obj:
         obj.rodata["weight"] = 256  # __u8
 
 
-def _bad_rodata_after_load(b: Builder, tmp: Path, known: dict[str, set[int]]) -> None:
+def _bad_rodata_after_load(b: Builder, tmp: Path, known: Known) -> None:
     with _loaded_execcount(b, known) as obj:
         obj.rodata["weight"] = 2
 
 
-BAD_INPUTS: dict[str, tuple[Callable[[Builder, Path, dict[str, set[int]]], None], type[Exception], str]] = {
+BAD_INPUTS: dict[str, tuple[Callable[[Builder, Path, Known], None], type[Exception], str]] = {
     "not-an-elf": (_bad_not_elf, bs.ObjectFormatError, "not an ELF BPF object"),
     "no-btf": (_bad_no_btf, bs.ObjectFormatError, "no BTF"),
     "verifier-refusal": (_bad_verifier, bs.VerifierError, "deref_scalar"),
@@ -656,14 +660,14 @@ def test_bad_input_one_typed_error_nothing_left(build: Builder, tmp_path: Path, 
     build.bpf("execcount"), build.bpf("refused"), build.bpf("nobtf", btf=False)  # compile first: no fds from it
     fds = sorted(os.listdir("/proc/self/fd"))
     sides = {m.id for m in bs.list_maps() if m.name == "side"}
-    known: dict[str, set[int]] = {}
+    known: Known = {}
     with pytest.raises(err, match=match):
         func(build, tmp_path, known)
     assert sorted(os.listdir("/proc/self/fd")) == fds
     assert {m.id for m in bs.list_maps() if m.name == "side"} <= sides
     deadline = time.monotonic() + 5  # release can finish after the last fd closes (RCU)
-    while any(ids & kernel_ids(kind) for kind, ids in known.items()):  # type: ignore[arg-type]
-        assert time.monotonic() < deadline, {kind: ids & kernel_ids(kind) for kind, ids in known.items()}  # type: ignore[arg-type]
+    while any(ids & kernel_ids(kind) for kind, ids in known.items()):
+        assert time.monotonic() < deadline, {kind: ids & kernel_ids(kind) for kind, ids in known.items()}
         time.sleep(0.05)
     if case in ("unknown-map", "rodata-after-load"):
         assert known["prog"] and known["link"] and known["map"]  # the loaded case really had kernel objects
