@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 // monitor: process execs and outgoing TCP connections, as typed events on a ring buffer and as counters per
-// (kind, command) in a hash map. struct Event, struct CountKey and both maps come from schemas/monitor.py through
-// the generated monitor.h; vmlinux.h (the running kernel's types, CO-RE) is generated at build time by bpftool.
+// (kind, command) in a hash map. struct Event, struct CountKey, enum EventKind and both maps come from
+// schemas/monitor.py through the generated monitor.h; vmlinux.h (the running kernel's types, CO-RE) is generated
+// at build time by bpftool.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -9,8 +10,6 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* The values of schemas/monitor.py's EventKind (the generated header declares the field as __u32). */
-enum { KIND_EXEC = 1, KIND_CONNECT = 2 };
 #define AF_INET 2 /* a macro of the socket headers, so not in vmlinux.h */
 
 /* .rodata, set from Python before load: report only this process and its children (0: every process). */
@@ -61,7 +60,7 @@ SEC("tracepoint/sched/sched_process_exec")
 int on_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
 	unsigned int fname_off = ctx->__data_loc_filename & 0xFFFF;
-	struct Event *e = start_event(KIND_EXEC);
+	struct Event *e = start_event(EventKind_EXEC);
 
 	if (!e)
 		return 0;
@@ -79,7 +78,7 @@ int on_tcp_state(struct trace_event_raw_inet_sock_set_state *ctx)
 
 	if (ctx->protocol != IPPROTO_TCP || ctx->newstate != TCP_SYN_SENT || ctx->family != AF_INET)
 		return 0;
-	e = start_event(KIND_CONNECT);
+	e = start_event(EventKind_CONNECT);
 	if (!e)
 		return 0;
 	__builtin_memcpy(&e->daddr, ctx->daddr, sizeof(e->daddr));

@@ -9,6 +9,12 @@
 #endif
 #include <bpf/bpf_helpers.h>
 
+/* the values of the Python enum EventKind */
+enum EventKind {
+	EventKind_EXEC = 1,
+	EventKind_CONNECT = 2,
+};
+
 struct CountKey {
 	__u32 kind;
 	char comm[16];
