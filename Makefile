@@ -57,7 +57,11 @@ test-kernels: $(STAMP) toolchain
 	.ci/kernels/test-kernels.sh $(KERNEL_TESTS)
 
 # The shipped CO-RE object is rebuilt only when its sources changed (then clang/bpftool are needed: make toolchain).
+# Running it needs libbpf.so.1 only: installed with apt (libbpf1) when missing and root.
 demo: $(STAMP) bpffs
+	@ldconfig -p | grep -q 'libbpf\.so\.1 ' || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libbpf1 >/dev/null; } || \
+	  echo "note: libbpf.so.1 is missing: install libbpf1 (Debian/Ubuntu) or libbpf (Fedora)"
 	@$(PY) -m examples.monitor.build --if-stale
 	$(PY) -m examples.monitor
 
