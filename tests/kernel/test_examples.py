@@ -86,13 +86,6 @@ def _monitor_available() -> None:
             unavailable(f"this kernel has no tracepoint {tp}")
 
 
-def test_shipped_monitor_object_is_fresh() -> None:
-    """monitor.bpf.o is committed; its recorded digest must match its sources (C, generated header, flags)."""
-    from examples.monitor import build
-
-    assert build.is_fresh(), "examples/monitor/monitor.bpf.o is stale: run `python -m examples.monitor.build`"
-
-
 def test_monitor_sees_the_tests_own_execs_and_connects(tmp_path: Path) -> None:
     """The demo, in this process, with the .rodata filter on this process: while it runs, the test runs a program
     of its own twice, a grandchild through sh (which the filter must leave out) and opens two TCP connections.
