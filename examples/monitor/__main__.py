@@ -165,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         result = run(args.seconds, only_self=args.only_self, activity=args.activity, top=args.top)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `| head`: the object is closed already (the with block); say nothing more
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes stdout again at exit
+        return 0
     except BpfError as err:  # no libbpf.so.1, no privilege, a kernel without these tracepoints...
         print(f"monitor: {err}", file=sys.stderr)
         return 2
