@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test test-kernels demo lint gen gen-check typecheck pytest bench docs bpffs toolchain clean
+.PHONY: test test-kernels demo corpus lint gen gen-check typecheck pytest bench docs bpffs toolchain clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,13 +27,21 @@ lint: $(STAMP)
 # Generated modules committed under examples/ must be fresh.
 GENERATED := examples/flowtop/flows_maps.py:schemas/flows.py examples/counters/counters_maps.py:schemas/counters.py \
 	benchmarks/bench_maps.py:benchmarks/bench_schema.py examples/bootstrap/bootstrap_maps.py:examples/bootstrap/schema.py
+# examples/monitor: header + maps from its schema, the skeleton from its shipped object, the object from its sources.
+MONITOR := examples/monitor
 gen-check: $(STAMP)
 	@for pair in $(GENERATED); do out=$${pair%%:*}; src=$${pair#*:}; \
 	  $(VENV)/bin/bpfschema gen $$src -o $$out --check || exit 1; done
+	@$(VENV)/bin/bpfschema gen schemas/monitor.py -o $(MONITOR)/monitor_maps.py --header $(MONITOR)/monitor.h --check
+	@$(VENV)/bin/bpfschema gen --from-object $(MONITOR)/monitor.bpf.o -o $(MONITOR)/monitor_skel.py --check
+	@$(PY) -m examples.monitor.build --check
 
 gen: $(STAMP)
 	@for pair in $(GENERATED); do out=$${pair%%:*}; src=$${pair#*:}; \
 	  $(VENV)/bin/bpfschema gen $$src -o $$out || exit 1; done
+	@$(VENV)/bin/bpfschema gen schemas/monitor.py -o $(MONITOR)/monitor_maps.py --header $(MONITOR)/monitor.h
+	@$(PY) -m examples.monitor.build --if-stale
+	@$(VENV)/bin/bpfschema gen --from-object $(MONITOR)/monitor.bpf.o -o $(MONITOR)/monitor_skel.py
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict bpfschema tests examples benchmarks
@@ -48,8 +56,19 @@ test: lint gen-check typecheck pytest
 test-kernels: $(STAMP) toolchain
 	.ci/kernels/test-kernels.sh $(KERNEL_TESTS)
 
+# The shipped CO-RE object is rebuilt only when its sources changed (then clang/bpftool are needed: make toolchain).
+# Running it needs libbpf.so.1 only: installed with apt (libbpf1) when missing and root.
 demo: $(STAMP) bpffs
-	$(PY) -m examples.flowtop
+	@ldconfig -p | grep -q 'libbpf\.so\.1 ' || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libbpf1 >/dev/null; } || \
+	  echo "note: libbpf.so.1 is missing: install libbpf1 (Debian/Ubuntu) or libbpf (Fedora)"
+	@$(PY) -m examples.monitor.build --if-stale
+	$(PY) -m examples.monitor
+
+# Third-party BPF programs (libbpf-bootstrap, cilium/ebpf examples) at pinned commits into build/corpus, for
+# tests/kernel/test_corpus_objects.py (which skips without them). Needs github.com or BPFSCHEMA_CORPUS_MIRROR.
+corpus:
+	@.ci/corpus build/corpus
 
 bench: $(STAMP) bpffs
 	$(PY) -m benchmarks.run

@@ -45,6 +45,21 @@ class Result:
     programs: int = 0
     attached: int = 0
     load_ms: float = 0.0
+    sections: list[str] = field(default_factory=list)
+    error: bs.BpfError | None = None  # the typed error that stopped open or load
+    attach_errors: list[bs.BpfError] = field(default_factory=list)
+    skeleton: Path | None = None
+    maps_read: int = 0
+    globals_read: int = 0
+
+
+def write_vmlinux_h(work: Path) -> Path:
+    """``work/vmlinux.h`` from the running kernel's BTF (bpftool)."""
+    vm = work / "vmlinux.h"
+    with vm.open("w") as f:
+        subprocess.run(["bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c"], stdout=f,
+                       check=True)
+    return vm
 
 
 def sources(root: Path) -> list[Path]:
@@ -91,94 +106,101 @@ def read_everything(skel: object) -> tuple[int, int]:
     return maps, globs
 
 
+def check_one(src: Path, root: Path, work: Path) -> Result:
+    """Compile ``src`` into ``work``, open, load (unless it registers struct_ops), auto-attach what names its target,
+    generate the skeleton ``work/<name>_skel.py``, import it and read every map and global through it.
+
+    Stages reached are in ``Result.reached``; a stage that fails with a typed bpfschema error is explained in
+    ``Result.note`` (``Result.error`` keeps the exception). Anything else (a crash) propagates.
+    """
+    r = Result(f"{root.name}/{src.relative_to(root)}")
+    obj_path, why = compile_one(src, work, work)
+    if obj_path is None:
+        r.note = why
+        return r
+    r.reached.append("compiled")
+    try:
+        with BpfObject.open(obj_path) as obj:
+            r.reached.append("opened")
+            r.programs = len(obj.programs)
+            r.sections = [p.section for p in obj.programs.values()]
+            if any(sec.startswith(NEVER_LOAD) for sec in r.sections) or "struct_ops" in src.read_text():
+                r.note = "not loaded: struct_ops would change the whole machine's behaviour"
+            else:
+                obj.load()
+                r.load_ms = (obj.load_seconds or 0) * 1000
+                r.reached.append("loaded")
+                failures = []
+                for prog in obj.programs.values():
+                    if not prog.section.startswith(AUTO) or prog.section.startswith(NEVER_ATTACH):
+                        continue
+                    try:
+                        prog.attach()
+                        r.attached += 1
+                    except bs.BpfError as e:
+                        r.attach_errors.append(e)
+                        failures.append(f"{prog.name}: {type(e).__name__}: {str(e)[:100]}")
+                if failures:
+                    r.note = "attach: " + "; ".join(failures)
+                elif r.attached:
+                    r.reached.append("attached")
+    except bs.BpfError as e:
+        r.error = e
+        r.note = r.note or f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
+    if "opened" not in r.reached:
+        return r
+    mod = obj_path.stem.replace(".bpf", "").replace("-", "_") + "_skel"
+    out = work / f"{mod}.py"
+    if bpfschema_cli(["gen", "--from-object", str(obj_path), "-o", str(out)]) != 0:
+        r.note = r.note or "gen failed"
+        return r
+    r.reached.append("skeleton")
+    r.skeleton = out
+    if str(work) not in sys.path:
+        sys.path.insert(0, str(work))
+    m = importlib.import_module(mod)
+    r.reached.append("imported")
+    if "loaded" not in r.reached:
+        return r
+    skel_cls = next(getattr(m, n) for n in m.__all__ if n.endswith("Object"))
+    with skel_cls.open(obj_path) as skel:
+        skel.load()
+        r.maps_read, r.globals_read = read_everything(skel)
+    r.reached.append("maps read")
+    r.reached.append("globals read")
+    r.note = r.note or f"{r.maps_read} maps, {r.globals_read} globals read"
+    return r
+
+
+def mypy_strict(modules: list[Path], work: Path) -> tuple[set[Path], str]:
+    """Run mypy --strict over the generated skeleton modules at once: (modules with errors, mypy's output)."""
+    env = {**os.environ, "MYPYPATH": f"{Path(__file__).resolve().parents[1]}{os.pathsep}{work}"}
+    config = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    proc = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir", os.devnull,
+                           "--config-file", str(config), *map(str, modules)],
+                          capture_output=True, text=True, env=env, cwd=work, check=False)
+    bad = {Path(ln.split(":", 1)[0]).name for ln in proc.stdout.splitlines() if ": error:" in ln}
+    return {p for p in modules if p.name in bad}, proc.stdout
+
+
 def run(dirs: list[Path]) -> int:
     work = Path(tempfile.mkdtemp(prefix="bpfschema-corpus-"))
-    vm = work / "vmlinux.h"
-    with vm.open("w") as f:
-        subprocess.run(["bpftool", "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "c"], stdout=f,
-                       check=True)
-    sys.path.insert(0, str(work))
+    write_vmlinux_h(work)
     results: list[Result] = []
-    skel_modules: list[Path] = []
     for d in dirs:
         for src in sources(d):
-            r = Result(f"{d.name}/{src.relative_to(d)}")
-            results.append(r)
-            obj_path, why = compile_one(src, work, work)
-            if obj_path is None:
-                r.note = why
-                continue
-            r.reached.append("compiled")
             try:
-                with BpfObject.open(obj_path) as obj:
-                    r.reached.append("opened")
-                    r.programs = len(obj.programs)
-                    sections = [p.section for p in obj.programs.values()]
-                    if any(sec.startswith(NEVER_LOAD) for sec in sections) or "struct_ops" in src.read_text():
-                        r.note = "not loaded: struct_ops would change the whole machine's behaviour"
-                    else:
-                        obj.load()
-                        r.load_ms = (obj.load_seconds or 0) * 1000
-                        r.reached.append("loaded")
-                        failures = []
-                        for prog in obj.programs.values():
-                            if not prog.section.startswith(AUTO) or prog.section.startswith(NEVER_ATTACH):
-                                continue
-                            try:
-                                prog.attach()
-                                r.attached += 1
-                            except bs.BpfError as e:
-                                failures.append(f"{prog.name}: {type(e).__name__}: {str(e)[:100]}")
-                        if failures:
-                            r.note = "attach: " + "; ".join(failures)
-                        elif r.attached:
-                            r.reached.append("attached")
-            except bs.BpfError as e:
-                r.note = r.note or f"{type(e).__name__}: {str(e).splitlines()[0][:160]}"
-            if "opened" not in r.reached:
-                continue
-            mod = obj_path.stem.replace(".bpf", "").replace("-", "_") + "_skel"
-            out = work / f"{mod}.py"
-            if bpfschema_cli(["gen", "--from-object", str(obj_path), "-o", str(out)]) != 0:
-                r.note = r.note or "gen failed"
-                continue
-            r.reached.append("skeleton")
-            try:
-                m = importlib.import_module(mod)
-            except Exception as e:  # report, go on
-                r.note = r.note or f"import: {type(e).__name__}: {e}"
-                continue
-            r.reached.append("imported")
-            skel_modules.append(out)
-            if "loaded" not in r.reached or "struct_ops" in src.read_text():
-                continue
-            skel_cls = next(getattr(m, n) for n in m.__all__ if n.endswith("Object"))
-            try:
-                with skel_cls.open(obj_path) as skel:
-                    skel.load()
-                    maps, globs = read_everything(skel)
-                r.reached.append("maps read")
-                r.reached.append("globals read")
-                r.note = r.note or f"{maps} maps, {globs} globals read"
-            except bs.BpfError as e:
-                r.note = r.note or f"read: {type(e).__name__}: {e}"
-    # mypy --strict over every generated skeleton module at once
-    mypy_ok: set[str] = set()
-    if skel_modules:
-        env = {**os.environ, "MYPYPATH": f"{Path(__file__).resolve().parents[1]}{os.pathsep}{work}"}
-        config = Path(__file__).resolve().parents[1] / "pyproject.toml"
-        proc = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir", os.devnull,
-                               "--config-file", str(config),
-                               *map(str, skel_modules)], capture_output=True, text=True, env=env, cwd=work, check=False)
-        bad = {Path(ln.split(":", 1)[0]).name for ln in proc.stdout.splitlines() if ": error:" in ln}
-        mypy_ok = {p.name for p in skel_modules} - bad
-        if bad:
-            print(proc.stdout)
+                results.append(check_one(src, d, work))
+            except Exception as e:  # a crash: report it, go on with the others
+                results.append(Result(f"{d.name}/{src.relative_to(d)}", note=f"CRASH {type(e).__name__}: {e}"))
+    skel_modules = [r.skeleton for r in results if r.skeleton is not None and "imported" in r.reached]
+    bad, output = mypy_strict(skel_modules, work) if skel_modules else (set(), "")
+    if bad:
+        print(output)
     for r in results:
-        mod = Path(r.name).name.split(".")[0]
-        for p in skel_modules:
-            if p.name in mypy_ok and p.stem.endswith(f"_{mod}_skel"):
-                r.reached.insert(r.reached.index("imported") + 1, "mypy")
+        if r.skeleton in skel_modules and r.skeleton not in bad:
+            r.reached.insert(r.reached.index("imported") + 1, "mypy")
+    for r in results:
         stages = ",".join(s for s in STAGES if s in r.reached)
         print(f"{r.name:48} progs={r.programs:2} attached={r.attached:2} load={r.load_ms:6.1f}ms  {stages}  {r.note}")
     print()

@@ -9,12 +9,14 @@ names, attach targets), and every map it creates is handed to bpfschema's own ma
   ``attach_raw_tracepoint``/``attach_trace``/``attach_xdp``/``attach_tc``/``attach_cgroup``/``attach_socket``.
 * :class:`Globals`: typed global variables of ``.rodata``/``.bss``/``.data`` (through mmap after load).
 * libbpf's messages go to the ``bpfschema.libbpf`` logger.
+* :func:`kernel_ids`: the kernel's program/link/map ids (check that nothing stayed loaded).
 
 Importing this module does not load libbpf; the first :meth:`BpfObject.open` does, and raises
 :class:`~bpfschema.errors.LibbpfUnavailableError` (naming the package: ``libbpf1`` on Debian/Ubuntu, ``libbpf``
 on Fedora) when it is missing or older than :data:`LIBBPF_MIN_VERSION`.
 """
 
+from ._ids import kernel_ids
 from ._libbpf import LIBBPF_MIN_VERSION, libbpf_version
 from ._object import BpfObject, Globals, Link, LinkKind, Program, State
 from ._skeleton import GlobalsView, Skeleton
@@ -32,5 +34,6 @@ __all__ = [
     "State",
     "TRACEFS",
     "ensure_tracefs",
+    "kernel_ids",
     "libbpf_version",
 ]

@@ -19,8 +19,12 @@ def test_directory_input_and_check(tmp_path: Path) -> None:
     r = gen(str(ROOT / "schemas"), "-o", f"{out}/", "--header", str(tmp_path / "all.h"), cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["allowlist_maps.py", "counters_maps.py", "exec_events_maps.py",
-                                                     "flows_maps.py"]
+                                                     "flows_maps.py", "monitor_maps.py"]
     assert "} flows SEC(\".maps\");" in (tmp_path / "all.h").read_text()
+    # enum classes of fields become C enums of their values; a second enum of the same name gets a suffix
+    header = (tmp_path / "all.h").read_text()
+    assert "enum Proto {\n\tProto_ICMP = 1,\n\tProto_TCP = 6,\n\tProto_UDP = 17,\n};" in header
+    assert "\tEventKind_NEW_FLOW = 1," in header and "\tEventKind_2_CONNECT = 2," in header
     assert gen(str(ROOT / "schemas"), "-o", f"{out}/", "--check", cwd=ROOT).returncode == 0
     stale = out / "flows_maps.py"
     stale.write_text(stale.read_text().replace("max_entries=65536", "max_entries=1"))

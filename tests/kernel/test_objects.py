@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -628,3 +629,85 @@ def test_queue_from_pin_is_checked_against_the_declaration_in_its_programs_btf(b
     # The object is closed, its program unloaded: nothing declares the map any more, only sizes are checked.
     with WrongQEvents.from_pin(pin) as w:
         assert w.info.value_size == 16
+
+
+# -- every bad input: one typed error, and nothing left in the kernel or in this process ---------------------
+
+
+Known = dict[Literal["prog", "link", "map"], set[int]]  # kernel ids a case created
+
+
+def _bad_not_elf(b: Builder, tmp: Path, known: Known) -> None:
+    (tmp / "bogus.bpf.o").write_bytes(b"\x7fELF but not really" * 20)
+    BpfObject.open(tmp / "bogus.bpf.o")
+
+
+def _bad_no_btf(b: Builder, tmp: Path, known: Known) -> None:
+    BpfObject.open(b.bpf("nobtf", btf=False))
+
+
+def _bad_verifier(b: Builder, tmp: Path, known: Known) -> None:
+    with BpfObject.open(b.bpf("refused")) as obj:
+        obj.load()
+
+
+def _loaded_execcount(b: Builder, known: Known) -> BpfObject:
+    obj = BpfObject.open(b.bpf("execcount"))
+    try:
+        obj.load()
+        known["prog"] = {p.id for p in obj.programs.values()}
+        known["link"] = {ln.id for ln in obj.attach() if ln.id is not None}
+        known["map"] = {obj.map("exec_counts").info.id}
+    except BaseException:
+        obj.close()
+        raise
+    return obj
+
+
+def _bad_map_name(b: Builder, tmp: Path, known: Known) -> None:
+    with _loaded_execcount(b, known) as obj:
+        obj.map("exec_count")
+
+
+def _bad_rodata_range(b: Builder, tmp: Path, known: Known) -> None:
+    with BpfObject.open(b.bpf("execcount")) as obj:
+        obj.rodata["weight"] = 256  # __u8
+
+
+def _bad_rodata_after_load(b: Builder, tmp: Path, known: Known) -> None:
+    with _loaded_execcount(b, known) as obj:
+        obj.rodata["weight"] = 2
+
+
+BAD_INPUTS: dict[str, tuple[Callable[[Builder, Path, Known], None], type[Exception], str]] = {
+    "not-an-elf": (_bad_not_elf, bs.ObjectFormatError, "not an ELF BPF object"),
+    "no-btf": (_bad_no_btf, bs.ObjectFormatError, "no BTF"),
+    "verifier-refusal": (_bad_verifier, bs.VerifierError, "deref_scalar"),
+    "unknown-map": (_bad_map_name, bs.ObjectNameError, r"no map 'exec_count'.*exec_counts"),
+    "rodata-out-of-range": (_bad_rodata_range, bs.LayoutError, r"'weight' \(__u8\).*out of range"),
+    "rodata-after-load": (_bad_rodata_after_load, bs.ObjectStateError, "read-only once the object is loaded"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_one_typed_error_nothing_left(build: Builder, tmp_path: Path, case: str) -> None:
+    """Each bad input raises its own error from bpfschema.errors; afterwards this process holds no new fd and the
+    kernel lists none of the object's programs, links or maps (for the refused load: no new map named ``side``,
+    the map libbpf created before the verifier said no)."""
+    from bpfschema.objects import kernel_ids
+
+    func, err, match = BAD_INPUTS[case]
+    build.bpf("execcount"), build.bpf("refused"), build.bpf("nobtf", btf=False)  # compile first: no fds from it
+    fds = sorted(os.listdir("/proc/self/fd"))
+    sides = {m.id for m in bs.list_maps() if m.name == "side"}
+    known: Known = {}
+    with pytest.raises(err, match=match):
+        func(build, tmp_path, known)
+    assert sorted(os.listdir("/proc/self/fd")) == fds
+    assert {m.id for m in bs.list_maps() if m.name == "side"} <= sides
+    deadline = time.monotonic() + 5  # release can finish after the last fd closes (RCU)
+    while any(ids & kernel_ids(kind) for kind, ids in known.items()):
+        assert time.monotonic() < deadline, {kind: ids & kernel_ids(kind) for kind, ids in known.items()}
+        time.sleep(0.05)
+    if case in ("unknown-map", "rodata-after-load"):
+        assert known["prog"] and known["link"] and known["map"]  # the loaded case really had kernel objects
