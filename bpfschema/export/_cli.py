@@ -18,7 +18,6 @@ from typing import Any
 
 from ._config import ConfigError, load_config
 from ._open import open_map
-from ._values import to_plain
 
 __all__ = ["add_parser"]
 
@@ -220,5 +219,5 @@ def cmd_events(args: argparse.Namespace) -> int:
                 metrics.server_close()
         summary = {"exported": stats.exported, "dropped": stats.dropped, "undecodable": stats.undecodable,
                    "files": stats.files}
-        print(f"bpfschema export: {json.dumps(to_plain(summary))}", file=sys.stderr)
+        print(f"bpfschema export: {json.dumps(summary)}", file=sys.stderr)
     return 0

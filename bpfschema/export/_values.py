@@ -233,6 +233,8 @@ def to_plain(value: object) -> object:
         return {str(k): to_plain(v) for k, v in asdict().items()}
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
     fields = getattr(type(value), "model_fields", None)
     if isinstance(fields, dict):
         return {name: to_plain(getattr(value, name)) for name in fields}
