@@ -263,3 +263,58 @@ def test_cli_toml_config_and_sigterm_in_the_middle_of_a_scrape(bpffs: Path, tmp_
         got = {s.name: s.value for s in fams["cli_events"].samples}
         assert got == {"cli_events_total": float(sum(range(n)))}
         assert list(m.items()) == []  # all taken, all in the answer
+
+
+def test_cli_check_prints_one_scrape_and_bad_configs_exit_1(bpffs: Path, tmp_path: Path) -> None:
+    with Counts.create(max_entries=8, name="chk") as m:
+        m.pin(bpffs / "chk")
+        assert producers.write_entries(m, [(U32.pack(1), U64.pack(5)), (U32.pack(2), U64.pack(7))]) == [0, 0]
+        conf = tmp_path / "c.toml"
+        conf.write_text(f'[[maps]]\npin = "{bpffs / "chk"}"\nlabels = [{{ name = "k" }}]\n'
+                        '[[maps.metrics]]\nname = "n_total"\n')
+        r = subprocess.run([sys.executable, "-m", "bpfschema", "export", "prometheus", "--config", str(conf),
+                            "--check"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        fams = {f.name: f for f in text_string_to_metric_families(r.stdout)}
+        assert {s.labels["k"]: s.value for s in fams["bpf_n"].samples} == {"1": 5.0, "2": 7.0}
+        conf.write_text(f'[[maps]]\npin = "{bpffs / "nothere"}"\n[[maps.metrics]]\nname = "n_total"\n')
+        r = subprocess.run([sys.executable, "-m", "bpfschema", "export", "prometheus", "--config", str(conf),
+                            "--check"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and "maps[0]: no such map pin" in r.stderr, r.stderr
+
+
+def test_cli_events_serves_its_own_metrics(bpffs: Path) -> None:
+    from .export_schema import Event, EventRing
+
+    with EventRing.create(max_entries=1 << 16, name="evm") as rb:
+        rb.pin(bpffs / "rb")
+        assert producers.ringbuf_output(rb, [Event(seq=i, pid=1, comm="x", addr=ipaddress.IPv4Address("1.1.1.1"))
+                                             .to_bytes() for i in range(100)]) == [0] * 100
+    port = _free_port()
+    p = subprocess.Popen([sys.executable, "-m", "bpfschema", "export", "events", str(bpffs / "rb"), "--schema",
+                          "tests.kernel.export_schema:EventRing", "--listen", f"127.0.0.1:{port}", "--idle-exit",
+                          "60"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout is not None
+        lines = [p.stdout.readline() for _ in range(100)]
+        assert all(json.loads(x)["pid"] == 1 for x in lines)
+        deadline = time.monotonic() + 60
+        text = ""
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+                if "bpfschema_export_events_total 100.0" in text:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        assert fams["bpfschema_export_events"].samples[0].value == 100
+        assert fams["bpfschema_export_events_dropped"].samples[0].value == 0
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == 0
+        for s in (p.stdout, p.stderr):
+            if s is not None:
+                s.close()
