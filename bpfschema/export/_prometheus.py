@@ -9,6 +9,7 @@ of a drain leaves the entries already taken in the totals (and in this scrape's 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -106,6 +107,7 @@ class _Reader:
     sum_map: Map | None
     sum_get: Callable[[object], object] | None
     per_cpu: bool
+    pin_ino: int | None = None
     totals: dict[Labels, Series] = field(default_factory=dict)
     kept: set[Labels] = field(default_factory=set)
     errors: int = 0
@@ -153,8 +155,36 @@ class _Reader:
     def _other(self) -> Labels:
         return (OTHER,) * len(self.label_names)
 
+    def follow_pin(self) -> None:
+        """Reopen the map when its pin now names another map (the program was reloaded and pinned anew).
+
+        Raises:
+            ConfigError: the pin is gone.
+        """
+        pin = self.cfg.pin
+        if pin is None:
+            return
+        try:
+            ino = os.stat(pin).st_ino
+        except FileNotFoundError:
+            raise ConfigError(f"the pin {pin} is gone (program unloaded?); nothing read until it is back",
+                              where=f"maps[{self.index}].pin", map_name=self.name) from None
+        if ino == self.pin_ino:
+            return
+        new = open_map(pin=pin, map_id=None, schema=self.cfg.schema_, readonly=self.cfg.mode == "items",
+                       where=f"maps[{self.index}]")
+        if new.map_type != self.m.map_type:
+            kind = type(new).__name__
+            new.close()
+            raise ConfigError(f"the pin {pin} now names a {kind}, not a {type(self.m).__name__}",
+                              where=f"maps[{self.index}].pin", map_name=self.name)
+        old, self.m, self.pin_ino = self.m, new, ino
+        old.close()
+        log.info("map %s: the pin %s now names map id %d; reading that map", self.name, pin, new.info.id)
+
     def read(self) -> dict[Labels, Series]:
         """The series of this scrape. Raises what reading raised, after keeping what was taken (drain mode)."""
+        self.follow_pin()
         if self.cfg.mode == "drain":
             return self._read_drain()
         fresh: dict[Labels, Series] = {}
@@ -305,7 +335,7 @@ class MapCollector:
                 slots=slots, sum_map=sum_map,
                 sum_get=field_getter(hc.sum_field, where=f"{where}.histogram.sum_field", map_name=name)
                 if hc else None,
-                per_cpu=isinstance(m, PerCpuMixin),
+                per_cpu=isinstance(m, PerCpuMixin), pin_ino=os.stat(mc.pin).st_ino if mc.pin is not None else None,
             )
         except BaseException:
             m.close()

@@ -269,3 +269,22 @@ def test_config_errors_name_the_place(bpffs: Path, flows: Flows) -> None:
         with pytest.raises(ConfigError, match="cannot: use mode 'items'"):
             MapCollector(parse_config({"maps": [{"pin": str(bpffs / "arr"), "mode": "drain",
                                                  "metrics": [{"name": "a"}]}]}))
+
+
+def test_a_pin_replaced_by_a_new_map_is_followed(bpffs: Path) -> None:
+    """A program reloaded and pinned anew: the exporter reads the new map from the next scrape on; a pin that
+    is gone is a read error of that map (counted), not a crash."""
+    cfg = parse_config({"maps": [{"pin": str(bpffs / "c"), "labels": [{"name": "k"}],
+                                  "metrics": [{"name": "n_total"}]}]})
+    with Counts.create(max_entries=8, name="old") as old:
+        old.pin(bpffs / "c")
+        assert producers.write_entries(old, [(U32.pack(1), U64.pack(5))]) == [0]
+        with MapCollector(cfg) as c:
+            assert samples(scrape(c)["bpf_n"], "_total") == {(("k", "1"),): 5.0}
+            os.unlink(bpffs / "c")
+            fams = scrape(c)
+            assert samples(fams["bpfschema_export_map_read_errors"], "_total") == {(("map", "old"),): 1.0}
+            with Counts.create(max_entries=8, name="new") as new:
+                new.pin(bpffs / "c")
+                assert producers.write_entries(new, [(U32.pack(2), U64.pack(9))]) == [0]
+                assert samples(scrape(c)["bpf_n"], "_total") == {(("k", "2"),): 9.0}
