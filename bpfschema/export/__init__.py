@@ -17,23 +17,41 @@ from ._config import (
     load_config,
     parse_config,
 )
+from ._events import (
+    ArrowSink,
+    EventExporter,
+    EventStats,
+    JsonLinesSink,
+    Sink,
+    SinkClosedError,
+    SinkError,
+    record_json,
+)
 from ._open import ExtraNotInstalledError
 from ._prometheus import OTHER, MapCollector, histogram_buckets
 from ._server import MetricsServer, parse_listen
 
 __all__ = [
-    "OTHER",
+    "ArrowSink",
     "ConfigError",
+    "EventExporter",
+    "EventStats",
     "ExporterConfig",
     "ExtraNotInstalledError",
     "HistogramConfig",
+    "JsonLinesSink",
     "LabelConfig",
     "MapCollector",
     "MapConfig",
     "MetricsServer",
+    "OTHER",
+    "Sink",
+    "SinkClosedError",
+    "SinkError",
     "ValueConfig",
     "histogram_buckets",
     "load_config",
     "parse_config",
     "parse_listen",
+    "record_json",
 ]

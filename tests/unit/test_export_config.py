@@ -113,3 +113,13 @@ def test_missing_pyarrow_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     with pytest.raises(ExtraNotInstalledError, match=r"bpfschema\[arrow\]"):
         ArrowSink(tmp_path)
+
+
+def test_export_public_names_are_sorted_documented_and_real() -> None:
+    import bpfschema.export as bx
+
+    assert list(bx.__all__) == sorted(bx.__all__)
+    for name in bx.__all__:
+        obj = getattr(bx, name)
+        if callable(obj) or isinstance(obj, type):
+            assert (obj.__doc__ or "").strip(), name
