@@ -7,6 +7,7 @@ and return exit statuses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..maps import PerfEventArray
 from ._config import ConfigError, load_config
 from ._open import open_map
 
@@ -54,9 +56,13 @@ def add_parser(sub: Any) -> None:
     s.add_argument("-v", "--verbose", action="store_true", help="log every scrape to stderr")
     s.set_defaults(func=cmd_prometheus)
 
-    s = esub.add_parser("events", help="copy a ring buffer or queue to stdout (JSON lines) or to Arrow/Parquet files")
+    s = esub.add_parser("events", help="copy a ring buffer, perf event array or queue to stdout (JSON lines) or to "
+                                       "Arrow/Parquet files")
     s.add_argument("target", metavar="PIN|ID")
-    s.add_argument("--schema", metavar="MODULE:CLASS", help="a typed map class (RingBuffer[Event], QueueMap[Event])")
+    s.add_argument("--schema", metavar="MODULE:CLASS",
+                   help="a typed map class (RingBuffer[Event], PerfEventArray[Event], QueueMap[Event])")
+    s.add_argument("--perf-pages", type=_positive, default=64,
+                   help="perf event array: data pages per CPU ring (a power of two; default 64)")
     s.add_argument("--format", choices=["jsonl", "arrow", "parquet"], default="jsonl")
     s.add_argument("-o", "--output", metavar="DIR", help="directory for Arrow/Parquet files")
     s.add_argument("--prefix", default="events", help="file name prefix (default: events)")
@@ -137,7 +143,7 @@ def cmd_prometheus(args: argparse.Namespace) -> int:
     return 0
 
 
-def _events_metrics(stats: Any, host: str, port: int) -> Any:
+def _events_metrics(ex: Any, host: str, port: int) -> Any:
     """A server for the event exporter's own counters."""
     from ._open import require
 
@@ -151,7 +157,11 @@ def _events_metrics(stats: Any, host: str, port: int) -> Any:
 
         def collect(self) -> list[Any]:
             out = []
-            for name, doc, val in (("bpfschema_export_events", "Records exported", stats.exported),
+            stats = ex.stats
+            ex.update_lost()
+            for name, doc, val in (("bpfschema_export_events_lost", "Records the kernel could not put in a perf "
+                                    "buffer (PERF_RECORD_LOST)", stats.lost),
+                                   ("bpfschema_export_events", "Records exported", stats.exported),
                                    ("bpfschema_export_events_dropped", "Records dropped by the bounded buffer "
                                     "(--on-full drop) or left in it when the output failed", stats.dropped),
                                    ("bpfschema_export_events_undecodable", "Records that did not decode",
@@ -182,20 +192,26 @@ def cmd_events(args: argparse.Namespace) -> int:
     m = open_map(pin=None if args.target.isdigit() else args.target,
                  map_id=int(args.target) if args.target.isdigit() else None, schema=args.schema, readonly=False,
                  where=args.target)
-    with m:
+    with m, contextlib.ExitStack() as stack:
+        source: Any = m
+        if isinstance(m, PerfEventArray):  # its records go to the rings this process opens
+            try:
+                source = stack.enter_context(m.open_buffer(pages=args.perf_pages))
+            except ValueError as e:
+                raise ConfigError(str(e), where="--perf-pages") from None
         if args.format != "jsonl":
             layout = getattr(getattr(getattr(type(m), "value_codec", None), "ctype", None), "layout", None)
             sink = ArrowSink(args.output, format=args.format, prefix=args.prefix, batch_rows=args.batch_rows,
                              rotate_records=args.rotate_records, rotate_seconds=args.rotate_seconds, layout=layout)
         try:
-            ex = EventExporter(m, sink, on_full=args.on_full, buffer=args.buffer)
+            ex = EventExporter(source, sink, on_full=args.on_full, buffer=args.buffer)
         except TypeError as e:
             raise ConfigError(str(e), where=args.target) from None
         metrics = None
         if args.listen:
             from ._server import parse_listen
 
-            metrics = _events_metrics(ex.stats, *parse_listen(args.listen))
+            metrics = _events_metrics(ex, *parse_listen(args.listen))
         old = _on_stop_signals(ex.stop)
         try:
             stats = ex.run(limit=args.limit, idle_timeout=args.idle_exit)
@@ -218,6 +234,6 @@ def cmd_events(args: argparse.Namespace) -> int:
                 metrics.shutdown()
                 metrics.server_close()
         summary = {"exported": stats.exported, "dropped": stats.dropped, "undecodable": stats.undecodable,
-                   "files": stats.files}
+                   "lost": stats.lost, "files": stats.files}
         print(f"bpfschema export: {json.dumps(summary)}", file=sys.stderr)
     return 0

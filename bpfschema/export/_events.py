@@ -1,4 +1,4 @@
-"""Event export: a ring buffer or a queue to JSON lines, Arrow IPC stream files or Parquet files.
+"""Event export: a ring buffer, a perf buffer or a queue to JSON lines, Arrow IPC stream files or Parquet files.
 
 Back-pressure (``on_full``):
 
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import BpfError, DecodeError, MapEmptyError
-from ..maps import Map, QueueMap, RingBuffer
+from ..maps import Map, PerfBuffer, QueueMap, RingBuffer
 from ._open import require
 from ._values import to_plain
 
@@ -70,12 +70,15 @@ class EventStats:
         dropped: records dropped because the bounded buffer was full (``on_full="drop"``), or left in it when
             the sink failed.
         undecodable: records that did not decode with the bound type (written as hex with their error).
+        lost: records the kernel could not put in a perf buffer (``PERF_RECORD_LOST``); ring buffers and queues
+            report their losts to the producer instead (a failed output or push).
         files: files completed (Arrow and Parquet sinks), in order.
     """
 
     exported: int = 0
     dropped: int = 0
     undecodable: int = 0
+    lost: int = 0
     files: list[str] = field(default_factory=list)
 
 
@@ -310,7 +313,7 @@ class ArrowSink(Sink):
 
 
 class EventExporter:
-    """Copies records from a ring buffer or a queue map into a :class:`Sink` until stopped.
+    """Copies records from a ring buffer, a perf buffer or a queue map into a :class:`Sink` until stopped.
 
     ::
 
@@ -322,15 +325,16 @@ class EventExporter:
     then flushed and closed.
 
     Raises (at construction):
-        TypeError: the map is not a ring buffer or a queue (a perf event array: read it with
-            ``PerfEventArray.open_buffer`` in your own loop).
+        TypeError: not a ring buffer, a queue or a perf buffer (for a perf event array, pass
+            ``array.open_buffer()``).
         ValueError: ``buffer < 1``.
     """
 
-    def __init__(self, source: Map, sink: Sink, *, on_full: OnFull = "block", buffer: int = 8192,
-                 tick: float = 0.2):
-        if not isinstance(source, (RingBuffer, QueueMap)):
-            raise TypeError(f"cannot export events from a {type(source).__name__}: a RingBuffer or a QueueMap")
+    def __init__(self, source: Map | PerfBuffer[Any], sink: Sink, *, on_full: OnFull = "block",
+                 buffer: int = 8192, tick: float = 0.2):
+        if not isinstance(source, (RingBuffer, QueueMap, PerfBuffer)):
+            raise TypeError(f"cannot export events from a {type(source).__name__}: a RingBuffer, a QueueMap or a "
+                            "PerfBuffer (PerfEventArray.open_buffer())")
         if buffer < 1:
             raise ValueError("buffer must be >= 1")
         self.source = source
@@ -368,11 +372,18 @@ class EventExporter:
             else:
                 self._run_blocking(limit, idle_timeout)
         finally:
+            self.update_lost()
             try:
                 self.sink.close()
             finally:
                 self.stats.files = self.sink.files()
         return self.stats
+
+    def update_lost(self) -> int:
+        """Refresh ``stats.lost`` from a perf buffer's lost-record counts (records delivered so far); returns it."""
+        if isinstance(self.source, PerfBuffer) and not self.source.closed:
+            self.stats.lost = self.source.lost_total
+        return self.stats.lost
 
     # -- block: one thread, record by record ---------------------------------------------------------------------
 
@@ -391,12 +402,13 @@ class EventExporter:
             self._emit({"undecodable": raw.hex() if isinstance(raw, bytes) else str(raw), "error": e.detail})
 
     def _run_blocking(self, limit: int | None, idle_timeout: float | None) -> None:
-        if isinstance(self.source, RingBuffer):
+        if isinstance(self.source, (RingBuffer, PerfBuffer)):
             self._ring_blocking(self.source, limit, idle_timeout)
         else:
             self._queue_blocking(self.source, limit, idle_timeout)
 
-    def _ring_blocking(self, rb: RingBuffer[Any], limit: int | None, idle_timeout: float | None) -> None:
+    def _ring_blocking(self, rb: RingBuffer[Any] | PerfBuffer[Any], limit: int | None,
+                       idle_timeout: float | None) -> None:
         idle_since = time.monotonic()
         while not self._done(limit):
             got = False
@@ -488,7 +500,7 @@ class EventExporter:
     def _records(self) -> Iterator[object]:
         src = self.source
         while not self._stop.is_set():
-            if isinstance(src, RingBuffer):
+            if isinstance(src, (RingBuffer, PerfBuffer)):
                 stream: Any = src.events(timeout=self.tick)
             else:
                 stream = src.drain(limit=4096)
@@ -507,7 +519,7 @@ class EventExporter:
                         continue
                     n += 1
                     yield rec
-            if not n and not isinstance(src, RingBuffer):
+            if not n and isinstance(src, QueueMap):
                 self._stop.wait(min(self.tick, 0.05))
 
     def _run_dropping(self, limit: int | None, idle_timeout: float | None) -> None:

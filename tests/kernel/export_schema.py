@@ -73,3 +73,15 @@ class CgKey(bs.Struct):
 
 class CgSum(bs.HashMap[CgKey, bs.u64]):
     pass
+
+
+class PerfRec(bs.Struct):
+    """The record of bpfschema.testing.events.perf_sequence (size 16)."""
+
+    seq: bs.u64
+    cpu: bs.u32
+    tag: bs.u32
+
+
+class PerfArr(bs.PerfEventArray[PerfRec]):
+    pass

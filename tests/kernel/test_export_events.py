@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import mmap
+import os
 import signal
 import subprocess
 import sys
@@ -14,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from bpfschema.export._events import ArrowSink, EventExporter, JsonLinesSink, Sink
+from bpfschema import BpfPermissionError, possible_cpus
+from bpfschema.export import ArrowSink, EventExporter, JsonLinesSink, Sink
+from bpfschema.testing import events as evprod
 from bpfschema.testing import producers
 
-from .export_schema import Event, EventQueue, EventRing
+from .export_schema import Event, EventQueue, EventRing, PerfArr
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = "tests.kernel.export_schema"
@@ -191,3 +194,57 @@ def test_ring_of_one_page_refills_while_exporting(bpffs: Path) -> None:
         ok = [i for i, rc in enumerate(rcs) if rc == 0]
         assert all(rc in (0, -11) for rc in rcs)
         assert [e.seq for e in sink.got] == ok  # type: ignore[attr-defined]
+
+
+def _perf_array() -> PerfArr:
+    try:
+        return PerfArr.create(max_entries=possible_cpus(), name="perf")
+    except BpfPermissionError as e:  # pragma: no cover - root on the project's machines
+        pytest.skip(f"no privilege for perf event arrays: {e}")
+
+
+def test_perf_buffer_export_counts_what_the_kernel_lost() -> None:
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    with _perf_array() as pa, pa.open_buffer(pages=1) as pb:  # a 4 KiB ring: most of 500 records do not fit
+        res = evprod.perf_sequence(pa, 500, size=16, tag=3, cpu=cpu)
+        assert res.failures > 0
+        sink = SlowSink()
+        stats = EventExporter(pb, sink).run(idle_timeout=0.3)
+        assert stats.exported == res.accepted
+        # The kernel reports the records it lost with the next record it can write (PERF_RECORD_LOST first).
+        tail = evprod.perf_sequence(pa, 1, size=16, tag=3, start=500, cpu=cpu)
+        assert tail.accepted == 1
+        stats2 = EventExporter(pb, sink).run(idle_timeout=0.3)
+    assert stats2.exported == 1 and stats2.lost == res.failures
+    seqs = [r.seq for r in sink.got]  # type: ignore[attr-defined]
+    assert seqs == sorted(seqs) and len(seqs) == res.accepted + 1 and seqs[-1] == 500
+    assert all(r.tag == 3 for r in sink.got)  # type: ignore[attr-defined]
+
+
+def test_cli_exports_a_pinned_perf_event_array(bpffs: Path) -> None:
+    cpu = sorted(os.sched_getaffinity(0))[0]
+    with _perf_array() as pa:
+        pa.pin(bpffs / "perf")
+        p = _cli(str(bpffs / "perf"), "--schema", f"{SCHEMA}:PerfArr", "--perf-pages", "8", "--idle-exit", "2")
+        try:
+            # Records before the exporter opened its rings fail with -ENOENT in the kernel: wait for the first.
+            deadline = time.monotonic() + 60
+            seq = 0
+            while time.monotonic() < deadline:
+                r = evprod.perf_sequence(pa, 1, size=16, start=seq, cpu=cpu)
+                seq += 1
+                if r.accepted:
+                    break
+                time.sleep(0.05)
+            first = seq - 1
+            r = evprod.perf_sequence(pa, 99, size=16, start=seq, cpu=cpu)
+            assert r.accepted == 99
+            out, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert p.returncode == 0, err
+    got = [json.loads(line)["seq"] for line in out.decode().splitlines()]
+    assert got == list(range(first, first + 100))
+    assert b'"lost": 0' in err
