@@ -668,6 +668,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write nothing; exit 1 and print a diff if the files on disk are stale")
     s.set_defaults(func=cmd_gen)
 
+    from bpfschema.export._cli import add_parser as add_export_parser
+
+    add_export_parser(sub)
+
     s = sub.add_parser("features", help="probe and list the kernel features bpfschema adapts to (needs CAP_BPF)")
     s.add_argument("-j", "--json", action="store_true", help="JSON output")
     s.set_defaults(func=cmd_features)

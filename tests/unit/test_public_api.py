@@ -34,7 +34,7 @@ def test_every_error_is_in_the_errors_page() -> None:
 
 
 # Layering: each layer may import only the ones before it (and the leaf `errors` module).
-_ORDER = ["errors", "_sys", "maps", "layout", "schema", "btf", "codegen", "objects", "testing", "cli"]
+_ORDER = ["errors", "_sys", "maps", "layout", "schema", "btf", "codegen", "objects", "export", "testing", "cli"]
 _FORBIDDEN_THIRD_PARTY = {"_sys": {"pydantic", "construct"}, "maps": {"pydantic", "construct"}}
 
 
