@@ -195,11 +195,11 @@ def codec_for(tp: object, /) -> FastCodec[Any]:
     """
     ct = ctype_of(tp)
     cache: weakref.WeakKeyDictionary[CType, FastCodec[Any]] | dict[CType, FastCodec[Any]]
-    cache = _model_codecs if isinstance(ct, StructType | MappedType) else _value_codecs
+    cache = _model_codecs if isinstance(ct, StructType | UnionType | MappedType) else _value_codecs
     codec = cache.get(ct)
     if codec is None:
-        if isinstance(ct, StructType) and ct.py_cls is None:
-            raise SchemaError("declare", f"struct {ct.name} has no Python class; use record_codec or raw_codec")
+        if isinstance(ct, StructType | UnionType) and ct.py_cls is None:
+            raise SchemaError("declare", f"{ct.c_base} has no Python class; use record_codec or raw_codec")
         codec = FastCodec(ct, "model")
         cache[ct] = codec
     return codec
@@ -237,7 +237,7 @@ def record_type(tp: object) -> type[tuple[Any, ...]]:
     if rec is None:
         fields = [(name, _record_py_type(ct)) for name, ct in record_fields(st)]
         new: type[tuple[Any, ...]] = NamedTuple(f"{st.name}Record", fields)  # type: ignore[misc]
-        py_cls = st.py_cls if isinstance(st, StructType) else None
+        py_cls = st.py_cls
         if py_cls is not None:
             new.__module__ = py_cls.__module__
             new.__qualname__ = f"{py_cls.__qualname__}.Record"

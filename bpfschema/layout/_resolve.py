@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from typing import Annotated, Any, get_args, get_origin
 
 from bpfschema.errors import SchemaError
-from bpfschema.layout._ctypes import BitDeclType, CType, IntType, MappedType, PaddingType, StructType, enum_type
+from bpfschema.layout._ctypes import (
+    BitDeclType,
+    CType,
+    IntType,
+    MappedType,
+    PaddingType,
+    StructType,
+    UnionType,
+    enum_type,
+)
 
 __all__ = ["Align", "ctype_of", "find_ctype", "resolve_field"]
 
@@ -58,10 +67,10 @@ def find_ctype(metadata: tuple[object, ...] | list[object]) -> CType | None:
     return found
 
 
-def _struct_ctype(tp: object) -> StructType | None:
+def _struct_ctype(tp: object) -> StructType | UnionType | None:
     if isinstance(tp, type):
         ct = tp.__dict__.get("__bpf_ctype__")
-        if isinstance(ct, StructType):
+        if isinstance(ct, StructType | UnionType):
             return ct
     return None
 

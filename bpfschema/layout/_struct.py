@@ -17,7 +17,7 @@ from bpfschema.layout._ctypes import (
     UnionType,
 )
 
-__all__ = ["FieldLayout", "Layout", "compute_layout", "record_fields"]
+__all__ = ["FieldLayout", "Layout", "UnionLayout", "c_declarations", "compute_layout", "record_fields"]
 
 
 def _round_up(n: int, a: int) -> int:
@@ -119,19 +119,7 @@ class Layout:
                 __u8 __pad0[3];
             };
         """
-        order: list[StructType | UnionType] = []
-        _collect_structs(self._stype, order, set())
-        names: dict[int, str] = {}
-        used: set[str] = set()
-        for st in order:
-            name = st.name
-            n = 1
-            while name in used:
-                n += 1
-                name = f"{st.name}_{n}"
-            used.add(name)
-            names[id(st)] = name
-        return "\n\n".join(_declare(st, names) for st in order) + "\n"
+        return c_declarations(self._stype)
 
     @cached_property
     def construct(self) -> Any:
@@ -146,6 +134,84 @@ class Layout:
 
     def __repr__(self) -> str:
         return f"<Layout struct {self.name} size={self.size} align={self.alignment}>"
+
+
+def c_declarations(top: StructType | UnionType) -> str:
+    """The C declarations of ``top`` and of every struct and union it contains, inner ones first."""
+    order: list[StructType | UnionType] = []
+    _collect_structs(top, order, set())
+    names: dict[int, str] = {}
+    used: set[str] = set()
+    for st in order:
+        name = st.name
+        n = 1
+        while name in used:
+            n += 1
+            name = f"{st.name}_{n}"
+        used.add(name)
+        names[id(st)] = name
+    return "\n\n".join(_declare(st, names) for st in order) + "\n"
+
+
+class UnionLayout:
+    """The memory layout of a union: every member at offset 0 (the union counterpart of :class:`Layout`).
+
+    Attributes:
+        name: the C union tag.
+        size: ``sizeof`` in bytes (the largest member, rounded up to the alignment).
+        alignment: ``_Alignof`` in bytes (the largest member alignment).
+        packed: always ``False``.
+        members: every member (all at offset 0); unions have no padding members.
+        fields: the same as ``members``.
+    """
+
+    def __init__(self, utype: UnionType):
+        self._utype = utype
+        self.name = utype.name
+        self.size = utype.size
+        self.alignment = utype.alignment
+        self.packed = False
+        self.members = tuple(
+            FieldLayout(m.name, 0, m.ctype.size, max(m.align or 1, m.ctype.alignment), m.ctype.c_type(), False,
+                        m.ctype)
+            for m in utype.members
+        )
+        self.fields = self.members
+
+    @property
+    def ctype(self) -> UnionType:
+        """The :class:`UnionType`."""
+        return self._utype
+
+    @property
+    def padding(self) -> tuple[FieldLayout, ...]:
+        """Always empty (the bytes past a shorter member belong to the longer ones)."""
+        return ()
+
+    def field(self, name: str) -> FieldLayout:
+        """The member called ``name``.
+
+        Raises:
+            KeyError: no such member.
+        """
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def c_declaration(self) -> str:
+        """The equivalent C declaration (``union Name { ... };``), nested types first."""
+        return c_declarations(self._utype)
+
+    @cached_property
+    def construct(self) -> Any:
+        """The :mod:`construct` description: the union's bytes parsed into every member's view."""
+        from bpfschema.layout._construct import ctype_construct
+
+        return ctype_construct(self._utype)
+
+    def __repr__(self) -> str:
+        return f"<Layout union {self.name} size={self.size} align={self.alignment}>"
 
 
 def record_fields(t: StructType | UnionType) -> list[tuple[str, CType]]:
@@ -189,8 +255,12 @@ def _declare(st: StructType | UnionType, names: dict[int, str]) -> str:
     if isinstance(st, UnionType):
         lines = [f"union {names[id(st)]} {{"]
         for m in st.members:
+            if m.c_name == "" and isinstance(m.ctype, StructType | UnionType):
+                lines += _inline(m.ctype, names, "\t")
+                continue
             dims = "".join(f"[{d}]" for d in m.ctype.c_dims)
-            lines.append(f"\t{_c_base(m.ctype, names)} {m.c_spelling or m.name}{dims};")
+            attr = f" __attribute__((aligned({m.align})))" if m.align is not None else ""
+            lines.append(f"\t{_c_base(m.ctype, names)} {m.c_spelling or m.name}{dims}{attr};")
         lines.append("};" if st.align is None else f"}} __attribute__((aligned({st.align})));")
         return "\n".join(lines)
     lines = [f"struct {names[id(st)]} {{"]
@@ -205,7 +275,11 @@ def _declare(st: StructType | UnionType, names: dict[int, str]) -> str:
             for bf in fl.ctype.bitfields:  # storage placement is left to the compiler: exact for ABI layouts
                 lines.append(f"\t{bf.ctype.c_base} {bf.c_spelling} : {bf.bits};")
             continue
-        cname = (member.c_spelling or fl.name) if member is not None else fl.name  # anonymous: named here
+        if member is not None and member.c_name == "" and isinstance(fl.ctype, StructType | UnionType) \
+                and member.align is None:
+            lines += _inline(fl.ctype, names, "\t")  # an anonymous member: its fields are the outer struct's
+            continue
+        cname = (member.c_spelling or fl.name) if member is not None else fl.name
         lines.append(f"\t{_c_base(fl.ctype, names)} {cname}{dims}{attr};")
     attrs = []
     if st.packed:
@@ -215,6 +289,14 @@ def _declare(st: StructType | UnionType, names: dict[int, str]) -> str:
     tail = f" __attribute__(({', '.join(attrs)}))" if attrs else ""
     lines.append(f"}}{tail};")
     return "\n".join(lines)
+
+
+def _inline(t: StructType | UnionType, names: dict[int, str], indent: str) -> list[str]:
+    """An anonymous struct or union member, declared in place: ``union { ... };``."""
+    body = _declare(t, names).split("\n")
+    kw = "union" if isinstance(t, UnionType) else "struct"
+    head = f"{indent}{kw} {{"
+    return [head, *(indent + ln for ln in body[1:-1]), indent + body[-1]]
 
 
 def _check_align(value: int | None, what: str) -> None:

@@ -43,6 +43,7 @@ from bpfschema.schema._fields import (
     u64,
 )
 from bpfschema.schema._struct import Struct
+from bpfschema.schema._union import Union
 
 __all__ = [
     "Align",
@@ -56,6 +57,7 @@ __all__ = [
     "MAC",
     "Padding",
     "Struct",
+    "Union",
     "be16",
     "be32",
     "be64",
