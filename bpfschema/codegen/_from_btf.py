@@ -3,8 +3,10 @@
 The schema source is executed into a module object, checked (each Struct's offsets and size must equal BTF's; a
 struct that the natural C rules do not reproduce is emitted ``packed`` with explicit padding) and then handed to
 the ordinary generator, which adds the typed map classes. Bitfields become ``bs.Bits`` fields when C's allocation
-rules reproduce BTF's bit positions; unions (and bitfields that do not) become raw ``bytes`` members of their exact
-size (the struct is then emitted packed). C enum fields are
+rules reproduce BTF's bit positions; unions become ``bs.Union`` classes (anonymous ones named after their place,
+the C member name kept in a comment) when every member can be typed exactly; bitfields that C's rules do not place
+where BTF says, and unions with such members, become raw ``bytes`` members of their exact size (the struct is then
+emitted packed). C enum fields are
 typed with a generated ``IntEnum`` whose ``_missing_`` keeps unknown values as pseudo-members. Maps without a
 bpfschema class, and anything that cannot be generated, become comments: one map never fails the whole run.
 """
@@ -37,6 +39,7 @@ from ..layout._ctypes import (
     MappedType,
     PaddingType,
     StructType,
+    UnionType,
 )
 from ..layout._ctypes import Member as LMember
 from ..maps import Map, MapSpec
@@ -161,6 +164,11 @@ class _SchemaWriter:
             return sc, True
         if isinstance(t, StructType):
             return self.struct(t), True
+        if isinstance(t, UnionType):
+            name = self.union(t)
+            if name is not None:
+                return name, True
+            return self.annotated("bytes", f"{self.bs('Bytes')}({t.size})"), False
         if isinstance(t, CStringType):
             return self.annotated("str", f"{self.bs('CString')}({t.size})"), True
         if isinstance(t, BytesType):
@@ -209,6 +217,36 @@ class _SchemaWriter:
         else:
             self.lines += self._struct_lines(name, st, fields, packed=not exact or st.packed, doc=doc)
         self.lines += ["", ""]
+        self.classes.append(name)
+        return name
+
+    def union(self, ut: UnionType) -> str | None:
+        """A ``bs.Union`` class for a BTF union, or None when its members cannot all be typed exactly (it is then
+        kept as raw bytes) or C's union rules do not give BTF's size."""
+        key = ("union", ut.name, ut.size, ut.layout.c_declaration())
+        if key in self.names:
+            return self.names[key]
+        fields = [(m, self.field(m.ctype)) for m in ut.members]
+        natural = max(max(m.ctype.size for m in ut.members), 1)
+        align = max(m.ctype.alignment for m in ut.members)
+        size = (natural + align - 1) // align * align
+        if not all(ok for _, (_, ok) in fields) or size != ut.size:
+            return None
+        name = _ident(camel(ut.name) or "Union", self.taken)
+        self.names[key] = name
+        used: set[str] = set()
+        body = []
+        for m, (ann, _) in fields:
+            c = f"  # C: {m.c_spelling}" if m.c_spelling and m.c_spelling != m.name else ""
+            body.append(f"    {_ident(m.name, used)}: {ann}{c}")
+        shadowed = {ln.split(":", 1)[0].strip() for ln in body} & _BUILTINS
+        if shadowed:
+            pat = re.compile(r"(?<![\w.])(" + "|".join(sorted(shadowed)) + r")(?=[\[\],])")
+            body = [ln.split(": ", 1)[0] + ": " + pat.sub(lambda mt: self.imp.ref("builtins", mt.group(1)),
+                                                          ln.split(": ", 1)[1]) for ln in body]
+        self.lines += [f"class {name}({self.bs('Union')}, c_name={ut.name!r}):",
+                       f'    """``union {ut.name}`` ({ut.size} bytes), from BTF: every member reads the same bytes."""',
+                       "", *body, "", ""]
         self.classes.append(name)
         return name
 

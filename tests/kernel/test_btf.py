@@ -549,7 +549,13 @@ def test_gen_from_object_decodes_what_the_kernel_wrote(loaded: Loaded, tmp_path:
             assert (v.id, v.port, v.ok, v.ratio_bits, v.delta, tuple(v.hist)) == (
                 rv.id, rv.port, rv.ok, rv.ratio_bits, rv.delta, tuple(rv.hist))
             assert (v.inner.a, v.inner.b, v.inner.c) == (rv.inner.a, rv.inner.b, rv.inner.c)
-            assert int(v.color) == int(rv.color) and v.num == vraw[80:84]  # a union: its raw bytes
+            assert int(v.color) == int(rv.color)
+            # Unions are real unions: every member read from the same bytes, as bpftool prints them.
+            fn = e["formatted"]["value"]["num"]
+            assert v.num.to_bytes() == vraw[80:84]
+            assert (v.num.u, list(v.num.halves), list(v.num.bytes)) == (fn["u"], fn["halves"], fn["bytes"])
+            assert v.anon0.both == int.from_bytes(vraw[120:128], "little")
+            assert (v.anon0.anon0.x, v.anon0.anon0.y) == (v.anon0.both & 0xFFFFFFFF, v.anon0.both >> 32)
             assert e["formatted"]["value"]["id"] == v.id
             # Bitfields are real fields of the generated schema, decoded like bpftool decodes them.
             fb = e["formatted"]["value"]["bits"]  # bpftool prints a bitfield's raw bits in hex
