@@ -34,6 +34,7 @@ from ..layout._ctypes import (
     BytesType,
     CStringType,
     CType,
+    FlexType,
     FloatType,
     IntType,
     MappedType,
@@ -211,11 +212,21 @@ class _SchemaWriter:
             ann, ok = self.field(fl.ctype)
             exact &= ok
             fields.append((_ident(fl.name, used), ann, fl.offset, fl.size))
+        flex = None
+        for fl in st.layout.members:
+            if isinstance(fl.ctype, FlexType) and fl.ctype.elem is not None:
+                flex_ref = self.bs("Flex")
+                ann, ok = self.field(fl.ctype.elem)
+                if ok:
+                    c = f"{fl.ctype.c_member(fl.name)}"
+                    flex = (f"    {_ident(fl.name, used)}: {self.imp.ref('typing', 'ClassVar')}["
+                            f"{self.annotated('None', f'{flex_ref}({ann})')}]  "
+                            f"# flexible array member `{c}`, offset {fl.offset}")
         if bits_mode is not None:
             self.lines += self._struct_lines(name, st, fields, packed=bits_mode == "packed", explicit_padding=False,
-                                             doc=doc)
+                                             doc=doc, flex=flex)
         else:
-            self.lines += self._struct_lines(name, st, fields, packed=not exact or st.packed, doc=doc)
+            self.lines += self._struct_lines(name, st, fields, packed=not exact or st.packed, doc=doc, flex=flex)
         self.lines += ["", ""]
         self.classes.append(name)
         return name
@@ -260,7 +271,8 @@ class _SchemaWriter:
         return self.annotated(enum_cls or "int", f"{self.bs('Bits')}({self.scalar(base)}, {bf.bits})")
 
     def _struct_lines(self, name: str, st: StructType, fields: list[tuple[str, str, int, int]], *,
-                      packed: bool, doc: str | None, explicit_padding: bool = True) -> list[str]:
+                      packed: bool, doc: str | None, explicit_padding: bool = True,
+                      flex: str | None = None) -> list[str]:
         kw = [f"c_name={st.name!r}"]
         out: list[str] = []
         body: list[str] = []
@@ -278,8 +290,11 @@ class _SchemaWriter:
                 pos = off + size
             if st.size > pos:
                 body.append(f"    _pad{len(body)}: {pad}[{st.size - pos}]]")
+                flex = None  # a packed struct's tail is its end: the bytes after the fixed part are padding here
         else:
             body = [f"    {fname}: {ann}  # offset {off}" for fname, ann, off, _ in fields]
+        if flex is not None:
+            body.append(flex)
         shadowed = {f[0] for f in fields} & _BUILTINS
         if shadowed:  # a field named `bytes` hides the builtin in the rest of the class body
             pat = re.compile(r"(?<![\w.])(" + "|".join(sorted(shadowed)) + r")(?=[\[\],])")

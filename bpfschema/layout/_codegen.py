@@ -132,7 +132,8 @@ class _Builder:
             fields: list[tuple[str, Node]] = []
             for fl in t.layout.members:
                 if fl.is_padding:
-                    self.tokens.append(f"{fl.size}x")
+                    if fl.size:  # a flexible array member has size 0
+                        self.tokens.append(f"{fl.size}x")
                 elif isinstance(fl.ctype, BitfieldsType):
                     leaf = self.node(fl.ctype.storage)
                     assert isinstance(leaf, Leaf)

@@ -26,6 +26,7 @@ __all__ = [
     "BytesType",
     "CStringType",
     "CType",
+    "FlexType",
     "FloatType",
     "IntType",
     "MappedType",
@@ -305,6 +306,50 @@ class PaddingType(CType):
     @property
     def python_type(self) -> object:
         return type(None)
+
+
+@dataclass(frozen=True)
+class FlexType(PaddingType):
+    """A flexible array member (``__u8 data[];``, or ``data[0]`` in older C): the variable-length tail after a
+    struct's fixed part. It has size 0 and is the struct's last member: it is placed at the end of the fixed part
+    rounded up to the element's alignment, counts toward the struct's alignment, and carries no value in the
+    fixed-size encodings (map keys and values are the fixed part; a ring buffer record's tail is read with
+    ``bs.Tail``).
+
+    Attributes:
+        elem: the element type.
+    """
+
+    elem: CType | None = None
+
+    def __post_init__(self) -> None:
+        if self.length != 0 or self.elem is None or isinstance(self.elem, PaddingType):
+            raise SchemaError("declare", "a flexible array member needs an element type (not padding)")
+        if self.elem.size == 0:
+            raise SchemaError("declare", "a flexible array member's element cannot have size 0")
+
+    @property
+    def alignment(self) -> int:
+        assert self.elem is not None
+        return self.elem.alignment
+
+    @property
+    def c_base(self) -> str:
+        assert self.elem is not None
+        return self.elem.c_base
+
+    @property
+    def c_dims(self) -> tuple[int, ...]:
+        assert self.elem is not None
+        return self.elem.c_dims
+
+    def c_type(self) -> str:
+        assert self.elem is not None
+        return f"{self.elem.c_base}[]" + "".join(f"[{d}]" for d in self.elem.c_dims)
+
+    def c_member(self, name: str) -> str:
+        assert self.elem is not None
+        return f"{self.elem.c_base} {name}[]" + "".join(f"[{d}]" for d in self.elem.c_dims)
 
 
 @dataclass(frozen=True, slots=True)

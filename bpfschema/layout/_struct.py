@@ -12,6 +12,7 @@ from bpfschema.layout._ctypes import (
     ArrayType,
     BitfieldsType,
     CType,
+    FlexType,
     PaddingType,
     StructType,
     UnionType,
@@ -236,8 +237,10 @@ def _collect_structs(t: CType, out: list[StructType | UnionType], seen: set[int]
             _collect_structs(m.ctype, out, seen)
         seen.add(id(t))
         out.append(t)
-    elif isinstance(t, ArrayType):
-        _collect_structs(t.elem, out, seen)
+    else:
+        inner = t.elem if isinstance(t, ArrayType | FlexType) else None
+        if inner is not None:
+            _collect_structs(inner, out, seen)
 
 
 def _c_base(t: CType, names: dict[int, str]) -> str:
@@ -265,7 +268,11 @@ def _declare(st: StructType | UnionType, names: dict[int, str]) -> str:
         return "\n".join(lines)
     lines = [f"struct {names[id(st)]} {{"]
     by_name = {m.name: m for m in st.members}
+    flex_seen = False
     for fl in st.layout.members:
+        if flex_seen:
+            continue  # tail padding after a flexible array member: C adds it (the element's alignment counts)
+        flex_seen = isinstance(fl.ctype, FlexType)
         dims = "".join(f"[{d}]" for d in fl.ctype.c_dims)
         attr = ""
         member = by_name.get(fl.name)
@@ -274,6 +281,13 @@ def _declare(st: StructType | UnionType, names: dict[int, str]) -> str:
         if isinstance(fl.ctype, BitfieldsType):
             for bf in fl.ctype.bitfields:  # storage placement is left to the compiler: exact for ABI layouts
                 lines.append(f"\t{bf.ctype.c_base} {bf.c_spelling} : {bf.bits};")
+            continue
+        if isinstance(fl.ctype, FlexType):
+            assert fl.ctype.elem is not None
+            cname = (member.c_spelling or fl.name) if member is not None else fl.name
+            elem = fl.ctype.elem
+            edims = "".join(f"[{d}]" for d in elem.c_dims)
+            lines.append(f"\t{_c_base(elem, names)} {cname}[]{edims}{attr};")
             continue
         if member is not None and member.c_name == "" and isinstance(fl.ctype, StructType | UnionType) \
                 and member.align is None:
@@ -324,8 +338,11 @@ def compute_layout(st: StructType) -> Layout:
     pad_names = _pad_names(set(names))
     offset = 0
     max_align = 1
-    for m in st.members:
+    for i, m in enumerate(st.members):
         _check_align(m.align, f"struct {st.name}, field {m.name!r}")
+        if isinstance(m.ctype, FlexType) and i != len(st.members) - 1:
+            raise SchemaError("declare", f"struct {st.name}: the flexible array member {m.name!r} must be the last "
+                                         "member")
         a = 1 if st.packed else m.ctype.alignment
         if m.align is not None:
             a = max(a, m.align)

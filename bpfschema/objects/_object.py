@@ -1224,7 +1224,7 @@ def _auto_attachable(section: str) -> bool:
 def _variables(b: Any, datasec: Any) -> dict[str, _Var]:
     """The typed variables of a BTF DATASEC (``b`` a ``btf.Btf``)."""
     from .. import btf as _btf
-    from ..layout import FastCodec, StructType, UnionType, record_codec
+    from ..layout import FastCodec, record_type
 
     variables: dict[str, _Var] = {}
     for vs in datasec.vars:
@@ -1232,7 +1232,8 @@ def _variables(b: Any, datasec: Any) -> dict[str, _Var]:
         if not isinstance(var, _btf.BtfVar):
             continue
         ct = _btf.ctype_from_btf(b, var.type, name=var.name)
-        codec = record_codec(ct) if isinstance(ct, StructType | UnionType) else FastCodec(ct, "model")
+        # Structs and unions (also inside arrays: `struct hist hists[8]`) have no Python class here: records.
+        codec: FastCodec[Any] = FastCodec(ct, "record", record_type)
         variables[var.name] = _Var(var.name, vs.offset, vs.size, codec, b.describe(var.type), ct)
     return variables
 

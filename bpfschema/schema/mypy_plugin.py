@@ -8,9 +8,9 @@ need help. Enable the plugin in ``pyproject.toml``::
     plugins = ["bpfschema.schema.mypy_plugin"]
 
 It makes ``Bytes[N]`` mean ``bytes``, ``CString[N]`` mean ``str``, ``Array[T, N]`` mean ``tuple[T, ...]``,
-``Bits[T, N]`` mean ``T``'s type (``int``, ``bool``) and ``Padding[N]`` mean ``None``, and reports a length that
-is not a positive integer literal. Without the plugin, use the equivalent ``Annotated`` spellings, which plain
-mypy understands: ``Annotated[bytes, bs.Bytes(16)]``, ``Annotated[str, bs.CString(16)]``,
+``Bits[T, N]`` mean ``T``'s type (``int``, ``bool``), ``Padding[N]`` and ``Flex[T]`` mean ``None``, and reports a
+length that is not a positive integer literal. Without the plugin, use the equivalent ``Annotated`` spellings,
+which plain mypy understands: ``Annotated[bytes, bs.Bytes(16)]``, ``Annotated[str, bs.CString(16)]``,
 ``Annotated[tuple[int, ...], bs.Array(bs.u32, 8)]``, ``Annotated[int, bs.Bits(bs.u32, 3)]``,
 ``Annotated[None, bs.Padding(3)]``.
 
@@ -69,6 +69,15 @@ def _array(ctx: AnalyzeTypeContext) -> Type:
     return ctx.api.named_type("builtins.tuple", [elem])
 
 
+def _flex(ctx: AnalyzeTypeContext) -> Type:
+    args = ctx.type.args
+    if len(args) != 1:
+        ctx.api.fail("Flex takes an element type: Flex[bs.u8]", ctx.context)
+        return AnyType(TypeOfAny.from_error)
+    ctx.api.analyze_type(args[0])
+    return NoneType()
+
+
 def _bits(ctx: AnalyzeTypeContext) -> Type:
     args = ctx.type.args
     if len(args) != 2:
@@ -86,6 +95,7 @@ _HOOKS: dict[str, Callable[[AnalyzeTypeContext], Type]] = {
     f"{_MODULE}.Padding": _sized("Padding", lambda ctx: NoneType()),
     f"{_MODULE}.Array": _array,
     f"{_MODULE}.Bits": _bits,
+    f"{_MODULE}.Flex": _flex,
 }
 
 
