@@ -180,6 +180,14 @@ class _SchemaWriter:
             py = self.enum_name(elem) or "int"
             if inner is None and isinstance(elem, StructType):
                 inner = py = self.struct(elem)
+            elif inner is None and isinstance(elem, UnionType):
+                uname = self.union(elem)
+                if uname is not None:
+                    inner = py = uname
+            elif inner is None and isinstance(elem, ArrayType | CStringType | BytesType):  # `__u16 grid[2][3]`
+                ann, ok = self.field(elem)
+                if ok:
+                    inner, py = ann, self.py_of(elem)
             elif isinstance(elem, FloatType):
                 py = "float"
             elif isinstance(elem, BoolType):
@@ -187,6 +195,24 @@ class _SchemaWriter:
             if inner is not None:
                 return self.annotated(f"tuple[{py}, ...]", f"{self.bs('Array')}({inner}, {t.length})"), True
         return self.annotated("bytes", f"{self.bs('Bytes')}({t.size})"), False
+
+    def py_of(self, t: CType) -> str:
+        """The Python type of values of an array element type (after :meth:`field` named its classes)."""
+        if isinstance(t, ArrayType):
+            return f"tuple[{self.py_of(t.elem)}, ...]"
+        if isinstance(t, CStringType):
+            return "str"
+        if isinstance(t, BytesType):
+            return "bytes"
+        if isinstance(t, FloatType):
+            return "float"
+        if isinstance(t, BoolType):
+            return "bool"
+        if isinstance(t, StructType):
+            return self.struct(t)
+        if isinstance(t, UnionType):
+            return self.union(t) or "bytes"
+        return self.enum_name(t) or "int"
 
     # -- structs --------------------------------------------------------------------------------------------
 
@@ -313,11 +339,12 @@ class _SchemaWriter:
         return out
 
 
-def bit_positions(st: StructType) -> list[tuple[int, int]]:
-    """(bit position, bits) of every record field of a struct, bitfields included, and its size last."""
+def bit_positions(st: StructType, *, groups: bool = False) -> list[tuple[int, int]]:
+    """(bit position, bits) of every record field of a struct, bitfields included (``groups``: each run of
+    bitfields as its storage bytes instead), and its size last."""
     out: list[tuple[int, int]] = []
     for fl in st.layout.fields:
-        if isinstance(fl.ctype, BitfieldsType):
+        if isinstance(fl.ctype, BitfieldsType) and not groups:
             out += [(fl.offset * 8 + bf.bit_offset, bf.bits) for bf in fl.ctype.bitfields]
         else:
             out.append((fl.offset * 8, fl.size * 8))
@@ -502,7 +529,7 @@ def load_from_btf(maps: Sequence[BtfMap], source: str, import_name: str, imp: _I
             got = getattr(tp, "layout", None)
             if got is not None and isinstance(want, StructType):
                 ours, theirs = bit_positions(got.ctype), bit_positions(want)
-                if ours != theirs:
+                if ours != theirs and ours != bit_positions(want, groups=True):  # bitfields kept as their bytes
                     raise GenerateError("gen", f"{source}: {bm.name}: {role} layout (bit, bits) {ours} does not "
                                                f"reproduce BTF's {theirs}")
     return SchemaModule(import_name=import_name, source=source, module=mod, maps=tuple(decls)), \

@@ -414,7 +414,19 @@ class Bits(FieldType, metaclass=_BitsMeta):
         ct = self._ctype
         assert isinstance(ct, BitDeclType)
         if isinstance(source_type, type) and issubclass(source_type, enum.Enum):
-            return handler(source_type)  # an enum bitfield: the enum's own validation
+            # an enum bitfield: the enum's own validation, then the member's value must fit the bits
+            base_int = ct.base if isinstance(ct.base, IntType) else None
+            bits = ct.bits
+
+            def fits(value: Any) -> Any:
+                v = value.value if isinstance(value, enum.Enum) else value
+                if base_int is not None and isinstance(v, int):
+                    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if base_int.signed else (0, (1 << bits) - 1)
+                    if not lo <= v <= hi:
+                        raise ValueError(f"{value!r} does not fit a {bits}-bit bitfield")
+                return value
+
+            return core_schema.no_info_after_validator_function(fits, handler(source_type))
         if isinstance(ct.base, BoolType):
             return core_schema.bool_schema()
         base = ct.base

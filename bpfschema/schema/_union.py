@@ -198,12 +198,15 @@ def _setup(cls: type[_UnionBase], *, align: int | None, c_name: str | None) -> N
 
 
 if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
 
     class Union:
         """Static view of :class:`bpfschema.Union` (see the runtime class): members are optional keywords."""
 
         layout: ClassVar[UnionLayout]
         Record: ClassVar[type[tuple[Any, ...]]]
+        model_fields: ClassVar[dict[str, FieldInfo]]
+        __bpf_ctype__: ClassVar[UnionType]
 
         def __init__(self, **members: object) -> None: ...
 
