@@ -342,13 +342,24 @@ class _Converter:
                 used.add(m.name)
                 continue
             nm, cn = pyname(m.name)
-            placed.append((m.bit_offset // 8, Member(nm, mct, c_name=cn)))
+            placed.append((m.bit_offset // 8, Member(nm, mct, c_name=cn, typedef=self.typedef_name(m.type))))
         flush()
         if not any(not isinstance(mm.ctype, PaddingType) for _, mm in placed):
             if t.size == 0:
                 return None
             raise self.fail(tid, "has no members with a layout")
         return self.place(tid, sname, t.size, placed)
+
+    def typedef_name(self, tid: int) -> str | None:
+        """The typedef a member is declared with (qualifiers skipped), unless it is a ``__u32``-style name."""
+        for _ in range(MAX_CHAIN):
+            t = self.btf[tid]
+            if isinstance(t, BtfTypedef):
+                return None if t.name.startswith("__") or not t.name else t.name
+            if not isinstance(t, BtfConst | BtfVolatile | BtfRestrict | BtfTypeTag):
+                return None
+            tid = t.type
+        return None
 
     def flex_member(self, tid: int, hint: str) -> FlexType | None:
         """The flexible array member for a zero-length array type, or None (not an array, or no element layout)."""

@@ -101,6 +101,7 @@ class _SchemaWriter:
         self.taken: set[str] = set()  # module-level names
         self.enums: dict[object, str] = {}  # structural key of an enum -> Python name
         self.classes: list[str] = []  # every Struct class written, in order
+        self.notes: dict[tuple[str, str], str] = {}  # (class, field) -> comment suffix (the C typedef)
 
     def bs(self, name: str) -> str:
         return self.imp.ref("bpfschema", name)
@@ -163,6 +164,9 @@ class _SchemaWriter:
         sc = self.scalar(t)
         if sc is not None:
             return sc, True
+        addr = _address_type(t)
+        if addr is not None:
+            return self.bs(addr), True
         if isinstance(t, StructType):
             return self.struct(t), True
         if isinstance(t, UnionType):
@@ -230,6 +234,7 @@ class _SchemaWriter:
             else None
         fields: list[tuple[str, str, int, int]] = []  # (name, annotation, offset, size)
         used: set[str] = set()
+        typedefs = {m.name: m.typedef for m in st.members if m.typedef}
         for fl in members:
             if isinstance(fl.ctype, BitfieldsType) and bits_mode is not None:
                 for bf in fl.ctype.bitfields:
@@ -237,7 +242,10 @@ class _SchemaWriter:
                 continue
             ann, ok = self.field(fl.ctype)
             exact &= ok
-            fields.append((_ident(fl.name, used), ann, fl.offset, fl.size))
+            ident = _ident(fl.name, used)
+            if fl.name in typedefs:
+                self.notes[(name, ident)] = f", {typedefs[fl.name]}"
+            fields.append((ident, ann, fl.offset, fl.size))
         flex = None
         for fl in st.layout.members:
             if isinstance(fl.ctype, FlexType) and fl.ctype.elem is not None:
@@ -304,7 +312,8 @@ class _SchemaWriter:
         body: list[str] = []
         if packed and not explicit_padding:
             kw.append("packed=True")
-            body = [f"    {fname}: {ann}  # offset {off}" for fname, ann, off, _ in fields]
+            body = [f"    {fname}: {ann}  # offset {off}{self.notes.get((name, fname), '')}"
+                    for fname, ann, off, _ in fields]
         elif packed:
             kw += ["packed=True", f"align={st.alignment}"]
             pos = 0
@@ -312,13 +321,14 @@ class _SchemaWriter:
             for fname, ann, off, size in fields:
                 if off > pos:
                     body.append(f"    _pad{len(body)}: {pad}[{off - pos}]]")
-                body.append(f"    {fname}: {ann}  # offset {off}")
+                body.append(f"    {fname}: {ann}  # offset {off}{self.notes.get((name, fname), '')}")
                 pos = off + size
             if st.size > pos:
                 body.append(f"    _pad{len(body)}: {pad}[{st.size - pos}]]")
                 flex = None  # a packed struct's tail is its end: the bytes after the fixed part are padding here
         else:
-            body = [f"    {fname}: {ann}  # offset {off}" for fname, ann, off, _ in fields]
+            body = [f"    {fname}: {ann}  # offset {off}{self.notes.get((name, fname), '')}"
+                    for fname, ann, off, _ in fields]
         if flex is not None:
             body.append(flex)
         shadowed = {f[0] for f in fields} & _BUILTINS
@@ -337,6 +347,25 @@ class _SchemaWriter:
         out.append("")
         out += body or ["    pass"]
         return out
+
+
+def _address_type(t: CType) -> str | None:
+    """``"IPv4"``/``"IPv6"`` when BTF types the member as the kernel's address structs, else None.
+
+    Only the uapi types are evidence: ``struct in_addr`` (``__be32 s_addr``) and ``struct in6_addr`` (16 bytes of
+    address). A ``__be32`` or ``__u8[16]`` member is kept as an integer or bytes whatever it is called (``saddr``,
+    ``addr_v6``): a name is not a type, and a wrong guess would misread data.
+    """
+    if not isinstance(t, StructType):
+        return None
+    fields = t.layout.fields
+    if t.name == "in_addr" and t.size == 4 and len(fields) == 1:
+        f = fields[0].ctype
+        if isinstance(f, IntType) and f.size == 4 and f.order == "big":
+            return "IPv4"
+    if t.name == "in6_addr" and t.size == 16 and t.alignment == 4 and len(fields) == 1 and fields[0].offset == 0:
+        return "IPv6"
+    return None
 
 
 def bit_positions(st: StructType, *, groups: bool = False) -> list[tuple[int, int]]:

@@ -510,12 +510,15 @@ class Member:
         c_name: the member's name in C when it differs from ``name`` (a C name that is not a valid Python field
             name, or ``""`` for an anonymous struct/union member); ``None`` when it is ``name``. Set for layouts
             read from BTF.
+        typedef: the C typedef the member was declared with (``pid_t``), for documentation; layouts read from
+            BTF set it (not for the ``__u32``/``__be16`` family, which the type already says).
     """
 
     name: str
     ctype: CType
     align: int | None = None
     c_name: str | None = None
+    typedef: str | None = None
 
     @property
     def c_spelling(self) -> str:

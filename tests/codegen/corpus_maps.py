@@ -86,6 +86,8 @@ def _int_of(text: Any) -> int:
 def compare(ct: CType, ours: Any, theirs: Any, path: str) -> None:
     """Raise Mismatch if bpfschema's decoded value ``ours`` differs from bpftool's formatted ``theirs``."""
     if isinstance(ct, MappedType):
+        while _is_object(theirs):  # struct in_addr {s_addr}, struct in6_addr {in6_u: {u6_addr8, ...}}: bs.IPv4/6
+            theirs = theirs[0][1]  # the first member holds every byte
         if isinstance(ours, enum.Enum) and isinstance(theirs, str) and not theirs.startswith("0x"):
             if theirs != ours.name:
                 raise Mismatch(f"{path}: enum {ours!r} vs bpftool {theirs!r}")
@@ -181,6 +183,12 @@ def _compare_members(ct: StructType | UnionType, ours: Any, theirs: Any, path: s
     missing = set(names) - matched
     if missing:
         raise Mismatch(f"{path}: bpftool printed no {sorted(missing)}")
+
+
+def _is_object(v: Any) -> bool:
+    """A bpftool JSON object (parsed as a list of (name, value) pairs)."""
+    return isinstance(v, list) and bool(v) and all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str)
+                                                   for p in v)
 
 
 def _all_zero(v: Any) -> bool:
