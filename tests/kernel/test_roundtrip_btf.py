@@ -24,7 +24,7 @@ from tests.codegen.test_gen_objects import _import
 from tests.kernel import roundtrip_schema as rs
 from tests.tools import require_tool as tool
 
-FIXTURE = Path(__file__).resolve().parents[1] / "bpf" / "roundtrip.bpf.c"
+FIXTURE = Path(__file__).resolve().parents[1] / "bpf" / "roundtrip_prog.c"
 
 
 class Args(bs.Struct, c_name="rt_args"):
@@ -74,7 +74,7 @@ def _build(tmp_path: Path) -> Path:
     assert cli(["gen", str(schema), "-o", str(tmp_path / "forward_maps.py"), "--header", str(header)]) == 0
     src = tmp_path / FIXTURE.name
     shutil.copy(FIXTURE, src)
-    obj = tmp_path / "roundtrip.bpf.o"
+    obj = tmp_path / "roundtrip_prog.o"
     r = subprocess.run([tool("clang"), "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu",
                         "-I/usr/include/aarch64-linux-gnu", f"-I{tmp_path}", "-c", str(src), "-o", str(obj)],
                        capture_output=True, text=True, timeout=300)

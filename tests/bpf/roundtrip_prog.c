@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-// Fixture for tests/kernel/test_roundtrip_btf.py: includes the header bpfschema generates from
+// Fixture for tests/kernel/test_roundtrip_btf.py (not *.bpf.c: it needs the header generated at test time): includes the header bpfschema generates from
 // tests/kernel/roundtrip_schema.py (written next to this file's copy at test time) and stores what its context
 // carries, so that the kernel writes the maps the test then reads through the module generated back from BTF.
 #include "roundtrip_maps.h"
