@@ -78,6 +78,7 @@ from .maps import (
 )
 from .schema import (
     MAC,
+    Anonymous,
     Array,
     Bits,
     Bytes,
@@ -112,6 +113,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Align",
+    "Anonymous",
     "ArgumentError",
     "Array",
     "ArrayMap",

@@ -235,6 +235,7 @@ class _SchemaWriter:
         fields: list[tuple[str, str, int, int]] = []  # (name, annotation, offset, size)
         used: set[str] = set()
         typedefs = {m.name: m.typedef for m in st.members if m.typedef}
+        anonymous = {m.name: m.c_name == "" for m in st.members}
         for fl in members:
             if isinstance(fl.ctype, BitfieldsType) and bits_mode is not None:
                 for bf in fl.ctype.bitfields:
@@ -242,6 +243,8 @@ class _SchemaWriter:
                 continue
             ann, ok = self.field(fl.ctype)
             exact &= ok
+            if anonymous.get(fl.name) and isinstance(fl.ctype, StructType | UnionType) and ok:
+                ann = self.annotated(ann, self.bs("Anonymous"))  # declared in place in C: `union { ... };`
             ident = _ident(fl.name, used)
             if fl.name in typedefs:
                 self.notes[(name, ident)] = f", {typedefs[fl.name]}"
@@ -283,6 +286,8 @@ class _SchemaWriter:
         body = []
         for m, (ann, _) in fields:
             c = f"  # C: {m.c_spelling}" if m.c_spelling and m.c_spelling != m.name else ""
+            if m.c_name == "" and isinstance(m.ctype, StructType | UnionType):
+                ann = self.annotated(ann, self.bs("Anonymous"))
             body.append(f"    {_ident(m.name, used)}: {ann}{c}")
         shadowed = {ln.split(":", 1)[0].strip() for ln in body} & _BUILTINS
         if shadowed:

@@ -43,11 +43,12 @@ from bpfschema.schema._fields import (
     u32,
     u64,
 )
-from bpfschema.schema._struct import Struct
+from bpfschema.schema._struct import Anonymous, Struct
 from bpfschema.schema._union import Union
 
 __all__ = [
     "Align",
+    "Anonymous",
     "Array",
     "Bits",
     "Bytes",

@@ -9,7 +9,16 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from typing_extensions import Self
 
 from bpfschema.errors import ArgumentError, SchemaError
-from bpfschema.layout import BitDeclType, FastCodec, Member, PaddingType, UnionType, codec_for, record_type
+from bpfschema.layout import (
+    BitDeclType,
+    FastCodec,
+    Member,
+    PaddingType,
+    StructType,
+    UnionType,
+    codec_for,
+    record_type,
+)
 from bpfschema.layout._codegen import compile_codec, plan_for, union_bytes
 from bpfschema.layout._resolve import resolve_field
 from bpfschema.layout._struct import UnionLayout
@@ -173,7 +182,10 @@ def _setup(cls: type[_UnionBase], *, align: int | None, c_name: str | None) -> N
         if isinstance(ct, PaddingType | BitDeclType):
             raise SchemaError("declare", f"{where}: a union member cannot be padding or a bitfield (put bitfields in "
                                          "a Struct member)")
-        members.append(Member(fname, ct, falign))
+        anon = any(type(x).__name__ == "_AnonymousMarker" for x in info.metadata)
+        if anon and not isinstance(ct, StructType | UnionType):
+            raise SchemaError("declare", f"{where}: only a struct or union member can be anonymous")
+        members.append(Member(fname, ct, falign, c_name="" if anon else None))
     if not members:
         raise SchemaError("declare", f"union {name} has no members")
     try:

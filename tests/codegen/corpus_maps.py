@@ -125,8 +125,14 @@ def compare(ct: CType, ours: Any, theirs: Any, path: str) -> None:
             return
         if isinstance(theirs, list) and theirs and isinstance(theirs[0], list):  # pairs of an object (struct)
             raise Mismatch(f"{path}: bytes vs bpftool object {theirs!r}")
-        if bytes(_int_of(x) & 0xFF for x in theirs) != bytes(ours):
-            raise Mismatch(f"{path}: {bytes(ours).hex()} vs bpftool {theirs!r}")
+        raw = bytes(ours)
+        if theirs and len(raw) != len(theirs) and len(raw) % len(theirs) == 0:  # bytes over wider C elements
+            w = len(raw) // len(theirs)  # (bs.IPv6 is declared __be32[4]): bpftool prints each as the host reads it
+            got = b"".join((_int_of(x) & ((1 << 8 * w) - 1)).to_bytes(w, "little") for x in theirs)
+        else:
+            got = bytes(_int_of(x) & 0xFF for x in theirs)
+        if got != raw:
+            raise Mismatch(f"{path}: {raw.hex()} vs bpftool {theirs!r}")
         return
     if isinstance(ct, ArrayType):
         if isinstance(theirs, str):  # a char array bpftool found printable
@@ -156,7 +162,7 @@ def _compare_members(ct: StructType | UnionType, ours: Any, theirs: Any, path: s
             elif not isinstance(fl.ctype, PaddingType):
                 fields.append((fl.name, fl.ctype, None))
     names = [f[0] for f in fields]
-    anon = [n for n in names if n.startswith("anon")]
+    anon = [m.name for m in ct.members if m.c_name == ""]  # anonymous in C: bpftool prints them as ""
     matched: set[str] = set()
     if not isinstance(theirs, list):
         raise Mismatch(f"{path}: {type(ours).__name__} vs bpftool {theirs!r}")

@@ -261,3 +261,32 @@ def test_bad_unions() -> None:
         _meta(bs.Union)("B2", (bs.Union,), {"__annotations__": {}, "__module__": __name__})
     with pytest.raises(SchemaError, match="reserved"):
         _meta(bs.Union)("B3", (bs.Union,), {"__annotations__": {"layout": bs.u8}, "__module__": __name__})
+
+
+class Pkt(bs.Struct):
+    kind: bs.u8
+    addr: Annotated[Addr, bs.Anonymous]   # declared in place: C reads pkt.v4
+    port: bs.be16
+
+
+def test_anonymous_union_member_compiles_in_place(tmp_path: Path) -> None:
+    """An anonymous union member is declared in place, so C code reads its members directly; same layout."""
+    from ipaddress import IPv4Address
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc is not installed")
+    decl = Pkt.layout.c_declaration()
+    assert "\tunion {\n\t\t__be32 v4;" in decl
+    main = ("int main(void) { struct Pkt p; unsigned char *b = (unsigned char *)&p; memset(&p, 0, sizeof p);"
+            " p.kind = 3; p.v4 = __builtin_bswap32(0x0a000001); p.port = __builtin_bswap16(443);"
+            ' printf("%zu %zu ", sizeof p, offsetof(struct Pkt, v4));'
+            ' for (size_t i = 0; i < sizeof p; i++) printf("%02x", b[i]); printf("\\n"); return 0; }')
+    src = "#include <stdio.h>\n#include <stddef.h>\n#include <string.h>\n#include <linux/types.h>\n" + decl + main
+    size, off, hexbytes = _compile_and_run(gcc, src, tmp_path)[0].split()
+    p = Pkt(kind=3, addr=Addr(v4=IPv4Address("10.0.0.1")), port=443)
+    assert (int(size), int(off)) == (Pkt.layout.size, Pkt.layout.field("addr").offset)
+    assert p.to_bytes().hex() == hexbytes
+    with pytest.raises(SchemaError, match="only a struct or union field can be anonymous"):
+        _meta(bs.Struct)("B4", (bs.Struct,), {"__annotations__": {"a": Annotated[int, bs.u8, bs.Anonymous]},
+                                              "__module__": __name__})
