@@ -78,15 +78,18 @@ from .maps import (
 )
 from .schema import (
     MAC,
+    Anonymous,
     Array,
     Bits,
     Bytes,
     CString,
     FieldType,
+    Flex,
     IPv4,
     IPv6,
     Padding,
     Struct,
+    Union,
     be16,
     be32,
     be64,
@@ -110,6 +113,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Align",
+    "Anonymous",
     "ArgumentError",
     "Array",
     "ArrayMap",
@@ -130,6 +134,7 @@ __all__ = [
     "FastCodec",
     "FieldLayout",
     "FieldType",
+    "Flex",
     "HashMap",
     "IPv4",
     "IPv6",
@@ -171,6 +176,7 @@ __all__ = [
     "SyscallError",
     "Tail",
     "TailEvent",
+    "Union",
     "UnverifiedLayoutWarning",
     "UpdateFlags",
     "VerifierError",

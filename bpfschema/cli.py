@@ -544,7 +544,13 @@ def _with_skeleton(text: str, path: str, source: str) -> str:
                 sections=sections,
             )
     except bs.BpfError as e:
-        raise CliError(f"--from-object {path}: skeleton: {e} (--no-skeleton generates the map classes only)") from None
+        # The map classes do not need libbpf: write them, and say why there is no skeleton (one object that this
+        # libbpf refuses, e.g. a legacy map definition, must not fail the run).
+        from bpfschema.codegen._from_btf import comment_lines
+
+        why = f"no skeleton class: libbpf could not open {os.path.basename(path)}: {e}"
+        print(f"bpfschema: --from-object {path}: warning: {why}", file=sys.stderr)
+        return text.rstrip("\n") + "\n\n" + "\n".join(comment_lines([why])) + "\n"
     return sk.add_skeleton(text, desc)
 
 

@@ -10,7 +10,8 @@ Rules (kept close to what ``bpftool map dump`` prints, so the two can be compare
   decode as plain ``int`` (C enums may hold any value). Without the signed flag (clang < 15), values are
   unsigned.
 * ARRAY of ``char`` -> ``CStringType``; of another 1-byte unsigned integer -> ``BytesType``; else ``ArrayType``.
-  Zero-length (flexible) arrays are left out.
+  A zero-length array that ends a struct (a flexible array member, ``T data[]`` or ``T data[0]``) becomes a
+  ``FlexType`` member (size 0, declared in C as ``T data[]``); zero-length arrays elsewhere are left out.
 * STRUCT -> ``StructType`` with the BTF offsets (natural C layout when it matches, else packed with explicit
   padding); runs of bitfields -> ``BitfieldsType`` members; byte-array members whose C name starts with ``_`` ->
   explicit padding. UNION -> ``UnionType``. Anonymous members get Python names ``anon0``, ``anon1``... and C
@@ -53,6 +54,7 @@ from bpfschema.layout import (
     BytesType,
     CStringType,
     CType,
+    FlexType,
     FloatType,
     IntType,
     MappedType,
@@ -329,19 +331,46 @@ class _Converter:
                 raise self.fail(tid, f"member {m.name!r} at bit offset {m.bit_offset} is not byte-aligned")
             mct = self.ctype(m.type, f"{sname}_{m.name or f'anon{anon}'}")
             if mct is None:
+                if m is t.members[-1]:
+                    flex = self.flex_member(m.type, f"{sname}_{m.name}")
+                    if flex is not None:  # `T data[]` (or `data[0]`) ending the struct: its tail
+                        nm, cn = pyname(m.name or "tail")
+                        placed.append((m.bit_offset // 8, Member(nm, flex, c_name=cn)))
                 continue
             if m.name.startswith("_") and isinstance(mct, BytesType):
                 placed.append((m.bit_offset // 8, Member(m.name, PaddingType(mct.length))))
                 used.add(m.name)
                 continue
             nm, cn = pyname(m.name)
-            placed.append((m.bit_offset // 8, Member(nm, mct, c_name=cn)))
+            placed.append((m.bit_offset // 8, Member(nm, mct, c_name=cn, typedef=self.typedef_name(m.type))))
         flush()
         if not any(not isinstance(mm.ctype, PaddingType) for _, mm in placed):
             if t.size == 0:
                 return None
             raise self.fail(tid, "has no members with a layout")
         return self.place(tid, sname, t.size, placed)
+
+    def typedef_name(self, tid: int) -> str | None:
+        """The typedef a member is declared with (qualifiers skipped), unless it is a ``__u32``-style name."""
+        for _ in range(MAX_CHAIN):
+            t = self.btf[tid]
+            if isinstance(t, BtfTypedef):
+                return None if t.name.startswith("__") or not t.name else t.name
+            if not isinstance(t, BtfConst | BtfVolatile | BtfRestrict | BtfTypeTag):
+                return None
+            tid = t.type
+        return None
+
+    def flex_member(self, tid: int, hint: str) -> FlexType | None:
+        """The flexible array member for a zero-length array type, or None (not an array, or no element layout)."""
+        rid, _ = self.strip(tid)
+        t = self.btf[rid]
+        if not isinstance(t, BtfArray) or t.nelems != 0:
+            return None
+        elem = self.ctype(t.type, hint)
+        if elem is None or elem.size == 0:
+            return None
+        return FlexType(0, elem)
 
     def place(self, tid: int, sname: str, size: int, placed: list[tuple[int, Member]]) -> StructType:
         """A StructType with members at exactly the BTF offsets."""
@@ -373,12 +402,15 @@ class _Converter:
             pos = 0
             natural_align = max(m.ctype.alignment for m in members)
             aligned = size % natural_align == 0 and all(off % m.ctype.alignment == 0 for off, m in placed)
+            flex = placed[-1][1] if placed and isinstance(placed[-1][1].ctype, FlexType) else None
             for off, m in placed:
                 if off > pos:
                     out.append(pad(pos, off - pos))
                 out.append(m)
                 pos = off + m.ctype.size
             if size > pos:
+                if flex is not None:  # a packed struct cannot have padding after its tail: keep the bytes only
+                    out.remove(flex)
                 out.append(pad(pos, size - pos))
             return StructType(sname, tuple(out), packed=True, align=natural_align if aligned else None)
         except SchemaError as exc:

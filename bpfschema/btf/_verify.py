@@ -43,7 +43,8 @@ def layout_diff(ours: CType, theirs: CType, path: str = "") -> list[str]:
     Compared: field names (the C names), offsets, sizes, kinds (integer, float, struct, array...) and integer
     signedness where both sides know it. Not compared: byte order (BTF has none), Python-only distinctions
     (``bytes`` vs ``char[n]`` vs a tuple of bytes, an enum vs its integer), names of padding. A BTF member that
-    lies in the class's padding (explicit or implicit) is accepted; one that overlaps a class field is not.
+    lies in the class's padding (explicit or implicit) is accepted; one that overlaps a class field is not. A
+    struct whose one member covers it (``struct in_addr``) may be read as that member (``bs.IPv4``).
     """
     where = path or "(whole value)"
     a, b = _base(ours), _base(theirs)
@@ -51,6 +52,11 @@ def layout_diff(ours: CType, theirs: CType, path: str = "") -> list[str]:
         return [f"{where}: {_spell(ours)} is {a.size} bytes in the class, BTF has {_spell(theirs)} of {b.size} bytes"]
     if isinstance(a, StructType) and isinstance(b, StructType):
         return _struct_diff(a, b, path)
+    if isinstance(b, StructType) and not isinstance(a, StructType):
+        only = b.layout.fields
+        if len(only) == 1 and only[0].offset == 0 and only[0].size == b.size:
+            # a one-member wrapper (struct in_addr {__be32 s_addr}, struct in6_addr {union ...}): read as its member
+            return layout_diff(ours, only[0].ctype, path)
     if isinstance(a, StructType) or isinstance(b, StructType):
         if isinstance(b, UnionType):
             return []  # a union may be read through any of its members

@@ -3,8 +3,10 @@
 The schema source is executed into a module object, checked (each Struct's offsets and size must equal BTF's; a
 struct that the natural C rules do not reproduce is emitted ``packed`` with explicit padding) and then handed to
 the ordinary generator, which adds the typed map classes. Bitfields become ``bs.Bits`` fields when C's allocation
-rules reproduce BTF's bit positions; unions (and bitfields that do not) become raw ``bytes`` members of their exact
-size (the struct is then emitted packed). C enum fields are
+rules reproduce BTF's bit positions; unions become ``bs.Union`` classes (anonymous ones named after their place,
+the C member name kept in a comment) when every member can be typed exactly; bitfields that C's rules do not place
+where BTF says, and unions with such members, become raw ``bytes`` members of their exact size (the struct is then
+emitted packed). C enum fields are
 typed with a generated ``IntEnum`` whose ``_missing_`` keeps unknown values as pseudo-members. Maps without a
 bpfschema class, and anything that cannot be generated, become comments: one map never fails the whole run.
 """
@@ -32,11 +34,13 @@ from ..layout._ctypes import (
     BytesType,
     CStringType,
     CType,
+    FlexType,
     FloatType,
     IntType,
     MappedType,
     PaddingType,
     StructType,
+    UnionType,
 )
 from ..layout._ctypes import Member as LMember
 from ..maps import Map, MapSpec
@@ -97,6 +101,7 @@ class _SchemaWriter:
         self.taken: set[str] = set()  # module-level names
         self.enums: dict[object, str] = {}  # structural key of an enum -> Python name
         self.classes: list[str] = []  # every Struct class written, in order
+        self.notes: dict[tuple[str, str], str] = {}  # (class, field) -> comment suffix (the C typedef)
 
     def bs(self, name: str) -> str:
         return self.imp.ref("bpfschema", name)
@@ -159,8 +164,16 @@ class _SchemaWriter:
         sc = self.scalar(t)
         if sc is not None:
             return sc, True
+        addr = _address_type(t)
+        if addr is not None:
+            return self.bs(addr), True
         if isinstance(t, StructType):
             return self.struct(t), True
+        if isinstance(t, UnionType):
+            name = self.union(t)
+            if name is not None:
+                return name, True
+            return self.annotated("bytes", f"{self.bs('Bytes')}({t.size})"), False
         if isinstance(t, CStringType):
             return self.annotated("str", f"{self.bs('CString')}({t.size})"), True
         if isinstance(t, BytesType):
@@ -171,6 +184,14 @@ class _SchemaWriter:
             py = self.enum_name(elem) or "int"
             if inner is None and isinstance(elem, StructType):
                 inner = py = self.struct(elem)
+            elif inner is None and isinstance(elem, UnionType):
+                uname = self.union(elem)
+                if uname is not None:
+                    inner = py = uname
+            elif inner is None and isinstance(elem, ArrayType | CStringType | BytesType):  # `__u16 grid[2][3]`
+                ann, ok = self.field(elem)
+                if ok:
+                    inner, py = ann, self.py_of(elem)
             elif isinstance(elem, FloatType):
                 py = "float"
             elif isinstance(elem, BoolType):
@@ -178,6 +199,24 @@ class _SchemaWriter:
             if inner is not None:
                 return self.annotated(f"tuple[{py}, ...]", f"{self.bs('Array')}({inner}, {t.length})"), True
         return self.annotated("bytes", f"{self.bs('Bytes')}({t.size})"), False
+
+    def py_of(self, t: CType) -> str:
+        """The Python type of values of an array element type (after :meth:`field` named its classes)."""
+        if isinstance(t, ArrayType):
+            return f"tuple[{self.py_of(t.elem)}, ...]"
+        if isinstance(t, CStringType):
+            return "str"
+        if isinstance(t, BytesType):
+            return "bytes"
+        if isinstance(t, FloatType):
+            return "float"
+        if isinstance(t, BoolType):
+            return "bool"
+        if isinstance(t, StructType):
+            return self.struct(t)
+        if isinstance(t, UnionType):
+            return self.union(t) or "bytes"
+        return self.enum_name(t) or "int"
 
     # -- structs --------------------------------------------------------------------------------------------
 
@@ -195,6 +234,8 @@ class _SchemaWriter:
             else None
         fields: list[tuple[str, str, int, int]] = []  # (name, annotation, offset, size)
         used: set[str] = set()
+        typedefs = {m.name: m.typedef for m in st.members if m.typedef}
+        anonymous = {m.name: m.c_name == "" for m in st.members}
         for fl in members:
             if isinstance(fl.ctype, BitfieldsType) and bits_mode is not None:
                 for bf in fl.ctype.bitfields:
@@ -202,13 +243,60 @@ class _SchemaWriter:
                 continue
             ann, ok = self.field(fl.ctype)
             exact &= ok
-            fields.append((_ident(fl.name, used), ann, fl.offset, fl.size))
+            if anonymous.get(fl.name) and isinstance(fl.ctype, StructType | UnionType) and ok:
+                ann = self.annotated(ann, self.bs("Anonymous"))  # declared in place in C: `union { ... };`
+            ident = _ident(fl.name, used)
+            if fl.name in typedefs:
+                self.notes[(name, ident)] = f", {typedefs[fl.name]}"
+            fields.append((ident, ann, fl.offset, fl.size))
+        flex = None
+        for fl in st.layout.members:
+            if isinstance(fl.ctype, FlexType) and fl.ctype.elem is not None:
+                flex_ref = self.bs("Flex")
+                ann, ok = self.field(fl.ctype.elem)
+                if ok:
+                    c = f"{fl.ctype.c_member(fl.name)}"
+                    flex = (f"    {_ident(fl.name, used)}: {self.imp.ref('typing', 'ClassVar')}["
+                            f"{self.annotated('None', f'{flex_ref}({ann})')}]  "
+                            f"# flexible array member `{c}`, offset {fl.offset}")
         if bits_mode is not None:
             self.lines += self._struct_lines(name, st, fields, packed=bits_mode == "packed", explicit_padding=False,
-                                             doc=doc)
+                                             doc=doc, flex=flex)
         else:
-            self.lines += self._struct_lines(name, st, fields, packed=not exact or st.packed, doc=doc)
+            self.lines += self._struct_lines(name, st, fields, packed=not exact or st.packed, doc=doc, flex=flex)
         self.lines += ["", ""]
+        self.classes.append(name)
+        return name
+
+    def union(self, ut: UnionType) -> str | None:
+        """A ``bs.Union`` class for a BTF union, or None when its members cannot all be typed exactly (it is then
+        kept as raw bytes) or C's union rules do not give BTF's size."""
+        key = ("union", ut.name, ut.size, ut.layout.c_declaration())
+        if key in self.names:
+            return self.names[key]
+        fields = [(m, self.field(m.ctype)) for m in ut.members]
+        natural = max(max(m.ctype.size for m in ut.members), 1)
+        align = max(m.ctype.alignment for m in ut.members)
+        size = (natural + align - 1) // align * align
+        if not all(ok for _, (_, ok) in fields) or size != ut.size:
+            return None
+        name = _ident(camel(ut.name) or "Union", self.taken)
+        self.names[key] = name
+        used: set[str] = set()
+        body = []
+        for m, (ann, _) in fields:
+            c = f"  # C: {m.c_spelling}" if m.c_spelling and m.c_spelling != m.name else ""
+            if m.c_name == "" and isinstance(m.ctype, StructType | UnionType):
+                ann = self.annotated(ann, self.bs("Anonymous"))
+            body.append(f"    {_ident(m.name, used)}: {ann}{c}")
+        shadowed = {ln.split(":", 1)[0].strip() for ln in body} & _BUILTINS
+        if shadowed:
+            pat = re.compile(r"(?<![\w.])(" + "|".join(sorted(shadowed)) + r")(?=[\[\],])")
+            body = [ln.split(": ", 1)[0] + ": " + pat.sub(lambda mt: self.imp.ref("builtins", mt.group(1)),
+                                                          ln.split(": ", 1)[1]) for ln in body]
+        self.lines += [f"class {name}({self.bs('Union')}, c_name={ut.name!r}):",
+                       f'    """``union {ut.name}`` ({ut.size} bytes), from BTF: every member reads the same bytes."""',
+                       "", *body, "", ""]
         self.classes.append(name)
         return name
 
@@ -222,13 +310,15 @@ class _SchemaWriter:
         return self.annotated(enum_cls or "int", f"{self.bs('Bits')}({self.scalar(base)}, {bf.bits})")
 
     def _struct_lines(self, name: str, st: StructType, fields: list[tuple[str, str, int, int]], *,
-                      packed: bool, doc: str | None, explicit_padding: bool = True) -> list[str]:
+                      packed: bool, doc: str | None, explicit_padding: bool = True,
+                      flex: str | None = None) -> list[str]:
         kw = [f"c_name={st.name!r}"]
         out: list[str] = []
         body: list[str] = []
         if packed and not explicit_padding:
             kw.append("packed=True")
-            body = [f"    {fname}: {ann}  # offset {off}" for fname, ann, off, _ in fields]
+            body = [f"    {fname}: {ann}  # offset {off}{self.notes.get((name, fname), '')}"
+                    for fname, ann, off, _ in fields]
         elif packed:
             kw += ["packed=True", f"align={st.alignment}"]
             pos = 0
@@ -236,12 +326,16 @@ class _SchemaWriter:
             for fname, ann, off, size in fields:
                 if off > pos:
                     body.append(f"    _pad{len(body)}: {pad}[{off - pos}]]")
-                body.append(f"    {fname}: {ann}  # offset {off}")
+                body.append(f"    {fname}: {ann}  # offset {off}{self.notes.get((name, fname), '')}")
                 pos = off + size
             if st.size > pos:
                 body.append(f"    _pad{len(body)}: {pad}[{st.size - pos}]]")
+                flex = None  # a packed struct's tail is its end: the bytes after the fixed part are padding here
         else:
-            body = [f"    {fname}: {ann}  # offset {off}" for fname, ann, off, _ in fields]
+            body = [f"    {fname}: {ann}  # offset {off}{self.notes.get((name, fname), '')}"
+                    for fname, ann, off, _ in fields]
+        if flex is not None:
+            body.append(flex)
         shadowed = {f[0] for f in fields} & _BUILTINS
         if shadowed:  # a field named `bytes` hides the builtin in the rest of the class body
             pat = re.compile(r"(?<![\w.])(" + "|".join(sorted(shadowed)) + r")(?=[\[\],])")
@@ -260,11 +354,31 @@ class _SchemaWriter:
         return out
 
 
-def bit_positions(st: StructType) -> list[tuple[int, int]]:
-    """(bit position, bits) of every record field of a struct, bitfields included, and its size last."""
+def _address_type(t: CType) -> str | None:
+    """``"IPv4"``/``"IPv6"`` when BTF types the member as the kernel's address structs, else None.
+
+    Only the uapi types are evidence: ``struct in_addr`` (``__be32 s_addr``) and ``struct in6_addr`` (16 bytes of
+    address). A ``__be32`` or ``__u8[16]`` member is kept as an integer or bytes whatever it is called (``saddr``,
+    ``addr_v6``): a name is not a type, and a wrong guess would misread data.
+    """
+    if not isinstance(t, StructType):
+        return None
+    fields = t.layout.fields
+    if t.name == "in_addr" and t.size == 4 and len(fields) == 1:
+        f = fields[0].ctype
+        if isinstance(f, IntType) and f.size == 4 and f.order == "big":
+            return "IPv4"
+    if t.name == "in6_addr" and t.size == 16 and t.alignment == 4 and len(fields) == 1 and fields[0].offset == 0:
+        return "IPv6"
+    return None
+
+
+def bit_positions(st: StructType, *, groups: bool = False) -> list[tuple[int, int]]:
+    """(bit position, bits) of every record field of a struct, bitfields included (``groups``: each run of
+    bitfields as its storage bytes instead), and its size last."""
     out: list[tuple[int, int]] = []
     for fl in st.layout.fields:
-        if isinstance(fl.ctype, BitfieldsType):
+        if isinstance(fl.ctype, BitfieldsType) and not groups:
             out += [(fl.offset * 8 + bf.bit_offset, bf.bits) for bf in fl.ctype.bitfields]
         else:
             out.append((fl.offset * 8, fl.size * 8))
@@ -449,7 +563,7 @@ def load_from_btf(maps: Sequence[BtfMap], source: str, import_name: str, imp: _I
             got = getattr(tp, "layout", None)
             if got is not None and isinstance(want, StructType):
                 ours, theirs = bit_positions(got.ctype), bit_positions(want)
-                if ours != theirs:
+                if ours != theirs and ours != bit_positions(want, groups=True):  # bitfields kept as their bytes
                     raise GenerateError("gen", f"{source}: {bm.name}: {role} layout (bit, bits) {ours} does not "
                                                f"reproduce BTF's {theirs}")
     return SchemaModule(import_name=import_name, source=source, module=mod, maps=tuple(decls)), \

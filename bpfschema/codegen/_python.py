@@ -25,6 +25,7 @@ from ..layout._ctypes import (
     MappedType,
     PaddingType,
     StructType,
+    UnionType,
 )
 from ..maps import Map
 from ._load import GenerateError, SchemaModule
@@ -98,7 +99,7 @@ class _Emitter:
     def __init__(self, mods: list[SchemaModule]):
         self.mods = mods
         self.imp = _Imports()
-        self.structs: list[StructType] = []  # every struct reachable from a map, dependency order
+        self.structs: list[StructType | UnionType] = []  # every struct/union reachable from a map, in order
         self._struct_ids: set[int] = set()
         self.record_names: dict[int, str] = {}
         self.map_names: dict[int, tuple[str, str]] = {}  # id(MapDecl) -> (class, record class)
@@ -151,7 +152,7 @@ class _Emitter:
 
     def py_type(self, t: CType) -> str:
         """The Python annotation of a record field of C type ``t``."""
-        if isinstance(t, StructType):
+        if isinstance(t, StructType | UnionType):
             return self.record_names[id(t)]
         if isinstance(t, ArrayType):
             return f"tuple[{self.py_type(t.elem)}, ...]"
@@ -170,13 +171,13 @@ class _Emitter:
     def collect(self, t: CType) -> None:
         if isinstance(t, ArrayType):
             self.collect(t.elem)
-        elif isinstance(t, StructType) and id(t) not in self._struct_ids:
+        elif isinstance(t, StructType | UnionType) and id(t) not in self._struct_ids:
             for m in t.members:
                 self.collect(m.ctype)
             self._struct_ids.add(id(t))
             self.structs.append(t)
 
-    def record_class(self, st: StructType) -> list[str]:
+    def record_class(self, st: StructType | UnionType) -> list[str]:
         name = self.record_names[id(st)]
         cls = st.py_cls
         assert cls is not None
@@ -188,7 +189,9 @@ class _Emitter:
         ]
         fields: list[tuple[str, CType, str]] = []  # (name, C type, where)
         for fl in st.layout.fields:
-            if isinstance(fl.ctype, BitfieldsType):
+            if isinstance(st, UnionType):
+                fields.append((fl.name, fl.ctype, f"union member, {fl.c_type}"))
+            elif isinstance(fl.ctype, BitfieldsType):
                 fields += [(bf.name, bf.ctype, f"offset {fl.offset} bit {bf.bit_offset}, {bf.ctype.c_base} : {bf.bits}")
                            for bf in fl.ctype.bitfields]
             elif not (fl.is_padding or isinstance(fl.ctype, PaddingType)):
@@ -243,7 +246,8 @@ class _Emitter:
             for r in roles:
                 ct = ctype_of(types[r]) if types[r] is not bytes else None
                 rec_args.append(
-                    self.record_names[id(ct)] if isinstance(ct, StructType) else self.obj_ref(types[r], where))
+                    self.record_names[id(ct)] if isinstance(ct, StructType | UnionType)
+                    else self.obj_ref(types[r], where))
             cname, rname = self.map_names[id(decl)]
             kind_ref = self.imp.ref("bpfschema", kind.__name__)
             summary = self.summary(spec, kind, types)
@@ -252,7 +256,8 @@ class _Emitter:
             final = self.imp.ref("typing", "final")
             cls_lines = [f"@{final}", *_class_header(cname, kind_ref, args.split(", ")), *body]
             out.append((cname, cls_lines))
-            if any(isinstance(ctype_of(types[r]) if types[r] is not bytes else None, StructType) for r in roles):
+            if any(isinstance(ctype_of(types[r]) if types[r] is not bytes else None, StructType | UnionType)
+                   for r in roles):
                 rbody = [*self.docstring(summary + " Decodes structs to records."), "",
                          f"    spec: {self.imp.ref('typing', 'ClassVar')}[{self.imp.ref('bpfschema', 'MapSpec')}] = "
                          f"{cname}.spec"]
@@ -349,7 +354,7 @@ def generate_python(mods: list[SchemaModule], *, imports: _Imports | None = None
     records = [(e.record_names[id(st)], e.record_class(st)) for st in e.structs if st.py_cls is not None]
     checks = []
     for st in e.structs:
-        if st.py_cls is None or inline:
+        if st.py_cls is None or inline or not isinstance(st, StructType):
             continue
         checks.append(f"{e.imp.ref('bpfschema.codegen', 'expect_layout')}({e.obj_ref(st.py_cls, st.name)}, "
                       f"size={st.size}, format={st.layout.format!r})")

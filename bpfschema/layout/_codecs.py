@@ -203,11 +203,11 @@ def codec_for(tp: object, /) -> FastCodec[Any]:
     """
     ct = ctype_of(tp)
     cache: weakref.WeakKeyDictionary[CType, FastCodec[Any]] | dict[CType, FastCodec[Any]]
-    cache = _model_codecs if isinstance(ct, StructType | MappedType) else _value_codecs
+    cache = _model_codecs if isinstance(ct, StructType | UnionType | MappedType) else _value_codecs
     codec = cache.get(ct)
     if codec is None:
-        if isinstance(ct, StructType) and ct.py_cls is None:
-            raise SchemaError("declare", f"struct {ct.name} has no Python class; use record_codec or raw_codec")
+        if isinstance(ct, StructType | UnionType) and ct.py_cls is None:
+            raise SchemaError("declare", f"{ct.c_base} has no Python class; use record_codec or raw_codec")
         codec = FastCodec(ct, "model")
         cache[ct] = codec
     return codec
@@ -245,7 +245,7 @@ def record_type(tp: object) -> type[tuple[Any, ...]]:
     if rec is None:
         fields = [(name, _record_py_type(ct)) for name, ct in record_fields(st)]
         new: type[tuple[Any, ...]] = NamedTuple(f"{st.name}Record", fields)  # type: ignore[misc]
-        py_cls = st.py_cls if isinstance(st, StructType) else None
+        py_cls = st.py_cls
         if py_cls is not None:
             new.__module__ = py_cls.__module__
             new.__qualname__ = f"{py_cls.__qualname__}.Record"
@@ -254,14 +254,14 @@ def record_type(tp: object) -> type[tuple[Any, ...]]:
     return rec
 
 
-def _bind_records(st: StructType, rec: type, binding: dict[int, type], where: str) -> None:
+def _bind_records(st: StructType | UnionType, rec: type, binding: dict[int, type], where: str) -> None:
     """Check that a user NamedTuple ``rec`` matches ``st`` and record which class stands for which struct."""
     fields = getattr(rec, "_fields", None)
     if not (isinstance(rec, type) and issubclass(rec, tuple) and isinstance(fields, tuple)):
         raise SchemaError("declare", f"{where}: record type {rec!r} is not a NamedTuple class")
     names = tuple(name for name, _ in record_fields(st))
     if fields != names:
-        raise SchemaError("declare", f"{where}: {rec.__name__} has fields {fields}, struct {st.name} has {names}")
+        raise SchemaError("declare", f"{where}: {rec.__name__} has fields {fields}, {st.c_base} has {names}")
     prev = binding.get(id(st))
     if prev is not None and prev is not rec:
         raise SchemaError("declare", f"{where}: struct {st.name} is bound to both {prev.__name__} and {rec.__name__}")
@@ -280,9 +280,9 @@ def _bind_records(st: StructType, rec: type, binding: dict[int, type], where: st
                     raise SchemaError("declare", f"{path}: an array of structs needs tuple[Record, ...], not {hint}")
                 break
             t, hint = t.elem, args[0]
-        if isinstance(t, StructType):
+        if isinstance(t, StructType | UnionType):
             if not isinstance(hint, type):
-                raise SchemaError("declare", f"{path}: nested struct {t.name} needs a NamedTuple annotation")
+                raise SchemaError("declare", f"{path}: nested {t.c_base} needs a NamedTuple annotation")
             _bind_records(t, hint, binding, path)
 
 
@@ -311,8 +311,6 @@ def record_codec(tp: object, record: type[Any] | None = None, /) -> FastCodec[An
         raise SchemaError("declare", f"{tp!r} is not a struct type; records exist only for structs")
     if record is None:
         return FastCodec(st, "record", record_type)
-    if not isinstance(st, StructType):
-        raise SchemaError("declare", f"{st.c_base}: a user record class needs a struct, not a union")
     binding: dict[int, type] = {}
     _bind_records(st, record, binding, getattr(record, "__name__", "record"))
 

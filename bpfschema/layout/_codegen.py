@@ -34,6 +34,7 @@ from bpfschema.layout._ctypes import (
     StructType,
     UnionType,
     identity,
+    lossless,
 )
 
 Mode = Literal["model", "record", "raw"]
@@ -131,7 +132,8 @@ class _Builder:
             fields: list[tuple[str, Node]] = []
             for fl in t.layout.members:
                 if fl.is_padding:
-                    self.tokens.append(f"{fl.size}x")
+                    if fl.size:  # a flexible array member has size 0
+                        self.tokens.append(f"{fl.size}x")
                 elif isinstance(fl.ctype, BitfieldsType):
                     leaf = self.node(fl.ctype.storage)
                     assert isinstance(leaf, Leaf)
@@ -203,7 +205,7 @@ _plans_strong: dict[CType, Plan] = {}
 def plan_for(t: CType) -> Plan:
     """The (cached) flattened plan of ``t``."""
     cache: dict[CType, Plan] | weakref.WeakKeyDictionary[CType, Plan] | None
-    if isinstance(t, StructType | MappedType):
+    if isinstance(t, StructType | UnionType | MappedType):
         cache = _plans
     elif isinstance(t, ArrayType):
         cache = None  # may hold a struct: a strong cache would keep its class alive
@@ -270,26 +272,111 @@ def _bitfield_value(value: int, bits: int, signed: bool) -> int:
     return v & ((1 << bits) - 1)
 
 
+def union_bytes(u: UnionType, parts: list[tuple[str, bytes]]) -> bytes:
+    """The bytes of a union from the encoded members ``(name, bytes)`` a value gives; the rest is zero.
+
+    Raises:
+        ValueError: two members give different bytes where they overlap.
+    """
+    if len(parts) == 1:
+        name, raw = parts[0]
+        return raw + bytes(u.size - len(raw))
+    out = bytearray(u.size)
+    owner: list[str | None] = [None] * u.size
+    for name, raw in parts:
+        for i, b in enumerate(raw):
+            prev = owner[i]
+            if prev is not None and out[i] != b:
+                raise ValueError(f"union {u.name}: members {prev!r} and {name!r} give different bytes at offset {i} "
+                                 f"({out[i]:#04x} != {b:#04x}); give one member")
+            out[i] = b
+            owner[i] = name
+    return bytes(out)
+
+
+def union_complete_bytes(u: UnionType, encoded: list[bytes]) -> bytes:
+    """The bytes of a union from every member's encoding (a complete value, e.g. a decoded record).
+
+    Members that may lose bytes when decoded (padding, strings, floats, bools, enums) are written first, exact
+    ones (integers, byte arrays, arrays and padless structs of those) last, so every byte an exact member covers
+    is the byte it was decoded from.
+    """
+    out = bytearray(u.size)
+    order = sorted(range(len(encoded)), key=lambda i: lossless(u.members[i].ctype))
+    for i in order:
+        raw = encoded[i]
+        out[: len(raw)] = raw
+    return bytes(out)
+
+
+def union_parts(u: UnionType, mode: Mode, records: Records) -> list[tuple[str, Callable[[bytes], object],
+                                                                        Callable[[object], bytes]]]:
+    """(name, decode, encode) of every member of a union in ``mode``."""
+    out: list[tuple[str, Callable[[bytes], object], Callable[[object], bytes]]] = []
+    for m in u.members:
+        c = compile_codec(plan_for(m.ctype), mode, records)
+        out.append((m.name, c.decode, c.encode))
+    return out
+
+
 def _union_codecs(u: UnionType, mode: Mode, records: Records) -> tuple[Callable[[bytes], object],
                                                                       Callable[[object], bytes]]:
-    """Decoder (bytes -> record of every member) and encoder (record -> bytes of the chosen member) of a union."""
-    if mode == "model":
-        raise TypeError(f"union {u.name} has no Python class to decode to; use a record codec")
-    subs = [(compile_codec(plan_for(m.ctype), mode, records).decode, m.ctype.size) for m in u.members]
-    rec = records(u)
-    new = tuple.__new__
+    """Decoder (bytes -> every member's view) and encoder (the members the value gives -> bytes) of a union."""
+    parts = union_parts(u, mode, records)
+    subs = [(d, m.ctype.size) for (_, d, _), m in zip(parts, u.members, strict=True)]
     size = u.size
-    chosen = u.encoded_member
-    k = u.members.index(chosen)
-    enc = compile_codec(plan_for(chosen.ctype), mode, records).encode
-    fill = bytes(size - chosen.ctype.size)
+    n = len(parts)
+    if mode == "model":
+        cls = u.py_cls
+        if cls is None:
+            raise TypeError(f"union {u.name} has no Python class to decode to; use a record codec")
+        names = [m.name for m in u.members]
+        new = object.__new__
+        setd = _dict_setter(cls)
+        # The class may keep each value's bytes (``__bpf_raw_slot__``: a descriptor holding {"__bpf_raw__": bytes}),
+        # so that a decoded value writes back exactly the bytes it was read from.
+        slot = getattr(cls, "__bpf_raw_slot__", None)
+        set_raw = slot.__set__ if slot is not None else None
+        get_raw = slot.__get__ if slot is not None else None
+
+        def decode_model(raw: bytes) -> object:
+            obj: object = new(cls)
+            setd(obj, {name: d(raw[:w]) for name, (d, w) in zip(names, subs, strict=True)})
+            if set_raw is not None:
+                set_raw(obj, {"__bpf_raw__": raw})
+            return obj
+
+        def encode_model(value: object) -> bytes:
+            if value.__class__ is not cls:
+                raise TypeError(f"expected {cls.__name__}, got {type(value).__name__}")
+            if get_raw is not None:
+                try:
+                    kept = get_raw(value, cls)
+                except AttributeError:
+                    kept = None
+                if kept:
+                    return kept["__bpf_raw__"]  # type: ignore[no-any-return]
+            d = value.__dict__
+            given = value.__pydantic_fields_set__  # type: ignore[attr-defined]
+            if not given:
+                return bytes(size)
+            if len(given) == n:
+                return union_complete_bytes(u, [e(d[name]) for name, _, e in parts])
+            return union_bytes(u, [(name, e(d[name])) for name, _, e in parts if name in given])
+
+        return decode_model, encode_model
+    rec = records(u)
+    tnew = tuple.__new__
 
     def decode(raw: bytes) -> object:
-        return new(rec, [d(raw[:n]) for d, n in subs])
+        return tnew(rec, [d(raw[:w]) for d, w in subs])
 
     def encode(value: object) -> bytes:
-        _check_len(value, len(subs))
-        return enc(value[k]) + fill  # type: ignore[index]
+        _check_len(value, n)
+        if None in value:  # type: ignore[operator]
+            return union_bytes(u, [(name, e(v)) for (name, _, e), v in zip(parts, value, strict=True)  # type: ignore[call-overload]
+                                   if v is not None])
+        return union_complete_bytes(u, [e(v) for (_, _, e), v in zip(parts, value, strict=True)])  # type: ignore[call-overload]
 
     return decode, encode
 

@@ -24,6 +24,7 @@ from bpfschema.layout._ctypes import (
     MappedType,
     PaddingType,
     StructType,
+    UnionType,
 )
 
 _UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
@@ -75,8 +76,8 @@ def _by_field_codec(off: int, dec: Callable[[Buffer, int, int], list[Any]]) -> C
 class ColumnsCodec:
     """Decodes a batch of values of one C type into a tuple of lists, one per field (``names``).
 
-    A struct gives one column per top-level field (padding excluded; each bitfield is a field); any other type one
-    column named ``value``.
+    A struct gives one column per top-level field (padding excluded; each bitfield is a field), a union one per
+    member; any other type one column named ``value``.
     """
 
     def __init__(self, ctype: CType, fallback: Callable[[Buffer, int, int], list[Any]],
@@ -88,10 +89,12 @@ class ColumnsCodec:
                     fields += [(bf.name, fl.offset, None) for bf in fl.ctype.bitfields]
                 elif not fl.is_padding and not isinstance(fl.ctype, PaddingType):
                     fields.append((fl.name, fl.offset, fl.ctype))
+        elif isinstance(ctype, UnionType):  # every member is a column, all read at offset 0
+            fields = [(m.name, 0, m.ctype) for m in ctype.members]
         else:
             fields = [("value", 0, ctype)]
         self.names: tuple[str, ...] = tuple(name for name, _, _ in fields)
-        self._struct = isinstance(ctype, StructType)
+        self._struct = isinstance(ctype, StructType | UnionType)
         self._columns = [_numeric(off, t) if t is not None else None for _, off, t in fields]
         # Where the cast cannot serve (other types, a misaligned offset or stride, a short last entry): the field's
         # own codec over the batch.

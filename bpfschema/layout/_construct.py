@@ -79,18 +79,19 @@ def struct_construct(st: StructType) -> Any:
 def _union_construct(u: UnionType) -> Any:
     """The union's bytes, parsed into a ``Container`` of every member; built from its encoded member."""
     subs = [(m.name, ctype_construct(m.ctype), m.ctype.size) for m in u.members]
-    chosen = u.encoded_member
-    csub = ctype_construct(chosen.ctype)
-    size = u.size
 
     def parse(raw: bytes, ctx: Any) -> Any:
         return c.Container({name: sub.parse(raw[:n]) for name, sub, n in subs})
 
     def build(obj: Any, ctx: Any) -> bytes:
-        raw: bytes = csub.build(obj[chosen.name])
-        return raw + bytes(size - len(raw))
+        from bpfschema.layout._codegen import union_bytes, union_complete_bytes
 
-    return c.ExprAdapter(c.Bytes(size), parse, build)
+        given = [name for name, _, _ in subs if obj.get(name) is not None]
+        if len(given) == len(subs):
+            return union_complete_bytes(u, [sub.build(obj[name]) for name, sub, _ in subs])
+        return union_bytes(u, [(name, sub.build(obj[name])) for name, sub, _ in subs if name in given])
+
+    return c.ExprAdapter(c.Bytes(u.size), parse, build)
 
 
 def _bitfields_construct(t: BitfieldsType) -> Any:

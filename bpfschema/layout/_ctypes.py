@@ -21,7 +21,7 @@ MAX_SIZE = (1 << 32) - 1
 MAX_ALIGN = 1 << 28
 
 if TYPE_CHECKING:
-    from bpfschema.layout._struct import Layout
+    from bpfschema.layout._struct import Layout, UnionLayout
 
 __all__ = [
     "ArrayType",
@@ -31,6 +31,7 @@ __all__ = [
     "BytesType",
     "CStringType",
     "CType",
+    "FlexType",
     "FloatType",
     "IntType",
     "MappedType",
@@ -312,6 +313,50 @@ class PaddingType(CType):
         return type(None)
 
 
+@dataclass(frozen=True)
+class FlexType(PaddingType):
+    """A flexible array member (``__u8 data[];``, or ``data[0]`` in older C): the variable-length tail after a
+    struct's fixed part. It has size 0 and is the struct's last member: it is placed at the end of the fixed part
+    rounded up to the element's alignment, counts toward the struct's alignment, and carries no value in the
+    fixed-size encodings (map keys and values are the fixed part; a ring buffer record's tail is read with
+    ``bs.Tail``).
+
+    Attributes:
+        elem: the element type.
+    """
+
+    elem: CType | None = None
+
+    def __post_init__(self) -> None:
+        if self.length != 0 or self.elem is None or isinstance(self.elem, PaddingType):
+            raise SchemaError("declare", "a flexible array member needs an element type (not padding)")
+        if self.elem.size == 0:
+            raise SchemaError("declare", "a flexible array member's element cannot have size 0")
+
+    @property
+    def alignment(self) -> int:
+        assert self.elem is not None
+        return self.elem.alignment
+
+    @property
+    def c_base(self) -> str:
+        assert self.elem is not None
+        return self.elem.c_base
+
+    @property
+    def c_dims(self) -> tuple[int, ...]:
+        assert self.elem is not None
+        return self.elem.c_dims
+
+    def c_type(self) -> str:
+        assert self.elem is not None
+        return f"{self.elem.c_base}[]" + "".join(f"[{d}]" for d in self.elem.c_dims)
+
+    def c_member(self, name: str) -> str:
+        assert self.elem is not None
+        return f"{self.elem.c_base} {name}[]" + "".join(f"[{d}]" for d in self.elem.c_dims)
+
+
 @dataclass(frozen=True, slots=True)
 class ArrayType(CType):
     """``elem name[n]`` as a ``tuple`` of ``n`` elements."""
@@ -474,12 +519,15 @@ class Member:
         c_name: the member's name in C when it differs from ``name`` (a C name that is not a valid Python field
             name, or ``""`` for an anonymous struct/union member); ``None`` when it is ``name``. Set for layouts
             read from BTF.
+        typedef: the C typedef the member was declared with (``pid_t``), for documentation; layouts read from
+            BTF set it (not for the ``__u32``/``__be16`` family, which the type already says).
     """
 
     name: str
     ctype: CType
     align: int | None = None
     c_name: str | None = None
+    typedef: str | None = None
 
     @property
     def c_spelling(self) -> str:
@@ -551,16 +599,20 @@ class StructType(CType):
 class UnionType(CType):
     """A C union: every member starts at offset 0; the size is the largest member's, rounded up to the alignment.
 
-    Decoded (record codecs) as a named tuple with *every* member read from the same bytes, as ``bpftool`` prints
-    unions; raw codecs return the union's bytes. Encoding writes the first member that covers the whole union
-    (else the first largest member, zero-filled): to write another member, write its bytes through a raw map.
-    Schemas (``bs.Struct``) cannot declare unions; they come from BTF (:mod:`bpfschema.btf`).
+    Decoded with *every* member read from the same bytes, as ``bpftool`` prints unions: a named tuple (record
+    codecs) or an instance of ``py_cls`` (a :class:`bpfschema.Union` subclass, model codecs); raw codecs return
+    the union's bytes. Encoding writes the members the value gives: a model's ``model_fields_set``, a record's
+    members that are not ``None`` (members written together must agree byte for byte). A value that gives every
+    member (a decoded record) is written member by member, exact members (integers, byte arrays, padless
+    structs of those) last, so the bytes they cover are the ones decoded; model values keep their bytes.
 
     Attributes:
         name: the C union tag.
         members: the members (no padding members).
         byte_size: the size, when it is larger than the computed one (``__attribute__((aligned))`` in C).
         align: an alignment larger than the members' (``__attribute__((aligned(n)))``).
+        py_cls: the :class:`bpfschema.Union` subclass whose instances stand for values (``None`` for unions read
+            from BTF: records only).
 
     Raises:
         SchemaError: no members, duplicate names, or ``byte_size`` smaller than a member.
@@ -570,6 +622,7 @@ class UnionType(CType):
     members: tuple[Member, ...]
     byte_size: int | None = None
     align: int | None = None
+    py_cls: type | None = None
 
     def __post_init__(self) -> None:
         if not self.members:
@@ -603,25 +656,48 @@ class UnionType(CType):
 
     @property
     def python_type(self) -> object:
-        return tuple
+        return self.py_cls if self.py_cls is not None else tuple
 
     @property
     def fields(self) -> tuple[Member, ...]:
         return self.members
 
     @property
+    def layout(self) -> UnionLayout:
+        """Member offsets (all 0), size, alignment and ``c_declaration()``, as a struct's :class:`Layout`."""
+        from bpfschema.layout._struct import UnionLayout
+
+        return UnionLayout(self)
+
+    @property
     def encoded_member(self) -> Member:
-        """The member written when a union value is encoded: the first that covers the whole union, else the
-        first largest one."""
+        """The member written when a value gives every member (a decoded value): the first that covers the whole
+        union and keeps every byte (an integer, a byte array, an array of those), else the first that covers it,
+        else the first largest one."""
         size = self.size
-        for m in self.members:
-            if m.ctype.size == size:
+        covering = [m for m in self.members if m.ctype.size == size]
+        for m in covering:
+            if _lossless(m.ctype):
                 return m
+        if covering:
+            return covering[0]
         biggest = max(m.ctype.size for m in self.members)
         return next(m for m in self.members if m.ctype.size == biggest)
 
     def __repr__(self) -> str:
         return f"UnionType({self.name}, size={self.size})"
+
+
+def _lossless(t: CType) -> bool:
+    """Whether decoding then encoding a value of ``t`` gives back every byte."""
+    while isinstance(t, ArrayType):
+        t = t.elem
+    if isinstance(t, StructType):
+        return all(not fl.is_padding and _lossless(fl.ctype) for fl in t.layout.members)
+    return isinstance(t, IntType | BytesType)
+
+
+lossless = _lossless
 
 
 @dataclass(frozen=True)

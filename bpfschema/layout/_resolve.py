@@ -20,6 +20,7 @@ from bpfschema.layout._ctypes import (
     MappedType,
     PaddingType,
     StructType,
+    UnionType,
     enum_type,
 )
 
@@ -67,10 +68,10 @@ def find_ctype(metadata: tuple[object, ...] | list[object]) -> CType | None:
     return found
 
 
-def _struct_ctype(tp: object) -> StructType | None:
+def _struct_ctype(tp: object) -> StructType | UnionType | None:
     if isinstance(tp, type):
         ct = tp.__dict__.get("__bpf_ctype__")
-        if isinstance(ct, StructType):
+        if isinstance(ct, StructType | UnionType):
             return ct
     return None
 

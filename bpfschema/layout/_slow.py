@@ -220,10 +220,30 @@ def _enc(t: CType, value: object, out: bytearray, off: int, path: str, mode: Mod
             raise _fail(path, f"{t.name}: cannot encode {value!r}: {exc}") from exc
         _enc(t.base, base_value, out, off, path, mode)
     elif isinstance(t, UnionType):
-        if not isinstance(value, tuple) or len(value) != len(t.members):
+        names = [m.name for m in t.members]
+        if mode == "model" and t.py_cls is not None:
+            if not isinstance(value, t.py_cls):
+                raise _fail(path, f"expected {t.py_cls.__name__}, got {type(value).__name__}")
+            given = set(getattr(value, "model_fields_set", names))
+            uvals: list[object] = [getattr(value, n) if n in given else None for n in names]
+        elif not isinstance(value, tuple) or len(value) != len(t.members):
             raise _fail(path, f"union {t.name} needs a record of {len(t.members)} members")
-        m = t.encoded_member
-        _enc(m.ctype, value[t.members.index(m)], out, off, _join(path, m.name), mode)
+        else:
+            uvals = list(value)
+        parts: list[tuple[str, bytes]] = []
+        for m, v in zip(t.members, uvals, strict=True):
+            if v is not None:
+                buf = bytearray(m.ctype.size)
+                _enc(m.ctype, v, buf, 0, _join(path, m.name), mode)
+                parts.append((m.name, bytes(buf)))
+        from bpfschema.layout._codegen import union_bytes, union_complete_bytes
+
+        try:
+            complete = len(parts) == len(names)
+            raw = union_complete_bytes(t, [b for _, b in parts]) if complete else union_bytes(t, parts)
+        except ValueError as exc:
+            raise _fail(path, str(exc)) from exc
+        out[off : off + t.size] = raw
     elif isinstance(t, StructType) and t.has_bitfields:
         _enc_bitfields(t, value, out, off, path, mode)
     elif isinstance(t, StructType):

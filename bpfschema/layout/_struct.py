@@ -14,12 +14,13 @@ from bpfschema.layout._ctypes import (
     ArrayType,
     BitfieldsType,
     CType,
+    FlexType,
     PaddingType,
     StructType,
     UnionType,
 )
 
-__all__ = ["FieldLayout", "Layout", "compute_layout", "record_fields"]
+__all__ = ["FieldLayout", "Layout", "UnionLayout", "c_declarations", "compute_layout", "record_fields"]
 
 
 def _round_up(n: int, a: int) -> int:
@@ -121,19 +122,7 @@ class Layout:
                 __u8 __pad0[3];
             };
         """
-        order: list[StructType | UnionType] = []
-        _collect_structs(self._stype, order, set())
-        names: dict[int, str] = {}
-        used: set[str] = set()
-        for st in order:
-            name = st.name
-            n = 1
-            while name in used:
-                n += 1
-                name = f"{st.name}_{n}"
-            used.add(name)
-            names[id(st)] = name
-        return "\n\n".join(_declare(st, names) for st in order) + "\n"
+        return c_declarations(self._stype)
 
     @cached_property
     def construct(self) -> Any:
@@ -148,6 +137,84 @@ class Layout:
 
     def __repr__(self) -> str:
         return f"<Layout struct {self.name} size={self.size} align={self.alignment}>"
+
+
+def c_declarations(top: StructType | UnionType) -> str:
+    """The C declarations of ``top`` and of every struct and union it contains, inner ones first."""
+    order: list[StructType | UnionType] = []
+    _collect_structs(top, order, set())
+    names: dict[int, str] = {}
+    used: set[str] = set()
+    for st in order:
+        name = st.name
+        n = 1
+        while name in used:
+            n += 1
+            name = f"{st.name}_{n}"
+        used.add(name)
+        names[id(st)] = name
+    return "\n\n".join(_declare(st, names) for st in order) + "\n"
+
+
+class UnionLayout:
+    """The memory layout of a union: every member at offset 0 (the union counterpart of :class:`Layout`).
+
+    Attributes:
+        name: the C union tag.
+        size: ``sizeof`` in bytes (the largest member, rounded up to the alignment).
+        alignment: ``_Alignof`` in bytes (the largest member alignment).
+        packed: always ``False``.
+        members: every member (all at offset 0); unions have no padding members.
+        fields: the same as ``members``.
+    """
+
+    def __init__(self, utype: UnionType):
+        self._utype = utype
+        self.name = utype.name
+        self.size = utype.size
+        self.alignment = utype.alignment
+        self.packed = False
+        self.members = tuple(
+            FieldLayout(m.name, 0, m.ctype.size, max(m.align or 1, m.ctype.alignment), m.ctype.c_type(), False,
+                        m.ctype)
+            for m in utype.members
+        )
+        self.fields = self.members
+
+    @property
+    def ctype(self) -> UnionType:
+        """The :class:`UnionType`."""
+        return self._utype
+
+    @property
+    def padding(self) -> tuple[FieldLayout, ...]:
+        """Always empty (the bytes past a shorter member belong to the longer ones)."""
+        return ()
+
+    def field(self, name: str) -> FieldLayout:
+        """The member called ``name``.
+
+        Raises:
+            KeyError: no such member.
+        """
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def c_declaration(self) -> str:
+        """The equivalent C declaration (``union Name { ... };``), nested types first."""
+        return c_declarations(self._utype)
+
+    @cached_property
+    def construct(self) -> Any:
+        """The :mod:`construct` description: the union's bytes parsed into every member's view."""
+        from bpfschema.layout._construct import ctype_construct
+
+        return ctype_construct(self._utype)
+
+    def __repr__(self) -> str:
+        return f"<Layout union {self.name} size={self.size} align={self.alignment}>"
 
 
 def record_fields(t: StructType | UnionType) -> list[tuple[str, CType]]:
@@ -172,8 +239,10 @@ def _collect_structs(t: CType, out: list[StructType | UnionType], seen: set[int]
             _collect_structs(m.ctype, out, seen)
         seen.add(id(t))
         out.append(t)
-    elif isinstance(t, ArrayType):
-        _collect_structs(t.elem, out, seen)
+    else:
+        inner = t.elem if isinstance(t, ArrayType | FlexType) else None
+        if inner is not None:
+            _collect_structs(inner, out, seen)
 
 
 def _c_base(t: CType, names: dict[int, str]) -> str:
@@ -191,13 +260,21 @@ def _declare(st: StructType | UnionType, names: dict[int, str]) -> str:
     if isinstance(st, UnionType):
         lines = [f"union {names[id(st)]} {{"]
         for m in st.members:
+            if m.c_name == "" and isinstance(m.ctype, StructType | UnionType):
+                lines += _inline(m.ctype, names, "\t")
+                continue
             dims = "".join(f"[{d}]" for d in m.ctype.c_dims)
-            lines.append(f"\t{_c_base(m.ctype, names)} {m.c_spelling or m.name}{dims};")
+            attr = f" __attribute__((aligned({m.align})))" if m.align is not None else ""
+            lines.append(f"\t{_c_base(m.ctype, names)} {m.c_spelling or m.name}{dims}{attr};")
         lines.append("};" if st.align is None else f"}} __attribute__((aligned({st.align})));")
         return "\n".join(lines)
     lines = [f"struct {names[id(st)]} {{"]
     by_name = {m.name: m for m in st.members}
+    flex_seen = False
     for fl in st.layout.members:
+        if flex_seen:
+            continue  # tail padding after a flexible array member: C adds it (the element's alignment counts)
+        flex_seen = isinstance(fl.ctype, FlexType)
         dims = "".join(f"[{d}]" for d in fl.ctype.c_dims)
         attr = ""
         member = by_name.get(fl.name)
@@ -207,7 +284,18 @@ def _declare(st: StructType | UnionType, names: dict[int, str]) -> str:
             for bf in fl.ctype.bitfields:  # storage placement is left to the compiler: exact for ABI layouts
                 lines.append(f"\t{bf.ctype.c_base} {bf.c_spelling} : {bf.bits};")
             continue
-        cname = (member.c_spelling or fl.name) if member is not None else fl.name  # anonymous: named here
+        if isinstance(fl.ctype, FlexType):
+            assert fl.ctype.elem is not None
+            cname = (member.c_spelling or fl.name) if member is not None else fl.name
+            elem = fl.ctype.elem
+            edims = "".join(f"[{d}]" for d in elem.c_dims)
+            lines.append(f"\t{_c_base(elem, names)} {cname}[]{edims}{attr};")
+            continue
+        if member is not None and member.c_name == "" and isinstance(fl.ctype, StructType | UnionType) \
+                and member.align is None:
+            lines += _inline(fl.ctype, names, "\t")  # an anonymous member: its fields are the outer struct's
+            continue
+        cname = (member.c_spelling or fl.name) if member is not None else fl.name
         lines.append(f"\t{_c_base(fl.ctype, names)} {cname}{dims}{attr};")
     attrs = []
     if st.packed:
@@ -217,6 +305,14 @@ def _declare(st: StructType | UnionType, names: dict[int, str]) -> str:
     tail = f" __attribute__(({', '.join(attrs)}))" if attrs else ""
     lines.append(f"}}{tail};")
     return "\n".join(lines)
+
+
+def _inline(t: StructType | UnionType, names: dict[int, str], indent: str) -> list[str]:
+    """An anonymous struct or union member, declared in place: ``union { ... };``."""
+    body = _declare(t, names).split("\n")
+    kw = "union" if isinstance(t, UnionType) else "struct"
+    head = f"{indent}{kw} {{"
+    return [head, *(indent + ln for ln in body[1:-1]), indent + body[-1]]
 
 
 def _check_align(value: int | None, what: str) -> None:
@@ -246,8 +342,11 @@ def compute_layout(st: StructType) -> Layout:
     pad_names = _pad_names(set(names))
     offset = 0
     max_align = 1
-    for m in st.members:
+    for i, m in enumerate(st.members):
         _check_align(m.align, f"struct {st.name}, field {m.name!r}")
+        if isinstance(m.ctype, FlexType) and i != len(st.members) - 1:
+            raise SchemaError("declare", f"struct {st.name}: the flexible array member {m.name!r} must be the last "
+                                         "member")
         a = 1 if st.packed else m.ctype.alignment
         if m.align is not None:
             a = max(a, m.align)

@@ -489,6 +489,13 @@ def _ifindex(interface: int | str) -> int:
         raise error_for_errno("attach", _errno.ENODEV, detail=f"no network interface {interface!r}") from None
 
 
+def _elf_refused(msg: str) -> bool:
+    """A libbpf message saying the file is not a (valid) ELF object; its "elf: section(3) ..." debug lines, printed
+    for every valid object, are not."""
+    m = msg.lower()
+    return "elf" in m and any(w in m for w in ("not a proper", "not an elf", "failed", "invalid", "corrupt"))
+
+
 def _tail(msgs: list[tuple[int, str]], n: int = 3) -> str:
     """The last few libbpf warnings, for an error message."""
     warn = [m for lvl, m in msgs if lvl == 0 and m.strip()]
@@ -802,7 +809,7 @@ class BpfObject:
             ptr = L.bpf_object__open_file(os.fsencode(p), ctypes.byref(opts))
             err = _err() if not ptr else 0
         if not ptr:
-            if err in (_LIBBPF_ERRNO_FORMAT, _LIBBPF_ERRNO_LIBELF) or any("elf" in m.lower() for _, m in msgs):
+            if err in (_LIBBPF_ERRNO_FORMAT, _LIBBPF_ERRNO_LIBELF) or any(_elf_refused(m) for _, m in msgs):
                 raise ObjectFormatError("open object", f"not an ELF BPF object{_tail(msgs)}", path=p, err=err)
             raise ObjectError("open object", f"libbpf refused it ({_libbpf.strerror(err)}){_tail(msgs)}",
                               path=p, err=err)
@@ -1224,7 +1231,7 @@ def _auto_attachable(section: str) -> bool:
 def _variables(b: Any, datasec: Any) -> dict[str, _Var]:
     """The typed variables of a BTF DATASEC (``b`` a ``btf.Btf``)."""
     from .. import btf as _btf
-    from ..layout import FastCodec, StructType, UnionType, record_codec
+    from ..layout import FastCodec, record_type
 
     variables: dict[str, _Var] = {}
     for vs in datasec.vars:
@@ -1232,7 +1239,8 @@ def _variables(b: Any, datasec: Any) -> dict[str, _Var]:
         if not isinstance(var, _btf.BtfVar):
             continue
         ct = _btf.ctype_from_btf(b, var.type, name=var.name)
-        codec = record_codec(ct) if isinstance(ct, StructType | UnionType) else FastCodec(ct, "model")
+        # Structs and unions (also inside arrays: `struct hist hists[8]`) have no Python class here: records.
+        codec: FastCodec[Any] = FastCodec(ct, "record", record_type)
         variables[var.name] = _Var(var.name, vs.offset, vs.size, codec, b.describe(var.type), ct)
     return variables
 

@@ -22,6 +22,7 @@ from bpfschema.schema._fields import (
     Bytes,
     CString,
     FieldType,
+    Flex,
     IPv4,
     IPv6,
     Padding,
@@ -42,20 +43,24 @@ from bpfschema.schema._fields import (
     u32,
     u64,
 )
-from bpfschema.schema._struct import Struct
+from bpfschema.schema._struct import Anonymous, Struct
+from bpfschema.schema._union import Union
 
 __all__ = [
     "Align",
+    "Anonymous",
     "Array",
     "Bits",
     "Bytes",
     "CString",
     "FieldType",
+    "Flex",
     "IPv4",
     "IPv6",
     "MAC",
     "Padding",
     "Struct",
+    "Union",
     "be16",
     "be32",
     "be64",

@@ -20,6 +20,7 @@ from bpfschema.layout import (
     BytesType,
     CStringType,
     CType,
+    FlexType,
     FloatType,
     IntType,
     MappedType,
@@ -35,6 +36,7 @@ __all__ = [
     "Bits",
     "Bytes",
     "CString",
+    "Flex",
     "FieldType",
     "IPv4",
     "IPv6",
@@ -412,7 +414,19 @@ class Bits(FieldType, metaclass=_BitsMeta):
         ct = self._ctype
         assert isinstance(ct, BitDeclType)
         if isinstance(source_type, type) and issubclass(source_type, enum.Enum):
-            return handler(source_type)  # an enum bitfield: the enum's own validation
+            # an enum bitfield: the enum's own validation, then the member's value must fit the bits
+            base_int = ct.base if isinstance(ct.base, IntType) else None
+            bits = ct.bits
+
+            def fits(value: Any) -> Any:
+                v = value.value if isinstance(value, enum.Enum) else value
+                if base_int is not None and isinstance(v, int):
+                    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if base_int.signed else (0, (1 << bits) - 1)
+                    if not lo <= v <= hi:
+                        raise ValueError(f"{value!r} does not fit a {bits}-bit bitfield")
+                return value
+
+            return core_schema.no_info_after_validator_function(fits, handler(source_type))
         if isinstance(ct.base, BoolType):
             return core_schema.bool_schema()
         base = ct.base
@@ -441,6 +455,32 @@ class Padding(FieldType, metaclass=_PaddingMeta):
 
     def __init__(self, length: int) -> None:
         super().__init__(PaddingType(length), f"Padding[{length}]")
+
+
+class _FlexMeta(type):
+    def __getitem__(cls, elem: object) -> type[None]:
+        return Annotated[None, Flex(elem)]  # type: ignore[return-value]
+
+
+class Flex(FieldType, metaclass=_FlexMeta):
+    """A flexible array member: ``data: ClassVar[bs.Flex[bs.u8]]`` is C's ``__u8 data[];`` at the end of a struct.
+
+    Like padding it is not a model field (declare it as a class variable; without the mypy plugin:
+    ``ClassVar[Annotated[None, bs.Flex(bs.u8)]]``). It must be the last member. The struct's size is that of
+    its fixed part (``sizeof`` in C: the tail is rounded up to the element's alignment, which counts toward the
+    struct's); ``layout.field`` does not list it, ``layout.members`` does (size 0, at the tail's offset), and the
+    C declaration spells it ``__u8 data[];``. Map keys and values hold only the fixed part; a ring buffer's
+    variable-length records decode as ``(head, tail bytes)`` with ``bs.Tail[Struct]``.
+
+    Raises:
+        SchemaError: the element type has no layout, or is padding; (at class creation) it is not the last member.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, elem: object) -> None:
+        ct = ctype_of(elem)
+        super().__init__(FlexType(0, ct), f"Flex[{ct.c_type()}]")
 
 
 # ----------------------------------------------------------------------------------------------------------------

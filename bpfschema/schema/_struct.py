@@ -18,15 +18,31 @@ from bpfschema.layout import (
     Member,
     PaddingType,
     StructType,
+    UnionType,
     codec_for,
     place_bitfields,
     record_type,
 )
 from bpfschema.layout._resolve import find_ctype, resolve_field
 
-__all__ = ["Struct"]
+__all__ = ["Anonymous", "Struct"]
 
 _RESERVED = frozenset({"layout", "Record", "to_bytes", "from_bytes"})
+
+
+class _AnonymousMarker:
+    """The type of :data:`Anonymous`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "bs.Anonymous"
+
+
+#: ``Annotated`` metadata for a struct or union field that is anonymous in C: ``addr: Annotated[Addr,
+#: bs.Anonymous]`` is declared in place (``union { ... };``) in the C declaration and in BTF, so C code reads its
+#: members directly (``x.v4``); Python still reads them through the field (``x.addr.v4``). The layout is the same.
+Anonymous = _AnonymousMarker()
 _SLOTS = ("__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
 
 
@@ -185,8 +201,11 @@ def _members(cls: type[Struct]) -> list[Member]:
                         "declare",
                         f"{where}: padding must be a class variable: {name}: ClassVar[bs.Padding[{ct.length}]]",
                     )
+                anon = any(isinstance(x, _AnonymousMarker) for x in info.metadata)
+                if anon and not isinstance(ct, StructType | UnionType):
+                    raise SchemaError("declare", f"{where}: only a struct or union field can be anonymous")
                 members.pop(name, None)
-                members[name] = Member(name, ct, field_align)
+                members[name] = Member(name, ct, field_align, c_name="" if anon else None)
                 continue
             resolved = _eval_classvar(klass, name, ann)
             if resolved is None:

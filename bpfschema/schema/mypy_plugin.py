@@ -8,19 +8,24 @@ need help. Enable the plugin in ``pyproject.toml``::
     plugins = ["bpfschema.schema.mypy_plugin"]
 
 It makes ``Bytes[N]`` mean ``bytes``, ``CString[N]`` mean ``str``, ``Array[T, N]`` mean ``tuple[T, ...]``,
-``Bits[T, N]`` mean ``T``'s type (``int``, ``bool``) and ``Padding[N]`` mean ``None``, and reports a length that
-is not a positive integer literal. Without the plugin, use the equivalent ``Annotated`` spellings, which plain
-mypy understands: ``Annotated[bytes, bs.Bytes(16)]``, ``Annotated[str, bs.CString(16)]``,
+``Bits[T, N]`` mean ``T``'s type (``int``, ``bool``), ``Padding[N]`` and ``Flex[T]`` mean ``None``, and reports a
+length that is not a positive integer literal. Without the plugin, use the equivalent ``Annotated`` spellings,
+which plain mypy understands: ``Annotated[bytes, bs.Bytes(16)]``, ``Annotated[str, bs.CString(16)]``,
 ``Annotated[tuple[int, ...], bs.Array(bs.u32, 8)]``, ``Annotated[int, bs.Bits(bs.u32, 3)]``,
 ``Annotated[None, bs.Padding(3)]``.
+
+It also gives each direct subclass of ``bs.Union`` an ``__init__`` that takes every member as an optional keyword
+of its declared type (without the plugin, a union accepts any keyword statically).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from mypy.plugin import AnalyzeTypeContext, Plugin
-from mypy.types import AnyType, NoneType, RawExpressionType, Type, TypeOfAny
+from mypy.nodes import ARG_NAMED_OPT, Argument, Var
+from mypy.plugin import AnalyzeTypeContext, ClassDefContext, Plugin
+from mypy.plugins.common import add_method_to_class
+from mypy.types import AnyType, NoneType, PlaceholderType, RawExpressionType, Type, TypeOfAny
 
 __all__ = ["plugin"]
 
@@ -64,6 +69,15 @@ def _array(ctx: AnalyzeTypeContext) -> Type:
     return ctx.api.named_type("builtins.tuple", [elem])
 
 
+def _flex(ctx: AnalyzeTypeContext) -> Type:
+    args = ctx.type.args
+    if len(args) != 1:
+        ctx.api.fail("Flex takes an element type: Flex[bs.u8]", ctx.context)
+        return AnyType(TypeOfAny.from_error)
+    ctx.api.analyze_type(args[0])
+    return NoneType()
+
+
 def _bits(ctx: AnalyzeTypeContext) -> Type:
     args = ctx.type.args
     if len(args) != 2:
@@ -81,14 +95,31 @@ _HOOKS: dict[str, Callable[[AnalyzeTypeContext], Type]] = {
     f"{_MODULE}.Padding": _sized("Padding", lambda ctx: NoneType()),
     f"{_MODULE}.Array": _array,
     f"{_MODULE}.Bits": _bits,
+    f"{_MODULE}.Flex": _flex,
 }
 
 
+def _union_init(ctx: ClassDefContext) -> None:
+    """``__init__`` of a ``bs.Union`` subclass: every member an optional keyword of its declared type."""
+    args: list[Argument] = []
+    for name, sym in ctx.cls.info.names.items():
+        node = sym.node
+        if not isinstance(node, Var) or node.is_classvar or node.is_property or name.startswith("_"):
+            continue
+        if node.type is None or isinstance(node.type, PlaceholderType):
+            return  # not analyzed yet (a forward reference): keep the inherited ``**members: object``
+        args.append(Argument(Var(name, node.type), node.type, None, ARG_NAMED_OPT))
+    add_method_to_class(ctx.api, ctx.cls, "__init__", args, NoneType())
+
+
 class BpfSchemaPlugin(Plugin):
-    """Type-analyze hooks for the sized field types."""
+    """Type-analyze hooks for the sized field types; typed ``__init__`` of ``bs.Union`` subclasses."""
 
     def get_type_analyze_hook(self, fullname: str) -> Callable[[AnalyzeTypeContext], Type] | None:
         return _HOOKS.get(fullname)
+
+    def get_base_class_hook(self, fullname: str) -> Callable[[ClassDefContext], None] | None:
+        return _union_init if fullname == "bpfschema.schema._union.Union" else None
 
 
 def plugin(version: str) -> type[Plugin]:

@@ -145,3 +145,17 @@ def test_objects_with_only_globals_or_only_perf_buffers(tmp_path: Path) -> None:
     assert mod2.__all__ == ["EventsMap"] and issubclass(mod2.EventsMap, bs.PerfEventArray)
     mod3, _ = generate(FIXTURES / "gen_perf_only.bpf.c", tmp_path)
     assert mod3.__all__ == ["EventsMap", "GenPerfOnlyObject"]
+
+
+def test_object_libbpf_refuses_still_generates(tmp_path: Path) -> None:
+    """A map libbpf 1.x cannot open (a legacy definition) costs the skeleton only, with the reason in a comment."""
+    mod, text = generate(FIXTURES / "gen_legacy.bpf.c", tmp_path)
+    assert "TypedMap" in mod.__all__ and mod.Stats.layout.size == 16
+    assert "# no skeleton class: libbpf could not open gen_legacy.bpf.o" in text
+    assert "not an ELF" not in text  # libbpf refused a map definition, not the file's format
+    from bpfschema.objects import BpfObject
+
+    with pytest.raises(bs.ObjectError, match="attr 'type'") as ei:
+        BpfObject.open(tmp_path / "gen_legacy.bpf.o")
+    assert not isinstance(ei.value, bs.ObjectFormatError)
+    assert "Skeleton" not in text.split("# no skeleton class")[0].split("__all__")[1].split("]")[0]

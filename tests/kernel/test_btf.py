@@ -549,7 +549,13 @@ def test_gen_from_object_decodes_what_the_kernel_wrote(loaded: Loaded, tmp_path:
             assert (v.id, v.port, v.ok, v.ratio_bits, v.delta, tuple(v.hist)) == (
                 rv.id, rv.port, rv.ok, rv.ratio_bits, rv.delta, tuple(rv.hist))
             assert (v.inner.a, v.inner.b, v.inner.c) == (rv.inner.a, rv.inner.b, rv.inner.c)
-            assert int(v.color) == int(rv.color) and v.num == vraw[80:84]  # a union: its raw bytes
+            assert int(v.color) == int(rv.color)
+            # Unions are real unions: every member read from the same bytes, as bpftool prints them.
+            fn = e["formatted"]["value"]["num"]
+            assert v.num.to_bytes() == vraw[80:84]
+            assert (v.num.u, list(v.num.halves), list(v.num.bytes)) == (fn["u"], fn["halves"], fn["bytes"])
+            assert v.anon0.both == int.from_bytes(vraw[120:128], "little")
+            assert (v.anon0.anon0.x, v.anon0.anon0.y) == (v.anon0.both & 0xFFFFFFFF, v.anon0.both >> 32)
             assert e["formatted"]["value"]["id"] == v.id
             # Bitfields are real fields of the generated schema, decoded like bpftool decodes them.
             fb = e["formatted"]["value"]["bits"]  # bpftool prints a bitfield's raw bits in hex
@@ -567,3 +573,21 @@ def test_gen_from_pin(loaded: Loaded, tmp_path: Path) -> None:
     with gen.PercpuMap.from_pin(loaded.maps / "percpu") as m:
         assert isinstance(m, bs.PerCpuHashMap)
     assert cli(["gen", "--from-pin", str(loaded.maps / "events"), "-o", str(tmp_path / "x.py")]) == 1  # no BTF
+
+
+def test_anonymous_union_member_in_map_btf() -> None:
+    """A schema's anonymous union member (``bs.Anonymous``) is an anonymous member in the map's BTF: the kernel
+    accepts it and bpftool prints it as ``""``, with the values bpfschema reads."""
+    from ipaddress import IPv4Address
+
+    from tests.codegen.corpus_maps import _compare_map
+    from tests.unit.test_unions_c import Addr, Pkt
+
+    class Anon(bs.HashMap[Pkt, Addr]):
+        spec = bs.MapSpec(name="anon_btf", type=bs.MapType.HASH, key=Pkt, value=Addr, max_entries=4)
+
+    with Anon.create() as m:
+        m[Pkt(kind=1, addr=Addr(v4=IPv4Address("10.0.0.1")), port=80)] = Addr(raw=bytes(range(16)))
+        m[Pkt(kind=2, addr=Addr(raw=bytes(range(1, 17))), port=443)] = Addr(v4=IPv4Address("192.168.0.1"))
+        assert m.info.btf_id != 0
+        _compare_map(m, Anon.spec)

@@ -105,3 +105,27 @@ def test_ring_buffer_event_type_and_open_enums(tmp_path: Path, bpffs: Path) -> N
         assert fmt["state"] == (value.state.name if value.state.name is not None else int(value.state))
     with gen.UntypedMap.from_pin(maps / "untyped") as untyped:
         assert dict(untyped.items()) == {bytes([1, 2, 3, 4, 5, 6]): bytes([9, 8, 7, 6, 5, 4, 3, 2, 1, 0])}
+
+
+def test_address_idioms_decode_like_bpftool(tmp_path: Path, bpffs: Path) -> None:
+    """``struct in_addr``/``in6_addr`` members are addresses; ``__be32``/``__u8[16]`` ones stay numbers/bytes."""
+    from ipaddress import IPv4Address, IPv6Address
+
+    from tests.codegen.corpus_maps import _compare_map
+
+    gen, text = generate(FIXTURES / "gen_addrs.bpf.c", tmp_path)
+    assert "src: _bs.IPv4" in text and "dst6: _bs.IPv6" in text and "saddr: _bs.be32" in text
+    assert "# offset 56, conn_id_t" in text  # the typedef the member was declared with
+    progs, maps = _load(FIXTURES / "gen_addrs.bpf.c", tmp_path, bpffs)
+    conns = []
+    for i in range(4):
+        c = gen.Conn(src=IPv4Address(f"10.0.0.{i + 1}"), dst6=IPv6Address(f"2001:db8::{i + 1}"), saddr=0x7F000001 + i,
+                     saddr_v6=bytes(range(i, i + 16)), peer=gen.ConnPeer(v4=0xC0A80001 + i), id=100 + i,
+                     sport=8080 + i)
+        assert _run(progs / "put", c.to_bytes()) == 0
+        conns.append(c)
+    with gen.ConnsMap.from_pin(maps / "conns") as m:
+        got = dict(m.items())
+        assert [got[c.id] for c in conns] == conns
+        assert got[100].src == IPv4Address("10.0.0.1") and got[100].peer.v6[:4] == bytes([192, 168, 0, 1])
+        _compare_map(m, gen.conns)  # bpftool prints {"s_addr": ...} and {"in6_u": {...}}: the same values

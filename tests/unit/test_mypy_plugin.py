@@ -1,5 +1,5 @@
 """The mypy plugin makes ``CString[16]``, ``Bytes[16]``, ``Array[T, 8]``, ``Bits[T, 3]`` and ``Padding[3]``
-type-check."""
+type-check, and gives ``bs.Union`` subclasses an ``__init__`` of optional typed keywords."""
 
 from __future__ import annotations
 
@@ -65,6 +65,26 @@ def check(stats: FlowStats, key: FlowKey) -> None:
               raw=b"abcdef")
 
 
+class Addr(bs.Union):
+    v4: bs.IPv4
+    v6: bs.Bytes[16]
+    words: bs.Array[bs.u32, 4]
+
+
+class Conn(bs.Struct):
+    addr: Addr
+    port: bs.be16
+
+
+def check_union(a: Addr) -> None:
+    assert_type(a.v4, IPv4Address)
+    assert_type(a.v6, bytes)
+    assert_type(a.words, tuple[int, ...])
+    assert_type(Conn(addr=Addr(v6=b"x" * 16), port=1).addr, Addr)
+    assert_type(Addr(), Addr)
+    assert_type(Addr.from_bytes(a.to_bytes()).model_fields_set, set[str])
+
+
 builtins_bytes = bytes
 """
 
@@ -81,6 +101,16 @@ class Bad(bs.Struct):
 
 
 Bad(a=b"", b="", c=(), d=3, e=1)
+
+
+class U(bs.Union):
+    a: bs.u32
+    b: bs.Bytes[4]
+
+
+U(a="x")
+U(c=1)
+U(1)
 """
 
 EXPECTED_NEGATIVE = [
@@ -89,6 +119,9 @@ EXPECTED_NEGATIVE = [
     "negative.py:8: error: Array takes an element type and a length: Array[bs.u32, 8]  [misc]",
     "negative.py:10: error: Bits takes an integer type and a width: Bits[bs.u32, 3]  [misc]",
     'negative.py:13: error: Argument "d" to "Bad" has incompatible type "int"; expected "str"  [arg-type]',
+    'negative.py:21: error: Argument "a" to "U" has incompatible type "str"; expected "int"  [arg-type]',
+    'negative.py:22: error: Unexpected keyword argument "c" for "U"  [call-arg]',
+    'negative.py:23: error: Too many positional arguments for "U"  [call-arg]',
 ]
 
 
