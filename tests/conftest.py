@@ -10,6 +10,15 @@ import pytest
 pytest_plugins = ["bpfschema.testing.pytest_plugin"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The Ctrl-C tests need Python's SIGINT handler. A shell starts background jobs (``make test &``) with SIGINT
+    ignored, and Python then leaves it ignored: give the suite the handler an interactive run has."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _open_fds() -> set[int]:
     return {int(n) for n in os.listdir("/proc/self/fd")}
 
