@@ -19,18 +19,24 @@ A record that does not decode is handed out *through* a :class:`~bpfschema.error
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import itertools
 import os
 import select
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from operator import length_hint
 from types import TracebackType
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from ..errors import DecodeError
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from .events import EventColumns
 
 T = TypeVar("T")
 
@@ -188,21 +194,22 @@ _EMPTY = _Chunk(iter(()), iter(()), 0, (), (), None, 0, 0, 0)
 class Waiter:
     """One epoll over rings, plus an eventfd that :meth:`wake` signals (close from another thread).
 
-    :meth:`close` while another thread waits only wakes it: the waiting thread closes the fds on its way out
+    :meth:`close` while another thread waits only wakes it: the last waiting thread closes the fds on its way out
     (closing them under it would drop the wakeup from the ready list and leave it asleep).
+
+    No lock: a ``KeyboardInterrupt`` landing at the exit of a ``with lock:`` block can leave the lock held, and
+    the next wait would then block forever. Waiting threads register a token in a list instead (``append`` and
+    ``remove`` are single C calls under the GIL), and releasing the fds is idempotent (each fd is popped from a
+    list by whoever releases first), so a close and a waiter finishing at the same time are both safe.
     """
 
     def __init__(self) -> None:
+        self._efds: list[int] = []  # popped by the one release that closes it
         self.ep = select.epoll()
-        try:
-            self.efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        except BaseException:
-            self.ep.close()
-            raise
-        self.ep.register(self.efd, select.EPOLLIN)
+        self._efds.append(os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC))  # one line: recorded as it is made
+        self.ep.register(self._efds[0], select.EPOLLIN)
         self.closing = False
-        self._mu = threading.Lock()
-        self._waiting = 0
+        self._waiters: list[object] = []
         self._close_pending = False
 
     def add(self, fd: int) -> None:
@@ -213,42 +220,49 @@ class Waiter:
 
     def wait(self, timeout: float | None) -> None:
         """Block until a ring has data, :meth:`wake` is called, or ``timeout`` seconds pass."""
-        with self._mu:
-            if self.closing:
-                return
-            self._waiting += 1
+        if self.closing:
+            return
+        token = object()
         try:
+            self._waiters.append(token)
             self.ep.poll(-1 if timeout is None else max(0.0, timeout))
-        except ValueError:  # pragma: no cover - closed meanwhile
+        except ValueError:  # closed by another thread meanwhile
             pass
         finally:
-            with self._mu:
-                self._waiting -= 1
-                if self._close_pending and not self._waiting:
-                    self._release()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(token)
+            if self._close_pending and not self._waiters:
+                self._release()
+
+    def _kick(self) -> None:
+        for efd in self._efds[:1]:
+            with contextlib.suppress(OSError):
+                os.eventfd_write(efd, 1)
 
     def wake(self) -> None:
-        with self._mu:
-            self.closing = True
-            if self.efd >= 0:
-                os.eventfd_write(self.efd, 1)
+        self.closing = True
+        self._kick()
 
     def close(self) -> None:
-        with self._mu:
-            self.closing = True
-            if self._waiting:
-                if self.efd >= 0:
-                    os.eventfd_write(self.efd, 1)
-                self._close_pending = True
-                return
+        self.closing = True
+        self._kick()
+        self._close_pending = True  # before looking for waiters: a waiter leaving now releases if we do not
+        if not self._waiters:
             self._release()
 
     def _release(self) -> None:
-        self._close_pending = False
-        self.ep.close()
-        if self.efd >= 0:
-            os.close(self.efd)
-            self.efd = -1
+        ep = getattr(self, "ep", None)
+        if ep is not None:
+            ep.close()  # idempotent
+        efds = getattr(self, "_efds", ())
+        while efds:
+            with contextlib.suppress(IndexError, OSError):
+                os.close(efds.pop())  # one line: popped and closed together
+
+    def __del__(self) -> None:
+        # A close interrupted half way (Ctrl-C), or a waiter that was never closed: release the fds now.
+        with contextlib.suppress(Exception):
+            self._release()
 
 
 class Decoder(Generic[T]):
@@ -322,7 +336,8 @@ class EventStream(Generic[T]):
     def _decoder_for(self, owner: Any) -> Decoder[Any]:
         view = self._view
         if view is None:
-            return self._decoder or owner._decoder  # type: ignore[no-any-return]
+            dec0: Decoder[Any] = self._decoder or owner._decoder
+            return dec0
         dec = self._views.get(id(owner))
         if dec is None:
             dec = self._views[id(owner)] = view(owner)
@@ -437,14 +452,26 @@ class EventStream(Generic[T]):
             flat = self._flat = itertools.chain.from_iterable(self._chunks())
         return next(flat)
 
+    def _retire(self) -> None:
+        """Before another form takes over: the current chunk shrinks to what was handed out (the position is
+        recorded from that), and the rest of it can no longer come out of the old iterators; it is read again."""
+        self._sync()
+        c = self._cur
+        d = c.n - length_hint(c.li)
+        if d < c.n:
+            self._cur = c._replace(n=d, li=iter(()))  # first: from here on, d items count as delivered
+            collections.deque(c.li, maxlen=0)
+
     def batches(self) -> Iterator[list[T]]:
         """Whole chunks as lists (a chunk counts as delivered when it is yielded)."""
+        self._retire()
         for it in self._chunks():
             yield list(it)
 
     def _batch_view(self, view: Callable[[Any], Decoder[Any]]) -> Iterator[Any]:
         """From now on, whole chunks decoded by ``view(buffer)``'s decoder, one item each. What the stream
         handed out before stays delivered; records of a chunk not (fully) handed out are read again."""
+        self._retire()
         self._views = {}
         self._view = view
         return itertools.chain.from_iterable(self._chunks())
@@ -455,7 +482,7 @@ class EventStream(Generic[T]):
         """
         return self._batch_view(lambda owner: RawDecoder(owner._slack))
 
-    def numpy(self) -> Iterator[Any]:
+    def numpy(self) -> Iterator[npt.NDArray[Any]]:
         """The records of each chunk as one read-only numpy structured array of the buffer's bound type
         (``bs.numpy_dtype(Event)``): a strided view on one copy of the ring span, no Python object per record.
 
@@ -465,7 +492,7 @@ class EventStream(Generic[T]):
         """
         return self._batch_view(lambda owner: NumpyDecoder(_bound_codec(owner, "numpy"), owner._slack))
 
-    def columns(self) -> Iterator[Any]:
+    def columns(self) -> Iterator[EventColumns]:
         """The records of each chunk as one :class:`~bpfschema.EventColumns` (a list per field).
 
         Raises:
@@ -747,10 +774,10 @@ def _bound_codec(owner: Any, op: str) -> Any:
 
 
 class ColumnsDecoder(Decoder[Any]):
-    """One column batch per chunk (fixed-size records of one type)."""
+    """One column batch per chunk (fixed-size records of one type). Chunks of the per-record size: one list
+    per field of a whole ring span would be built in fresh memory (a page fault per 4 KiB)."""
 
     batch = True
-    chunk = BATCH_RECORDS
 
     def __init__(self, codec: Any, slack: int, make: Callable[[tuple[list[object], ...], int], Any]):
         self.codec = codec
