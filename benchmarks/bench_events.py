@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in med:
         group = name.split()[0]
         ratio = med[name] / med[f"{group} C libbpf"]
-        lines.append(f"| {name} | {med[name]:.0f} | {ratio:.2f}x |")
+        cell = f"{med[name]:.1f}" if med[name] < 100 else f"{med[name]:.0f}"
+        lines.append(f"| {name} | {cell} | {ratio:.2f}x |")
     text = "\n".join(lines)
     print(text)
     if args.out is not None:

@@ -68,8 +68,8 @@ class Same(Sequence[int]):
 
 def uniform_prefix(buf: bytes | bytearray, stride: int, k: int, fields: Sequence[tuple[int, int]]) -> int:
     """How many of the ``k`` records laid out every ``stride`` bytes from the start of ``buf`` (at least the
-    first) repeat the first one's header ``fields`` (``(offset, width)`` pairs, width 2 or 4, at offsets that are
-    multiples of the width; ``stride`` a multiple of 4).
+    first) repeat the first one's header ``fields`` (``(offset, width)`` pairs, width 2, 4 or 8, at offsets that
+    are multiples of the width; ``stride`` a multiple of the widths).
 
     With numpy already imported: one strided comparison per field. Otherwise strided byte slices compared per
     byte of each field, with a binary search for the length of the uniform prefix (uniformity of a prefix is
@@ -140,7 +140,8 @@ class Ring:
         """The bytes ``m[a:b]`` of each ``(m, a, b)`` joined, in a private buffer (possibly longer: callers keep
         the length). Buffers are reused once nothing refers to them any more (no batch, array or view built on
         one is alive), so a busy ring is copied into memory that is already mapped: fresh pages cost a page
-        fault per 4 KiB, more than the copy itself."""
+        fault per 4 KiB, more than the copy itself. At most two buffers are kept per ring (each at most the
+        largest span copied, i.e. the ring's size)."""
         n = sum(b - a for _, a, b in pieces)
         out = None
         for buf in self.pool:
@@ -647,7 +648,8 @@ class TypedDecoder(Decoder[T]):
 
 
 class RawRecords:
-    """One chunk of raw records: a single buffer (a private copy of the ring span) and where each record is.
+    """One chunk of raw records: a single buffer (a private copy of the ring span, possibly longer than the last
+    record's end) and where each record is.
 
     Record ``i`` is ``data[offsets[i]: offsets[i] + lengths[i]]``. When every record of the chunk has the same
     length (the common case: one fixed-size event type), ``size`` is that length and ``stride`` the distance
