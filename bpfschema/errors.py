@@ -22,6 +22,7 @@ BpfError
  ├─ ArgumentError (ValueError)              a bad argument (batch size < 1, negative limit, bad name)
  ├─ VerifierError                           the kernel refused a program or BTF; .log holds its log
  ├─ LibbpfUnavailableError (ImportError)    libbpf.so.1 missing or too old; .required, .found (bpfschema.objects)
+ ├─ MissingExtraError (ImportError)         an optional extra (numpy, pyarrow, polars) is not installed; .extra
  └─ ObjectError                             a compiled BPF object that cannot be opened, configured or used
      ├─ ObjectFormatError (ValueError)      not an ELF BPF object, or one without the BTF the call needs
      ├─ ObjectNameError (KeyError)          no map, program or global variable of that name in the object
@@ -55,6 +56,7 @@ __all__ = [
     "MapEmptyError",
     "MapError",
     "MapFullError",
+    "MissingExtraError",
     "NotSupportedError",
     "ObjectError",
     "ObjectFormatError",
@@ -349,6 +351,20 @@ class LibbpfUnavailableError(BpfError, ImportError):
         self.required = required
         self.found = found
         super().__init__(op, detail)
+
+
+class MissingExtraError(BpfError, ImportError):
+    """A feature needs an optional dependency that is not installed (numpy, pyarrow or polars for arrays).
+
+    The message names the extra to install (``pip install 'bpfschema[arrays]'``). Attributes:
+        extra: the extra, e.g. ``"arrays"``.
+        module: the missing module, e.g. ``"pyarrow"``.
+    """
+
+    def __init__(self, op: str, detail: str, *, extra: str, module: str):
+        self.extra = extra
+        self.module = module
+        super().__init__(op, f"{detail}; install it with: pip install 'bpfschema[{extra}]'")
 
 
 class ObjectError(BpfError):

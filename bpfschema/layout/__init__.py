@@ -41,6 +41,7 @@ from bpfschema.layout._ctypes import (
     UnionType,
     enum_type,
 )
+from bpfschema.layout._numpy import numpy_dtype
 from bpfschema.layout._resolve import Align, ctype_of
 from bpfschema.layout._struct import FieldLayout, Layout
 
@@ -69,6 +70,7 @@ __all__ = [
     "codec_for",
     "ctype_of",
     "enum_type",
+    "numpy_dtype",
     "place_bitfields",
     "raw_codec",
     "record_codec",

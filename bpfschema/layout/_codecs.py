@@ -104,6 +104,17 @@ class FastCodec(Generic[T]):
         """The C type this codec encodes."""
         return self._ctype
 
+    def numpy_dtype(self) -> Any:
+        """The numpy dtype of one value (:func:`bpfschema.numpy_dtype`); for the ``maps`` layer's array views.
+
+        Raises:
+            MissingExtraError: numpy is not installed.
+            SchemaError: the type has no numpy form.
+        """
+        from bpfschema.layout._numpy import numpy_dtype_of
+
+        return numpy_dtype_of(self._ctype)
+
     def encode(self, value: T, /) -> bytes:
         """Encode ``value`` to exactly :attr:`size` bytes; padding is zero.
 

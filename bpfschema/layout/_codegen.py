@@ -11,6 +11,8 @@ A ``struct`` format has one byte order. The order of most multi-byte slots is us
 
 from __future__ import annotations
 
+import functools
+import re
 import struct as _struct
 import sys
 import weakref
@@ -809,8 +811,16 @@ def compile_codec(
     unpack = f"    {target} = _unpack(data)"
     lines = ["def decode(data):", unpack, *(f"    {x}" for x in stmts), f"    return {expr}", ""]
     lines.append("def decode_many(buf, count, stride):")
+    whole = re.fullmatch(r"_tn\((_R\d+), (?:\(" + "".join(f"f{i}, " for i in range(plan.nslots)) + r"\)|t\[0:"
+                         + str(plan.nslots) + r"\])\)", expr) if mode == "record" and not stmts else None
     if mode == "raw":
         lines.append("    return list(_source(buf, count, stride))")
+    elif whole is not None:
+        # A record of the unpacked slots as they are: the record type's tuple.__new__ mapped over the rows, a
+        # C-level loop (no comprehension frame, no intermediate tuple).
+        rec_type: Any = namer.ns[whole.group(1)]
+        namer.ns["_mk"] = functools.partial(tuple.__new__, rec_type)
+        lines.append("    return list(map(_mk, _source(buf, count, stride)))")
     elif stmts:
         lines += [
             "    out = []",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bpfschema.errors import SchemaError
 from bpfschema.layout._ctypes import (
@@ -19,6 +19,9 @@ from bpfschema.layout._ctypes import (
     StructType,
     UnionType,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["FieldLayout", "Layout", "UnionLayout", "c_declarations", "compute_layout", "record_fields"]
 
@@ -110,6 +113,18 @@ class Layout:
         from bpfschema.layout._codegen import plan_for
 
         return plan_for(self._stype).fmt
+
+    @cached_property
+    def dtype(self) -> np.dtype[Any]:
+        """The numpy structured dtype of the struct (see :func:`bpfschema.numpy_dtype`).
+
+        Raises:
+            MissingExtraError: numpy is not installed (``pip install 'bpfschema[arrays]'``).
+        """
+        from bpfschema.layout._numpy import numpy_dtype_of
+
+        dt: np.dtype[Any] = numpy_dtype_of(self._stype)
+        return dt
 
     def c_declaration(self) -> str:
         """The equivalent C declaration, nested structs first, padding spelled out.

@@ -5,7 +5,7 @@ from .base import Map, list_maps
 from .bloom import BloomFilterMap
 from .codec import BytesCodec, Codec
 from .drain import Drain, DrainBatches
-from .events import Dispatch, EventBuffer, EventColumns, EventStream, Poller, Tail, TailEvent
+from .events import Dispatch, EventBuffer, EventColumns, EventStream, Poller, RawRecords, Tail, TailEvent
 from .hash import HashMap, LruHashMap, LruPerCpuHashMap, PerCpuHashMap
 from .keyed import ColumnBatch, KeyedMap, PerCpuCodec, RawBatch
 from .lpm import LpmTrieMap, lpm_key, lpm_split
@@ -41,6 +41,7 @@ __all__ = [
     "PerfBuffer",
     "PerfEventArray",
     "Poller",
+    "RawRecords",
     "QueueMap",
     "RawBatch",
     "RingBuffer",

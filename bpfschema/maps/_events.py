@@ -19,22 +19,87 @@ A record that does not decode is handed out *through* a :class:`~bpfschema.error
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import itertools
 import os
 import select
-import threading
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from operator import length_hint
 from types import TracebackType
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from ..errors import DecodeError
 
+if TYPE_CHECKING:
+    import numpy.typing as npt
+
+    from .events import EventColumns
+
 T = TypeVar("T")
 
-#: Most records per chunk.
+#: Most records per chunk for the per-record forms (bytes, typed records).
 CHUNK_RECORDS = 4096
+#: Most records per chunk for the batch forms (raw batches, numpy arrays, columns): a whole contiguous span.
+BATCH_RECORDS = 1 << 20
+
+
+class Same(Sequence[int]):
+    """``n`` times the same int, indexable without a list (the lost count of every record of a uniform run)."""
+
+    __slots__ = ("n", "value")
+
+    def __init__(self, value: int, n: int):
+        self.value = value
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self.value] * len(range(*i.indices(self.n)))
+        if not -self.n <= i < self.n:
+            raise IndexError(i)
+        return self.value
+
+
+def uniform_prefix(buf: bytes | bytearray, stride: int, k: int, fields: Sequence[tuple[int, int]]) -> int:
+    """How many of the ``k`` records laid out every ``stride`` bytes from the start of ``buf`` (at least the
+    first) repeat the first one's header ``fields`` (``(offset, width)`` pairs, width 2, 4 or 8, at offsets that
+    are multiples of the width; ``stride`` a multiple of the widths).
+
+    With numpy already imported: one strided comparison per field. Otherwise strided byte slices compared per
+    byte of each field, with a binary search for the length of the uniform prefix (uniformity of a prefix is
+    monotone): a few C-level calls either way, no Python per record.
+    """
+    np = sys.modules.get("numpy")
+    if np is not None:
+        good = k
+        for off, width in fields:
+            col = np.frombuffer(buf, f"=u{width}", count=k * stride // width)[off // width:: stride // width]
+            eq = col == col[0]
+            if not eq.all():
+                good = min(good, int(eq.argmin()))
+        return max(good, 1)
+    head = buf[:stride]
+    cols = [j for off, width in fields for j in range(off, off + width)]
+
+    def same(m: int) -> bool:
+        return all(buf[j: m * stride: stride] == head[j: j + 1] * m for j in cols)
+
+    if same(k):
+        return k
+    lo, hi = 1, k  # same(lo) holds, same(hi) does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if same(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 class Scan(NamedTuple):
@@ -61,7 +126,7 @@ class Scan(NamedTuple):
 class Ring:
     """One consumer ring. ``state`` is ``(position, lost)`` as far as delivered: replaced as a whole."""
 
-    __slots__ = ("closed", "cpu", "fd", "owner", "state")
+    __slots__ = ("closed", "cpu", "fd", "owner", "pool", "state")
 
     def __init__(self, owner: Any, fd: int, cpu: int, state: tuple[int, int]):
         self.closed = False
@@ -69,6 +134,33 @@ class Ring:
         self.fd = fd
         self.cpu = cpu
         self.state = state
+        self.pool: list[bytearray] = []
+
+    def copy_out(self, pieces: Sequence[tuple[Any, int, int]]) -> bytearray:
+        """The bytes ``m[a:b]`` of each ``(m, a, b)`` joined, in a private buffer (possibly longer: callers keep
+        the length). Buffers are reused once nothing refers to them any more (no batch, array or view built on
+        one is alive), so a busy ring is copied into memory that is already mapped: fresh pages cost a page
+        fault per 4 KiB, more than the copy itself. At most two buffers are kept per ring (each at most the
+        largest span copied, i.e. the ring's size)."""
+        n = sum(b - a for _, a, b in pieces)
+        out = None
+        for buf in self.pool:
+            # Referenced only by the pool, this loop and getrefcount's argument: no one else can see it.
+            if len(buf) >= n and sys.getrefcount(buf) <= 3:
+                out = buf
+                break
+        if out is None:
+            out = bytearray(max(n, 4096))
+            if len(self.pool) >= 2:
+                del self.pool[0]
+            self.pool.append(out)
+        o = 0
+        with memoryview(out) as dst:
+            for m, a, b in pieces:
+                with memoryview(m) as src:
+                    dst[o: o + b - a] = src[a:b]
+                o += b - a
+        return out
 
     def scan(self, want: int) -> Scan | None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -87,13 +179,14 @@ def _thrower() -> Generator[None, None, None]:
 class _Chunk(NamedTuple):
     it: Iterator[Any]  # what the chain consumes
     li: Iterator[Any]  # the list iterator whose position says how many items were delivered
-    n: int
-    ends: Sequence[int]
+    n: int  # items
+    ends: Sequence[int]  # ring position after each item
     losts: Sequence[int]
     ring: Ring | None
     pos0: int
     lost0: int
-    before: int  # items delivered by earlier chunks of this stream
+    before: int  # records delivered by earlier chunks of this stream
+    per: int = 1  # records per item (a batch item holds the whole chunk)
 
 
 _EMPTY = _Chunk(iter(()), iter(()), 0, (), (), None, 0, 0, 0)
@@ -102,21 +195,22 @@ _EMPTY = _Chunk(iter(()), iter(()), 0, (), (), None, 0, 0, 0)
 class Waiter:
     """One epoll over rings, plus an eventfd that :meth:`wake` signals (close from another thread).
 
-    :meth:`close` while another thread waits only wakes it: the waiting thread closes the fds on its way out
+    :meth:`close` while another thread waits only wakes it: the last waiting thread closes the fds on its way out
     (closing them under it would drop the wakeup from the ready list and leave it asleep).
+
+    No lock: a ``KeyboardInterrupt`` landing at the exit of a ``with lock:`` block can leave the lock held, and
+    the next wait would then block forever. Waiting threads register a token in a list instead (``append`` and
+    ``remove`` are single C calls under the GIL), and releasing the fds is idempotent (each fd is popped from a
+    list by whoever releases first), so a close and a waiter finishing at the same time are both safe.
     """
 
     def __init__(self) -> None:
+        self._efds: list[int] = []  # popped by the one release that closes it
         self.ep = select.epoll()
-        try:
-            self.efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        except BaseException:
-            self.ep.close()
-            raise
-        self.ep.register(self.efd, select.EPOLLIN)
+        self._efds.append(os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC))  # one line: recorded as it is made
+        self.ep.register(self._efds[0], select.EPOLLIN)
         self.closing = False
-        self._mu = threading.Lock()
-        self._waiting = 0
+        self._waiters: list[object] = []
         self._close_pending = False
 
     def add(self, fd: int) -> None:
@@ -127,42 +221,49 @@ class Waiter:
 
     def wait(self, timeout: float | None) -> None:
         """Block until a ring has data, :meth:`wake` is called, or ``timeout`` seconds pass."""
-        with self._mu:
-            if self.closing:
-                return
-            self._waiting += 1
+        if self.closing:
+            return
+        token = object()
         try:
+            self._waiters.append(token)
             self.ep.poll(-1 if timeout is None else max(0.0, timeout))
-        except ValueError:  # pragma: no cover - closed meanwhile
+        except ValueError:  # closed by another thread meanwhile
             pass
         finally:
-            with self._mu:
-                self._waiting -= 1
-                if self._close_pending and not self._waiting:
-                    self._release()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(token)
+            if self._close_pending and not self._waiters:
+                self._release()
+
+    def _kick(self) -> None:
+        for efd in self._efds[:1]:
+            with contextlib.suppress(OSError):
+                os.eventfd_write(efd, 1)
 
     def wake(self) -> None:
-        with self._mu:
-            self.closing = True
-            if self.efd >= 0:
-                os.eventfd_write(self.efd, 1)
+        self.closing = True
+        self._kick()
 
     def close(self) -> None:
-        with self._mu:
-            self.closing = True
-            if self._waiting:
-                if self.efd >= 0:
-                    os.eventfd_write(self.efd, 1)
-                self._close_pending = True
-                return
+        self.closing = True
+        self._kick()
+        self._close_pending = True  # before looking for waiters: a waiter leaving now releases if we do not
+        if not self._waiters:
             self._release()
 
     def _release(self) -> None:
-        self._close_pending = False
-        self.ep.close()
-        if self.efd >= 0:
-            os.close(self.efd)
-            self.efd = -1
+        ep = getattr(self, "ep", None)
+        if ep is not None:
+            ep.close()  # idempotent
+        efds = getattr(self, "_efds", ())
+        while efds:
+            with contextlib.suppress(IndexError, OSError):
+                os.close(efds.pop())  # one line: popped and closed together
+
+    def __del__(self) -> None:
+        # A close interrupted half way (Ctrl-C), or a waiter that was never closed: release the fds now.
+        with contextlib.suppress(Exception):
+            self._release()
 
 
 class Decoder(Generic[T]):
@@ -175,8 +276,10 @@ class Decoder(Generic[T]):
     def one(self, raw: bytes) -> T:
         raise NotImplementedError  # pragma: no cover
 
-    #: The whole scan becomes one item (a column batch).
+    #: The whole scan becomes one item (a column batch, a raw batch, an array).
     batch: bool = False
+    #: Most records per scan.
+    chunk: int = CHUNK_RECORDS
 
 
 class EventStream(Generic[T]):
@@ -186,8 +289,13 @@ class EventStream(Generic[T]):
     and ``next(s)`` share one position. Leaving the ``with`` block, ``close()``, or garbage collection records
     the consumer position of what was delivered; nothing undelivered is consumed.
 
+    Besides records one by one, a stream hands out whole chunks: :meth:`batches` (lists of records),
+    :meth:`raw` (:class:`RawRecords`: one buffer and the records' offsets, no object per record), :meth:`numpy`
+    (a structured array per chunk) and :meth:`columns` (:class:`~bpfschema.EventColumns`). A batch is delivered
+    (consumed) when it is handed out; ``limit`` counts records in every form.
+
     Attributes:
-        delivered: items handed out so far (a column batch counts as one).
+        delivered: records handed out so far (a batch counts its records).
     """
 
     def __init__(self, rings: Sequence[Ring], *, limit: int | None, wait: bool, timeout: float | None,
@@ -202,15 +310,17 @@ class EventStream(Generic[T]):
         self._waiter = waiter
         self._tag = tag
         self._decoder = decoder
+        self._view: Callable[[Any], Decoder[Any]] | None = None  # buffer -> decoder of a batch view
+        self._views: dict[int, Decoder[Any]] = {}
         self._cur: _Chunk = _EMPTY
         self._next_ring = 0
         self._stopped = False
-        self._flat: Iterator[T] = itertools.chain.from_iterable(self._chunks())
+        self._flat: Iterator[T] | None = None  # made on first use: an unstarted generator would hold a cycle
 
     @property
     def delivered(self) -> int:
         c = self._cur
-        return c.before + c.n - length_hint(c.li)
+        return c.before + (c.n - length_hint(c.li)) * c.per
 
     def _sync(self) -> None:
         """Record the position after the last delivered item of the current chunk (idempotent)."""
@@ -224,32 +334,41 @@ class EventStream(Generic[T]):
         ring.state = st
         ring.commit(st[0])
 
-    def _scan_next(self, want: int) -> _Chunk | None:
+    def _decoder_for(self, owner: Any) -> Decoder[Any]:
+        view = self._view
+        if view is None:
+            dec0: Decoder[Any] = self._decoder or owner._decoder
+            return dec0
+        dec = self._views.get(id(owner))
+        if dec is None:
+            dec = self._views[id(owner)] = view(owner)
+        return dec
+
+    def _scan_next(self, want: int | None) -> _Chunk | None:
         rings = self._rings
         nr = len(rings)
         start = self._next_ring
         prev = self._cur
-        before = prev.before + prev.n
+        before = prev.before + prev.n * prev.per
         for i in range(nr):
             ring = rings[(start + i) % nr]
             if ring.closed:
                 continue
-            s = ring.scan(want)
+            dec = self._decoder_for(ring.owner)
+            s = ring.scan(dec.chunk if want is None else min(want, dec.chunk))
             if s is None:
                 continue
             self._next_ring = (start + i + 1) % nr  # round robin: a busy CPU does not starve the others
-            dec: Decoder[Any] = self._decoder or ring.owner._decoder
             if s.n == 0:  # only lost-record notices: nothing to deliver, record them now
                 return _Chunk(iter(()), iter(()), 0, (), (), ring, s.pos0, s.lost0, before)
             try:
                 items = dec.items(s)
             except Exception as e:
                 return self._partial(ring, dec, s, e, before)
-            if dec.batch:
-                li = iter(items)
-                return _Chunk(self._wrap(li, ring), li, 1, (s.ends[-1],), (s.losts[-1],), ring, s.pos0, s.lost0,
-                              before)
             li = iter(items)
+            if dec.batch:
+                return _Chunk(self._wrap(li, ring), li, 1, (s.ends[-1],), (s.losts[-1],), ring, s.pos0, s.lost0,
+                              before, s.n)
             return _Chunk(self._wrap(li, ring), li, len(items), s.ends, s.losts, ring, s.pos0, s.lost0, before)
         return None
 
@@ -270,7 +389,7 @@ class EventStream(Generic[T]):
                 bad_raw, cause = raw, e
                 break
         if dec.batch and good:
-            good = good[:1]  # a column batch of the first record only; the rest is rescanned
+            good = good[:1]  # a batch of the first record only; the rest is rescanned
         if good:
             li = iter(good)
             return _Chunk(self._wrap(li, ring), li, len(good), s.ends, s.losts, ring, s.pos0, s.lost0, before)
@@ -293,12 +412,11 @@ class EventStream(Generic[T]):
                     return
                 c = self._cur
                 limit = self._limit
-                want = CHUNK_RECORDS
+                want: int | None = None
                 if limit is not None:
-                    left = limit - c.before - c.n
-                    if left <= 0:
+                    want = limit - c.before - c.n * c.per
+                    if want <= 0:
                         return
-                    want = min(want, left)
                 chunk = self._scan_next(want)
             except ValueError:
                 if waiter is not None and waiter.closing:
@@ -324,15 +442,64 @@ class EventStream(Generic[T]):
                 waiter.wait(None)
 
     def __iter__(self) -> Iterator[T]:
-        return self._flat
+        flat = self._flat
+        if flat is None:
+            flat = self._flat = itertools.chain.from_iterable(self._chunks())
+        return flat
 
     def __next__(self) -> T:
-        return next(self._flat)
+        flat = self._flat
+        if flat is None:
+            flat = self._flat = itertools.chain.from_iterable(self._chunks())
+        return next(flat)
+
+    def _retire(self) -> None:
+        """Before another form takes over: the current chunk shrinks to what was handed out (the position is
+        recorded from that), and the rest of it can no longer come out of the old iterators; it is read again."""
+        self._sync()
+        c = self._cur
+        d = c.n - length_hint(c.li)
+        if d < c.n:
+            self._cur = c._replace(n=d, li=iter(()))  # first: from here on, d items count as delivered
+            collections.deque(c.li, maxlen=0)
 
     def batches(self) -> Iterator[list[T]]:
         """Whole chunks as lists (a chunk counts as delivered when it is yielded)."""
+        self._retire()
         for it in self._chunks():
             yield list(it)
+
+    def _batch_view(self, view: Callable[[Any], Decoder[Any]]) -> Iterator[Any]:
+        """From now on, whole chunks decoded by ``view(buffer)``'s decoder, one item each. What the stream
+        handed out before stays delivered; records of a chunk not (fully) handed out are read again."""
+        self._retire()
+        self._views = {}
+        self._view = view
+        return itertools.chain.from_iterable(self._chunks())
+
+    def raw(self) -> Iterator[RawRecords]:
+        """The records of each chunk as one :class:`RawRecords` (a copy of the ring span and the records'
+        offsets): the fastest form, no Python object per record. A whole contiguous span of a ring is one chunk.
+        """
+        return self._batch_view(lambda owner: RawDecoder(owner._slack))
+
+    def numpy(self) -> Iterator[npt.NDArray[Any]]:
+        """The records of each chunk as one read-only numpy structured array of the buffer's bound type
+        (``bs.numpy_dtype(Event)``): a strided view on one copy of the ring span, no Python object per record.
+
+        Raises:
+            MissingExtraError: numpy is not installed (the ``arrays`` extra).
+            SchemaError: the buffer has no bound fixed-size event type, or the type has no numpy form.
+        """
+        return self._batch_view(lambda owner: NumpyDecoder(_bound_codec(owner, "numpy"), owner._slack))
+
+    def columns(self) -> Iterator[EventColumns]:
+        """The records of each chunk as one :class:`~bpfschema.EventColumns` (a list per field).
+
+        Raises:
+            SchemaError: the buffer has no bound fixed-size event type with a columnar form.
+        """
+        return self._batch_view(lambda owner: owner._columns_decoder())
 
     def unread_last(self) -> bool:
         """Stop, and leave the last record handed out in the ring as if it had not been taken (for a consumer
@@ -340,7 +507,8 @@ class EventStream(Generic[T]):
         delivered from the current chunk, a column batch, or the stream is stopped): the record is consumed.
         """
         c = self._cur
-        if self._stopped or c.ring is None or (self._decoder is not None and self._decoder.batch):
+        if self._stopped or c.ring is None or c.per != 1 or self._view is not None or (
+                self._decoder is not None and self._decoder.batch):
             return False
         if c.n - length_hint(c.li) < 1:
             return False
@@ -479,8 +647,137 @@ class TypedDecoder(Decoder[T]):
         return self.dec(raw[: self.size])
 
 
+class RawRecords:
+    """One chunk of raw records: a single buffer (a private copy of the ring span, possibly longer than the last
+    record's end) and where each record is.
+
+    Record ``i`` is ``data[offsets[i]: offsets[i] + lengths[i]]``. When every record of the chunk has the same
+    length (the common case: one fixed-size event type), ``size`` is that length and ``stride`` the distance
+    between records (``offsets`` is then a ``range``): ``numpy.ndarray((len(b),), dtype, b.data, b.offsets[0],
+    (b.stride,))`` reads them without a copy. Otherwise ``size`` and ``stride`` are None.
+
+    A perf record keeps the kernel's padding (its length is a multiple of 8 minus 4, see
+    :class:`~bpfschema.PerfBuffer`). Indexing and iterating give ``bytes``.
+    """
+
+    __slots__ = ("_lengths", "data", "offsets", "size", "stride")
+
+    def __init__(self, data: bytes, offsets: Sequence[int], lengths: Sequence[int] | None, size: int | None,
+                 stride: int | None):
+        self.data = data
+        self.offsets = offsets
+        self._lengths = lengths
+        self.size = size
+        self.stride = stride
+
+    @property
+    def lengths(self) -> Sequence[int]:
+        """The length of each record."""
+        if self._lengths is None:
+            self._lengths = Same(self.size or 0, len(self.offsets))
+        return self._lengths
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, i: int) -> bytes:
+        o = self.offsets[i]
+        return self.data[o: o + self.lengths[i]]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.tolist())
+
+    def tolist(self) -> list[bytes]:
+        """Every record as ``bytes``."""
+        n = len(self.offsets)
+        if self.size is not None and self.stride is not None and n:
+            return split_uniform(self.data, self.offsets[0], n, self.size, self.stride)
+        d = self.data
+        return [d[o: o + k] for o, k in zip(self.offsets, self.lengths, strict=True)]
+
+    def view(self, i: int) -> memoryview:
+        """Record ``i`` as a memoryview of :attr:`data` (no copy)."""
+        o = self.offsets[i]
+        return memoryview(self.data)[o: o + self.lengths[i]]
+
+    def __repr__(self) -> str:
+        return f"<RawRecords {len(self)} records, {len(self.data)} bytes>"
+
+
+class RawDecoder(Decoder[RawRecords]):
+    """One :class:`RawRecords` per chunk."""
+
+    batch = True
+    chunk = BATCH_RECORDS
+
+    def __init__(self, slack: int):
+        self.slack = slack
+
+    def items(self, s: Scan) -> list[RawRecords]:
+        if s.raws is None:
+            return [RawRecords(s.buf, range(s.offset, s.offset + s.n * s.stride, s.stride), None, s.size,
+                               s.stride)]
+        raws = s.raws
+        lengths = list(map(len, raws))
+        offsets = list(itertools.accumulate(lengths, initial=0))
+        offsets.pop()
+        return [RawRecords(b"".join(raws), offsets, lengths, None, None)]
+
+    def one(self, raw: bytes) -> RawRecords:
+        return RawRecords(raw, range(1), (len(raw),), len(raw), len(raw))
+
+
+class NumpyDecoder(Decoder[Any]):
+    """One read-only numpy structured array per chunk (fixed-size records of one type)."""
+
+    batch = True
+    chunk = BATCH_RECORDS
+
+    def __init__(self, codec: Any, slack: int):
+        self.np = _import_numpy()
+        self.dtype = codec.numpy_dtype()
+        self.size: int = codec.size
+        self.slack = slack
+
+    def items(self, s: Scan) -> list[Any]:
+        size = self.size
+        np = self.np
+        if s.raws is None:
+            _check_len(s.size, size, self.slack)
+            return [np.ndarray((s.n,), self.dtype, s.buf, s.offset, (s.stride,))]
+        for r in s.raws:
+            _check_len(len(r), size, self.slack)
+        blob = b"".join(r[:size] for r in s.raws) if self.slack else b"".join(s.raws)
+        return [np.frombuffer(blob, self.dtype)]
+
+    def one(self, raw: bytes) -> Any:
+        _check_len(len(raw), self.size, self.slack)
+        return self.np.frombuffer(raw[: self.size], self.dtype)
+
+
+def _import_numpy() -> Any:
+    try:
+        import numpy
+    except ImportError as e:
+        from ..errors import MissingExtraError
+
+        raise MissingExtraError("numpy", "numpy is not installed", extra="arrays", module="numpy") from e
+    return numpy
+
+
+def _bound_codec(owner: Any, op: str) -> Any:
+    codec = owner._codec
+    if codec is None or not hasattr(codec, "numpy_dtype"):
+        from ..errors import SchemaError
+
+        raise SchemaError(op, f"buffer {owner._name!r} has no bound fixed-size event type: declare it as "
+                              "RingBuffer[Event] / PerfEventArray[Event]")
+    return codec
+
+
 class ColumnsDecoder(Decoder[Any]):
-    """One column batch per chunk (fixed-size records of one type)."""
+    """One column batch per chunk (fixed-size records of one type). Chunks of the per-record size: one list
+    per field of a whole ring span would be built in fresh memory (a page fault per 4 KiB)."""
 
     batch = True
 

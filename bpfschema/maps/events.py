@@ -28,6 +28,7 @@ from ._events import (
     Decoder,
     DispatchDecoder,
     EventStream,
+    RawRecords,
     Ring,
     TailDecoder,
     TypedDecoder,
@@ -39,7 +40,7 @@ from .codec import Codec, resolve_codec
 T = TypeVar("T")
 H = TypeVar("H")
 
-__all__ = ["Dispatch", "EventBuffer", "EventColumns", "EventStream", "Poller", "Tail", "TailEvent"]
+__all__ = ["Dispatch", "EventBuffer", "EventColumns", "EventStream", "Poller", "RawRecords", "Tail", "TailEvent"]
 
 
 class TailEvent(NamedTuple, Generic[H]):
@@ -222,13 +223,18 @@ class EventBuffer(Generic[T]):
             return list(d)
 
     def drain_columns(self, *, limit: int | None = None) -> EventStream[EventColumns]:
-        """Like :meth:`drain`, as one :class:`EventColumns` per chunk (no object per record): the fastest typed
-        form. ``limit`` counts chunks. The records must all be of the buffer's bound fixed-size type.
+        """Like :meth:`drain`, as one :class:`EventColumns` per chunk (a list per field, no object per record);
+        the same as ``drain(limit=limit).columns()``. ``limit`` counts records. The records must all be of the
+        buffer's bound fixed-size type.
 
         Raises:
             SchemaError: the buffer has no bound type.
             NotSupportedError: the type's codec has no columnar form.
         """
+        return self._stream(limit=limit, wait=False, timeout=None,  # type: ignore[return-value]
+                            decoder=self._columns_decoder())
+
+    def _columns_decoder(self) -> ColumnsDecoder:
         codec = self._codec
         if codec is None or not hasattr(codec, "decode_columns"):
             raise SchemaError("drain_columns", f"buffer {self._name!r} has no bound event type with a columnar "
@@ -238,8 +244,7 @@ class EventBuffer(Generic[T]):
         def make(cols: tuple[list[object], ...], n: int) -> EventColumns:
             return EventColumns(cols, n, names)
 
-        return self._stream(limit=limit, wait=False, timeout=None,  # type: ignore[return-value]
-                            decoder=ColumnsDecoder(codec, self._slack, make))
+        return ColumnsDecoder(codec, self._slack, make)
 
     def aevents(self, *, timeout: float | None = None) -> AsyncIterator[T]:
         """``async for ev in buf.aevents():`` records as they come, waiting with the running loop's

@@ -18,7 +18,7 @@ from .._sys.consts import MapType
 from .._sys.cpus import possible_cpus
 from .._sys.fd import Fd
 from ..errors import error_for_errno
-from ._events import Ring, Scan, Waiter
+from ._events import Ring, Same, Scan, Waiter, uniform_prefix
 from .base import CodecMap
 from .events import EventBuffer
 from .spec import MapSpec
@@ -28,6 +28,9 @@ V = TypeVar("V", default=bytes)
 _U64 = struct.Struct("=Q")
 _U32 = struct.Struct("=I")
 _HDR = struct.Struct("=IHH")  # perf_event_header: type, misc, size
+# The whole perf_event_header (type, misc, size) as one u64: a run ends where misc changes too, which only splits
+# a chunk; one comparison per record instead of two.
+_TYPE_SIZE_FIELDS = ((0, 8),)
 _SAMPLE = _perf.PERF_RECORD_SAMPLE
 _LOST = _perf.PERF_RECORD_LOST
 #: Most bytes copied out of a ring for one chunk of mixed records (a record is at most 64 KiB).
@@ -67,15 +70,21 @@ class _PerfRing(Ring):
         return bool(_U64.unpack_from(self.mm, _perf.DATA_HEAD_OFFSET)[0] != self.state[0])
 
     def commit(self, pos: int) -> None:
-        _U64.pack_into(self.mm, _perf.DATA_TAIL_OFFSET, pos)
+        # Never backwards (see the ring buffer's commit).
+        if pos > _U64.unpack_from(self.mm, _perf.DATA_TAIL_OFFSET)[0]:
+            _U64.pack_into(self.mm, _perf.DATA_TAIL_OFFSET, pos)
 
-    def _copy(self, pos: int, n: int) -> bytes:
-        """``n`` bytes of the ring from position ``pos``, joined across the end of the data area."""
+    def _pieces(self, pos: int, n: int) -> tuple[tuple[mmap.mmap, int, int], ...]:
+        """Where the ``n`` bytes of the ring from position ``pos`` are: one or two pieces (across the end)."""
         start = pos & self.mask
         base = self.base
         if start + n <= self.size:
-            return self.mm[base + start: base + start + n]
-        return self.mm[base + start: base + self.size] + self.mm[base: base + start + n - self.size]
+            return ((self.mm, base + start, base + start + n),)
+        return ((self.mm, base + start, base + self.size), (self.mm, base, base + start + n - self.size))
+
+    def _copy(self, pos: int, n: int) -> bytes:
+        """``n`` bytes of the ring from position ``pos``, joined across the end of the data area."""
+        return b"".join(m[a:b] for m, a, b in self._pieces(pos, n))
 
     def scan(self, want: int) -> Scan | None:
         pos, lost = self.state
@@ -92,19 +101,19 @@ class _PerfRing(Ring):
         # Headers are 8-byte aligned and the data area a whole number of pages: a header never wraps.
         typ, _misc, rsize = _HDR.unpack_from(mm, base + (pos & self.mask))
         uniform = typ == _SAMPLE and rsize >= 12
-        # A uniform run copies only what this chunk can take; mixed records at most _WALK_BYTES.
-        span = min(avail, want * rsize if uniform else _WALK_BYTES)
-        buf = self._copy(pos, span)
-        if uniform:
-            k = min(span // rsize, want)
+        # A uniform run copies only what this chunk can take (into a reused buffer); mixed records at most
+        # _WALK_BYTES.
+        k = min(avail // rsize, want) if uniform else 0
+        if k > 1:
+            run = self.copy_out(self._pieces(pos, k * rsize))
+            # The longest run of samples with this header, compared as strided slices (the raw size follows
+            # from the record size).
+            k = uniform_prefix(run, rsize, k, _TYPE_SIZE_FIELDS)
             if k > 1:
-                h0 = buf[:8]
-                if all(buf[j: k * rsize: rsize] == h0[j: j + 1] * k for j in range(8)):
-                    run_ends = range(pos + rsize, pos + (k + 1) * rsize, rsize)  # indexable, no list
-                    return Scan(None, buf, 12, k, _U32.unpack_from(buf, 8)[0], rsize, run_ends, [lost] * k, pos,
-                                lost)
-            if span < avail and len(buf) < _WALK_BYTES:
-                buf = self._copy(pos, min(avail, _WALK_BYTES))
+                run_ends = range(pos + rsize, pos + (k + 1) * rsize, rsize)  # indexable, no list
+                return Scan(None, run, 12, k, _U32.unpack_from(run, 8)[0], rsize, run_ends, Same(lost, k), pos,
+                            lost)
+        buf = self._copy(pos, min(avail, _WALK_BYTES))
         avail = len(buf)
         raws: list[bytes] = []
         ends: list[int] = []

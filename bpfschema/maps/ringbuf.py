@@ -13,7 +13,7 @@ from typing_extensions import TypeVar
 
 from .._sys.consts import MapType
 from ..errors import BpfPermissionError, error_for_errno
-from ._events import Ring, Scan, Waiter
+from ._events import Ring, Same, Scan, Waiter, uniform_prefix
 from .base import CodecMap
 from .events import EventBuffer
 from .spec import MapSpec
@@ -26,6 +26,7 @@ _LEN = ~(_BUSY | _DISCARD) & 0xFFFFFFFF
 _HDR = 8
 _U64 = struct.Struct("=Q")
 _U32 = struct.Struct("=I")
+_LEN_FIELD = ((0, 4),)  # the length word of a record header (the page offset after it varies)
 
 
 class _RbRing(Ring):
@@ -44,7 +45,10 @@ class _RbRing(Ring):
         return bool(_U64.unpack_from(self.prod, 0)[0] > self.state[0])
 
     def commit(self, pos: int) -> None:
-        _U64.pack_into(self.cons, 0, pos)
+        # Never backwards: a stream of another object on this ring, closed late (garbage collection), must not
+        # hand records consumed since then out again.
+        if pos > _U64.unpack_from(self.cons, 0)[0]:
+            _U64.pack_into(self.cons, 0, pos)
 
     def scan(self, want: int) -> Scan | None:
         pos, lost = self.state
@@ -65,13 +69,13 @@ class _RbRing(Ring):
         if not word & _DISCARD:
             k = min((prod - pos) // stride, want)
             if k > 1:
-                # Every record the same length (none busy or discarded)? Compare the length words' bytes, each
-                # read as one strided slice: a few C calls for the whole run.
-                run = m[off: off + k * stride]
-                hw = _U32.pack(word)
-                if all(run[j::stride] == hw[j: j + 1] * k for j in range(4)):
+                # The longest run of records of this length (none busy or discarded): compare the length words'
+                # bytes, each read as one strided slice, a few C calls for the whole run (one copy of the span).
+                run = self.copy_out(((m, off, off + k * stride),))
+                k = uniform_prefix(run, stride, k, _LEN_FIELD)
+                if k > 1:
                     run_ends = range(pos + stride, pos + (k + 1) * stride, stride)  # indexable, no list
-                    return Scan(None, run, _HDR, k, length, stride, run_ends, [lost] * k, pos, lost)
+                    return Scan(None, run, _HDR, k, length, stride, run_ends, Same(lost, k), pos, lost)
         raws: list[bytes] = []
         ends: list[int] = []
         pos0 = pos

@@ -1,0 +1,186 @@
+"""Batch views of event streams (raw batches, numpy arrays, columns) on kernel-written ring and perf records."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+import bpfschema as bs
+from bpfschema.maps._events import uniform_prefix
+from bpfschema.testing import events as ev
+from bpfschema.testing import producers
+
+
+class Seq(bs.Struct):
+    seq: bs.u64
+    cpu: bs.u32
+    tag: bs.u32
+
+
+class SeqRing(bs.RingBuffer[Seq]):
+    pass
+
+
+class SeqPerf(bs.PerfEventArray[Seq]):
+    pass
+
+
+def rb_spec(size: int = mmap.PAGESIZE * 4) -> bs.MapSpec:
+    return bs.MapSpec(type=bs.MapType.RINGBUF, max_entries=size, name="viewrb")
+
+
+def seqs(records: list[bytes]) -> list[int]:
+    return [struct.unpack_from("=Q", r)[0] for r in records]
+
+
+def batch_seqs(batches: Iterator[bs.RawRecords]) -> list[int]:
+    return [s for b in batches for s in seqs(list(b))]
+
+
+@pytest.fixture
+def perf() -> Iterator[tuple[bs.PerfEventArray[Seq], bs.PerfBuffer[Seq], int]]:
+    with SeqPerf.create(max_entries=0, name="viewperf") as pa, pa.open_buffer(pages=8) as pb:
+        yield pa, pb, sorted(os.sched_getaffinity(0))[0]
+
+
+def test_raw_batches_of_a_ring_buffer_uniform_and_mixed() -> None:
+    with bs.RingBuffer.create(rb_spec()) as rb:
+        ev.ringbuf_sequence(rb, 100, size=16, tag=7)
+        batches = list(rb.drain().raw())
+        assert len(batches) == 1
+        b = batches[0]
+        assert (len(b), b.size, b.stride) == (100, 16, 24) and isinstance(b.offsets, range)
+        assert list(b.lengths) == [16] * 100 and b[99] == b.tolist()[99] and bytes(b.view(3)) == b[3]
+        assert seqs(list(b)) == list(range(100)) and {struct.unpack_from("=I", r, 12)[0] for r in b} == {7}
+        assert rb.pending_bytes() == 0
+        # A run of 16-byte records, then 24-byte ones, then a 5-byte one: every record once, in order.
+        ev.ringbuf_sequence(rb, 10, size=16, start=100)
+        ev.ringbuf_sequence(rb, 10, size=24, start=110)
+        producers.ringbuf_output(rb, [b"tail!"])
+        batches = list(rb.drain().raw())
+        records = [r for bt in batches for r in bt]
+        assert seqs(records[:-1]) == list(range(100, 120)) and records[-1] == b"tail!"
+        assert [len(r) for r in records] == [16] * 10 + [24] * 10 + [5]
+        assert batches[0].size == 16 and len(batches[0]) == 10  # the uniform prefix is one batch
+        assert rb.pending_bytes() == 0
+
+
+def test_raw_batches_of_a_perf_buffer_keep_the_kernel_padding(
+        perf: tuple[bs.PerfEventArray[Seq], bs.PerfBuffer[Seq], int]) -> None:
+    pa, pb, cpu = perf
+    ev.perf_sequence(pa, 300, size=16, tag=2, cpu=cpu)
+    batches = list(pb.drain().raw())
+    assert sum(map(len, batches)) == 300 and batches[0].size == 20 and batches[0].stride == 32
+    assert batch_seqs(iter(batches)) == list(range(300))
+    assert pb.lost_total == 0
+
+
+def test_a_held_batch_is_never_overwritten_by_later_reads() -> None:
+    """Copy buffers are reused only once nothing refers to them: a batch (or an array on it) kept by the caller
+    keeps its bytes while the ring is refilled and read again."""
+    with SeqRing.create(rb_spec(mmap.PAGESIZE)) as rb:
+        ev.ringbuf_sequence(rb, 100, size=16)
+        first = next(rb.drain().raw())
+        snapshot = bytes(first.data)
+        for round_ in range(1, 6):
+            ev.ringbuf_sequence(rb, 100, size=16, start=100 * round_)
+            later = batch_seqs(rb.drain().raw())
+            assert later == list(range(100 * round_, 100 * round_ + 100))
+            assert bytes(first.data) == snapshot and seqs(list(first)) == list(range(100))
+        try:
+            import numpy  # noqa: F401
+        except ImportError:
+            return
+        ev.ringbuf_sequence(rb, 50, size=16, start=1000)
+        arr = next(rb.drain().numpy())
+        for round_ in range(3):
+            ev.ringbuf_sequence(rb, 50, size=16, start=2000 + 50 * round_)
+            assert len(list(rb.drain().numpy())) == 1
+        assert arr["seq"].tolist() == list(range(1000, 1050))
+
+
+def test_limit_counts_records_in_every_view_and_views_switch_mid_stream() -> None:
+    with SeqRing.create(rb_spec()) as rb:
+        ev.ringbuf_sequence(rb, 100, size=16)
+        with rb.drain(limit=70) as s:
+            assert [next(s).seq, next(s).seq] == [0, 1]
+            rest = list(s.raw())  # the records not handed out yet, from where the stream stood
+            assert batch_seqs(iter(rest)) == list(range(2, 70)) and s.delivered == 70
+        cols = list(rb.drain_columns(limit=20))
+        assert [c.entries for c in cols] == [20] and cols[0].column("seq") == list(range(70, 90))
+        with rb.drain() as s2:
+            assert [c.column("seq") for c in s2.columns()] == [list(range(90, 100))]
+        assert rb.pending_bytes() == 0
+
+
+def test_a_stream_closed_late_never_moves_the_consumer_position_back() -> None:
+    """Two objects on one ring: a stream of the first, closed after the second consumed more, must not hand the
+    second's records out again."""
+    with bs.RingBuffer.create(rb_spec()) as rb, bs.RingBuffer.from_fd(rb.fileno()) as other:
+        ev.ringbuf_sequence(rb, 30, size=16)
+        s = rb.drain()
+        assert seqs([next(s), next(s)]) == [0, 1]
+        s._sync()  # what a later scan would record: position after record 1
+        assert seqs(list(other.drain())) == list(range(2, 30))
+        s.close()  # the late close writes "after record 1" again: ignored, it is behind
+        ev.ringbuf_sequence(rb, 3, size=16, start=30)
+        assert seqs(list(rb.drain())) == [30, 31, 32]
+        assert rb.pending_bytes() == 0
+
+
+def test_numpy_view_of_ring_and_perf_records(perf: tuple[bs.PerfEventArray[Seq], bs.PerfBuffer[Seq], int]) -> None:
+    np = pytest.importorskip("numpy", reason="numpy (the arrays extra) is not installed")
+    pa, pb, cpu = perf
+    with SeqRing.create(rb_spec()) as rb:
+        ev.ringbuf_sequence(rb, 200, size=16, tag=4, cpu=cpu)
+        arrays = list(rb.drain().numpy())
+        assert len(arrays) == 1 and arrays[0].dtype == bs.numpy_dtype(Seq)
+        a = arrays[0]
+        assert a["seq"].tolist() == list(range(200)) and set(a["tag"].tolist()) == {4}
+        assert set(a["cpu"].tolist()) == {cpu}
+        assert int(np.sum(a["seq"])) == sum(range(200))
+        # a record of another size: handed out through a DecodeError carrying it, the rest is not lost
+        ev.ringbuf_sequence(rb, 5, size=24, start=200)
+        with pytest.raises(bs.DecodeError) as ei:
+            list(rb.drain().numpy())
+        bad = ei.value.raw[0]
+        assert isinstance(bad, bytes) and len(bad) == 24
+    ev.perf_sequence(pa, 500, size=16, tag=1, cpu=cpu)
+    arrays = list(pb.drain().numpy())
+    assert sum(map(len, arrays)) == 500 and arrays[0].dtype == bs.numpy_dtype(Seq)
+    assert np.concatenate(arrays)["seq"].tolist() == list(range(500))
+
+
+def test_numpy_view_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    with bs.RingBuffer.create(rb_spec()) as rb:
+        with pytest.raises(bs.SchemaError, match="no bound fixed-size event type"):
+            next(rb.drain().numpy())
+        with SeqRing.from_fd(rb.fileno()) as typed:
+            ev.ringbuf_sequence(rb, 3, size=16)
+            monkeypatch.setitem(sys.modules, "numpy", None)  # what an interpreter without numpy sees
+            with pytest.raises(bs.MissingExtraError, match="arrays"):
+                next(typed.drain().numpy())
+            monkeypatch.undo()
+            assert seqs(list(rb.drain())) == [0, 1, 2]  # nothing was consumed by the failed views
+
+
+@pytest.mark.parametrize("with_numpy", [False, True])
+def test_uniform_prefix_finds_the_first_different_header(with_numpy: bool,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    if with_numpy:
+        pytest.importorskip("numpy")
+        import numpy  # noqa: F401
+    else:
+        monkeypatch.setitem(sys.modules, "numpy", None)
+    rec = struct.pack("=II", 16, 0) + bytes(16)
+    odd = struct.pack("=II", 16 | (1 << 31), 0) + bytes(16)  # BUSY bit set
+    for k in (1, 2, 3, 7, 64, 1000):
+        for bad in range(k + 1):
+            buf = b"".join(odd if i == bad else rec for i in range(k))
+            want = max(1, min(bad, k))
+            assert uniform_prefix(buf, 24, k, ((0, 4),)) == want, (k, bad)
