@@ -107,12 +107,15 @@ def test_arrow_and_polars_columns_and_policies() -> None:
         bad = bytearray(raw[1][1])
         bad[comm_off : comm_off + 16] = b"x\xffy" + bytes(13)
         raw[1] = (raw[1][0], bytes(bad))
+        full = bytearray(raw[2][1])
+        full[comm_off : comm_off + 16] = b"A" * 16  # no NUL at all: all 16 bytes, like the model
+        raw[2] = (raw[2][0], bytes(full))
         assert producers.write_entries(m, raw) == [0] * 20
         table = m.items().arrow()
         assert table.column_names == ["saddr", "sport", "proto", "key.id", "packets", "inner.a", "inner.b", "comm",
                                       "mac", "hist", "flag", "level", "value.id"]
         rows = {r["key.id"]: r for r in table.to_pylist()}
-        for k, v in pairs[2:]:
+        for k, v in pairs[3:]:
             r = rows[k.id]
             assert r["saddr"] == int(k.saddr) and r["sport"] == k.sport  # big-endian made native
             assert r["proto"] == 17 and r["packets"] == v.packets and r["inner.b"] == v.inner.b
@@ -122,6 +125,7 @@ def test_arrow_and_polars_columns_and_policies() -> None:
         assert rows[0]["comm"] == "ab"  # cut at the first NUL, like the model
         assert FlowVal.from_bytes(raw[0][1]).comm == "ab"
         assert rows[1]["comm"] == "x\ufffdy"  # invalid UTF-8 replaced
+        assert rows[2]["comm"] == "A" * 16 == FlowVal.from_bytes(raw[2][1]).comm
         as_bytes = m.items().arrow(strings="bytes")
         assert {r["key.id"]: r["comm"] for r in as_bytes.to_pylist()}[1] == b"x\xffy"
         df = m.drain().polars()
