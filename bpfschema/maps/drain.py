@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Iterator
 from operator import attrgetter, length_hint
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, Protocol, TypeVar, cast
 
 from .._sys.signals import critical
 from ..errors import ArgumentError, DrainIncompleteError, NotSupportedError
@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+#: How the array views turn ``char[n]`` into Arrow/polars columns: UTF-8 strings, or bytes.
+StringPolicy = Literal["str", "bytes"]
 
 #: Returned by :meth:`ChunkSource.take` when the kernel was busy and nothing was taken: try again.
 RETRY: Any = object()
@@ -408,8 +411,9 @@ class Drain(Generic[T]):
     def numpy_chunks(self, entries: int = 65536) -> Drain[Arrays]:
         """This drain as a stream of :class:`Arrays` of at most about ``entries`` entries each: bounded memory
         for maps larger than it. Each chunk's entries are written by the kernel straight into its arrays; a
-        chunk counts as delivered when it is handed out (same contract as :meth:`raw`; ``limit`` counts entries;
-        a hash bucket is never split, so a chunk may hold a few more).
+        chunk counts as delivered when it is handed out (same contract as :meth:`raw`). ``limit`` counts entries
+        exactly (a hash bucket is never split, so a chunk may hold a few more than ``entries``; entries taken past
+        the limit go back).
 
         Raises:
             ArgumentError: ``entries`` < 1.
@@ -444,7 +448,7 @@ class Drain(Generic[T]):
         """
         return max(self._collect_gen(self._builder("numpy")))  # type: ignore[no-any-return]  # see _collect
 
-    def arrow(self, *, strings: str = "str") -> pa.Table:
+    def arrow(self, *, strings: StringPolicy = "str") -> pa.Table:
         """Drain into a ``pyarrow.Table``: one column per key and value field (see docs/arrays.md for names,
         byte order and string policy). Same contract as :meth:`numpy`.
 
@@ -458,7 +462,7 @@ class Drain(Generic[T]):
         """
         return self._collect(self._builder("arrow", strings=strings))
 
-    def polars(self, *, strings: str = "str") -> pl.DataFrame:
+    def polars(self, *, strings: StringPolicy = "str") -> pl.DataFrame:
         """Drain into a ``polars.DataFrame`` (through Arrow: same columns and policies as :meth:`arrow`).
 
         Raises:
@@ -530,6 +534,7 @@ class _ArrayChunks:
         self._build = build
         self._entries = entries
         self._left = left
+        self._stranded: list[Any] = []  # excess entries that could not go back
         self.map_name: str = getattr(inner, "map_name", "")
 
     def take(self, want: int | None) -> object:
@@ -550,6 +555,9 @@ class _ArrayChunks:
         if not acc.n:
             return None
         if left is not None:
+            if acc.n > left:  # a hash bucket is never split: the excess over the limit goes back
+                self._stranded += self._inner.put_back(acc, left, acc.n)  # reported by finish()
+                acc.n = left
             self._left = left - acc.n
         return acc
 
@@ -557,7 +565,10 @@ class _ArrayChunks:
         return [self._build(raw)]
 
     def finish(self, raw: Accumulator, delivered: int) -> list[Any]:
-        return [] if delivered else self._inner.put_back(raw, 0, raw.n)
+        failed = [] if delivered else self._inner.put_back(raw, 0, raw.n)
+        if self._stranded:
+            failed, self._stranded = failed + self._stranded, []
+        return failed
 
     def undecodable(self, raw: Accumulator, cause: Exception) -> BaseException:
         failed = self._inner.put_back(raw, 0, raw.n)

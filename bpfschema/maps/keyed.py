@@ -29,7 +29,7 @@ from . import features
 from ._collect import Accumulator
 from .base import Buffer, CodecMap
 from .codec import Codec, decode_taken
-from .drain import Arrays, Drain, DrainBatches
+from .drain import Arrays, Drain, DrainBatches, StringPolicy
 
 if TYPE_CHECKING:
     import polars as pl
@@ -849,7 +849,7 @@ class Items(Generic[K, V]):
         arrays: Arrays = self._collect("numpy")
         return arrays
 
-    def arrow(self, *, strings: str = "str") -> pa.Table:
+    def arrow(self, *, strings: StringPolicy = "str") -> pa.Table:
         """The walk as a ``pyarrow.Table`` (columns and policies as for :meth:`Drain.arrow`).
 
         Raises:
@@ -858,7 +858,7 @@ class Items(Generic[K, V]):
         """
         return self._collect("arrow", strings=strings)
 
-    def polars(self, *, strings: str = "str") -> pl.DataFrame:
+    def polars(self, *, strings: StringPolicy = "str") -> pl.DataFrame:
         """The walk as a ``polars.DataFrame`` (through Arrow).
 
         Raises:

@@ -133,7 +133,7 @@ def test_arrow_and_polars_columns_and_policies() -> None:
         assert sorted(df["sport"].to_list()) == [1000 + i for i in range(20)]
         assert df.filter(df["key.id"] == 5)["comm"].to_list() == ["p5"]
         with pytest.raises(bs.ArgumentError):
-            m.items().arrow(strings="latin1")
+            m.items().arrow(strings="latin1")  # type: ignore[arg-type]
 
 
 def test_bitfields_in_numpy_and_realistic_models() -> None:
