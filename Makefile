@@ -73,6 +73,7 @@ corpus:
 bench: $(STAMP) bpffs
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.bench_events
+	$(PY) -m benchmarks.bench_arrays
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet

@@ -4,6 +4,7 @@ Raw bpf(2) through ctypes (no libbpf, no compiler), pydantic schemas with exact 
 nothing.
 """
 
+from . import arrays as arrays
 from . import btf as btf
 from ._sys.consts import MapFlags, MapType, UpdateFlags
 from ._sys.cpus import possible_cpus

@@ -5,8 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
+from bpfschema.arrays._bits import extract
 from bpfschema.layout import (
     ArrayType,
+    BitfieldsType,
     BoolType,
     BytesType,
     CStringType,
@@ -47,6 +51,14 @@ def mismatch(t: CType, model: object, item: Any, path: str = "") -> str | None:
         return None
     if isinstance(t, StructType):
         for fl in t.layout.fields:
+            if isinstance(fl.ctype, BitfieldsType):
+                storage = np.array([item[fl.name]])
+                for bf in fl.ctype.bitfields:
+                    got = extract(np, storage, fl.size, bf)[0]
+                    want = getattr(model, bf.name)
+                    if (bool(got) if got.dtype == np.bool_ else int(got)) != want:
+                        return f"{path}.{bf.name}: {got} != {want}"
+                continue
             bad = mismatch(fl.ctype, getattr(model, fl.name), item[fl.name], f"{path}.{fl.name}")
             if bad:
                 return bad

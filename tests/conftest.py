@@ -9,6 +9,13 @@ import pytest
 
 pytest_plugins = ["bpfschema.testing.pytest_plugin"]
 
+try:  # polars (the arrays extra) starts its thread pool, with fds kept for the process, at first use: start it now
+    import polars as _pl
+
+    _pl.DataFrame({"k": [1, 2], "v": [3, 4]}).group_by("k").agg(_pl.col("v").sum())
+except ImportError:  # pragma: no cover - the arrays extra is part of dev
+    pass
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """The Ctrl-C tests need Python's SIGINT handler. A shell starts background jobs (``make test &``) with SIGINT

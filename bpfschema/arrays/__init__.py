@@ -7,6 +7,10 @@ raises :class:`~bpfschema.errors.MissingExtraError` naming the extra.
 """
 
 from bpfschema.arrays._bits import bitfield, bitfields
+from bpfschema.arrays._build import register as _register
 from bpfschema.layout._numpy import numpy_dtype
+from bpfschema.maps.drain import Arrays
 
-__all__ = ["bitfield", "bitfields", "numpy_dtype"]
+__all__ = ["Arrays", "bitfield", "bitfields", "numpy_dtype"]
+
+_register()

@@ -27,12 +27,24 @@ import warnings
 from collections.abc import Iterator
 from operator import attrgetter, length_hint
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, Protocol, TypeVar, cast
 
 from .._sys.signals import critical
-from ..errors import ArgumentError, DrainIncompleteError
+from ..errors import ArgumentError, DrainIncompleteError, NotSupportedError
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    import polars as pl
+    import pyarrow as pa
+
+    from ._collect import Accumulator
+    from .keyed import ColumnBatch, RawBatch
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+#: How the array views turn ``char[n]`` into Arrow/polars columns: UTF-8 strings, or bytes.
+StringPolicy = Literal["str", "bytes"]
 
 #: Returned by :meth:`ChunkSource.take` when the kernel was busy and nothing was taken: try again.
 RETRY: Any = object()
@@ -70,6 +82,39 @@ class ChunkSource(Protocol[T]):
     def backoff(self) -> None:
         """Wait before retrying a ``take`` that returned RETRY (raises once retrying is pointless)."""
         ...
+
+
+class ArraySource(Protocol):
+    """What a source offers for the array views (:meth:`Drain.numpy` ...), besides :class:`ChunkSource`.
+
+    ``collect`` runs inside a critical section: it takes entries out of the kernel straight into the accumulator
+    at ``acc.n`` and advances ``acc.n`` by what it took, as one step.
+    """
+
+    def accumulator(self, want: int | None) -> Accumulator:
+        """Buffers sized for about ``want`` entries (None: the map's capacity)."""
+        ...
+
+    def collect(self, acc: Accumulator, want: int | None) -> int:
+        """Take up to about ``want`` entries into ``acc``: how many (``acc.n`` advanced), 0 (retry), -1 (end)."""
+        ...
+
+    def put_back(self, acc: Accumulator, lo: int, hi: int) -> list[Any]:
+        """Give entries ``lo..hi`` of ``acc`` back to the map; returns those that could not go back (raw bytes)."""
+        ...
+
+    def adopt(self, raw: Any, delivered: int, upto: int, acc: Accumulator) -> list[Any]:
+        """(Optional.) Move entries ``delivered..upto`` of a taken chunk into ``acc`` (advancing ``acc.n``) and
+        finish the chunk as delivered up to ``upto``; returns what could not go back."""
+        ...
+
+    def array_codecs(self) -> tuple[object | None, object]:
+        """The key codec (None: no keys) and the value codec, for dtypes."""
+        ...
+
+
+#: Builders of the array views, registered by :mod:`bpfschema.arrays` (this layer does not import numpy).
+ARRAY_BUILDERS: dict[str, Any] = {}
 
 
 class _Cursor(Generic[T]):
@@ -247,6 +292,185 @@ class Drain(Generic[T]):
         """
         return map(list, _chunk_iterators(self._cur, self))
 
+    # -- views ------------------------------------------------------------------------------------------------
+
+    def _switch(self, kind: str) -> Drain[Any]:
+        """Continue this drain with chunk items of another form (``"raw"``, ``"columns"``): the rest of a chunk
+        being delivered goes back first, and ``limit`` keeps counting entries."""
+        cur = self._cur
+        view = getattr(cur.src, "view", None)
+        if view is None:
+            raise NotSupportedError(kind, f"this drain has no {kind} form", map_name=self._src.map_name,
+                                    feature=f"drain {kind}")
+        with critical():
+            cur.finish()
+            left = None if cur.limit is None else max(0, cur.limit - cur.base)
+            cur.src = view(kind, left)
+            cur.limit = None
+        return self
+
+    def raw(self) -> Drain[RawBatch]:
+        """This drain as raw batches: one :class:`~bpfschema.maps.RawBatch` (keys and values as contiguous bytes)
+        per batch syscall, undecoded. Same contract as iterating (a batch counts as delivered when it is handed
+        out; ``limit`` counts entries; a hash bucket is never split, so the last batch may hold a few more).
+
+        Raises:
+            NotSupportedError: this map kind or kernel path has no batches (per-element fallback drains).
+        """
+        return cast("Drain[RawBatch]", self._switch("raw"))
+
+    def columns(self) -> Drain[ColumnBatch]:
+        """This drain as columns: one :class:`~bpfschema.maps.ColumnBatch` per batch, a list per field.
+
+        Queues and stacks give batches with no key columns. Same contract as :meth:`raw`.
+
+        Raises:
+            NotSupportedError: no columnar form (per-CPU values, a codec without columns, per-element drains).
+        """
+        return cast("Drain[ColumnBatch]", self._switch("columns"))
+
+    def _collect(self, build: Any) -> Any:
+        # max() of the one-item generator runs it to its end in C: the result leaves the generator at a yield
+        # inside its try (a return would run its last bytecodes outside it), and no code of ours runs when the
+        # generator is dropped. One line, so that no line of this library runs after the result exists.
+        return max(self._collect_gen(build))
+
+    def _collect_gen(self, build: Any) -> Iterator[Any]:
+        """Take the rest of the drain (up to ``limit``) straight into one pair of buffers; ``build(acc)`` (which
+        must not keep taking) makes the result. Anything taken and not handed out goes back.
+
+        A generator consumed by ``max()`` (see :meth:`_collect`)."""
+        cur = self._cur
+        src = cur.src
+        collect = getattr(src, "collect", None)
+        if collect is None:
+            raise NotSupportedError("drain", "this drain has no array form (it needs a batch path: "
+                                    "LOOKUP_AND_DELETE_BATCH, Linux 5.6+, or a queue/stack)",
+                                    map_name=self._src.map_name, feature="drain to arrays", min_kernel="5.6")
+        asrc = cast("ArraySource", src)
+        adopt = getattr(src, "adopt", None)
+        if adopt is None:
+            with critical():
+                cur.finish()  # the undelivered rest of a chunk being iterated goes back
+        left = None if cur.limit is None else max(0, cur.limit - cur.base - cur.taken())
+        acc = asrc.accumulator(left)
+        try:
+            if adopt is not None:
+                with critical():  # the undelivered rest of a chunk being iterated goes into the arrays
+                    raw = cur.raw
+                    if raw is not None:
+                        delivered, upto, it = cur.taken(), cur.n, cur.it
+                        if it is not None:
+                            collections.deque(it, maxlen=0)  # other iterators must not hand these out now
+                        failed = adopt(raw, delivered, upto, acc)
+                        cur.base += delivered
+                        cur.raw = None
+                        cur.it = None
+                        cur.n = 0
+                        if failed:
+                            cur.unreturned.extend(failed)
+            while not (cur.done or cur.closed):
+                want = None if left is None else left - acc.n
+                if want is not None and want <= 0:
+                    break
+                with critical():
+                    got = collect(acc, want)  # advances acc.n together with the take
+                if got < 0:
+                    break
+                if got == 0:
+                    src.backoff()
+            if left is not None and acc.n > left:  # a hash bucket is never split: return the excess
+                with critical():
+                    extra = asrc.put_back(acc, left, acc.n)
+                    acc.n = left
+                if extra:
+                    cur.unreturned.extend(extra)
+            result = build(acc)
+            cur.base += acc.n
+            cur.done = True
+            yield result  # the hand-off (resumed once by max(), still inside the try)
+        except BaseException as e:
+            with critical():
+                failed = asrc.put_back(acc, 0, acc.n)
+                acc.n = 0
+            if failed:
+                cur.unreturned.extend(failed)
+                prior = getattr(e, "unreturned_entries", None)
+                e.unreturned_entries = (list(prior) if prior else []) + failed  # type: ignore[attr-defined]
+            raise
+
+    def _builder(self, kind: str, **options: object) -> Any:
+        builder = ARRAY_BUILDERS[kind]  # registered by bpfschema.arrays, which bpfschema/__init__ imports
+        codecs = getattr(self._cur.src, "array_codecs", None)
+        if codecs is None:
+            raise NotSupportedError("drain", "this drain has no array form (it needs a batch path: "
+                                    "LOOKUP_AND_DELETE_BATCH, Linux 5.6+, or a queue/stack)",
+                                    map_name=self._src.map_name, feature="drain to arrays", min_kernel="5.6")
+        return builder(self._src.map_name, *codecs(), **options)
+
+    def numpy_chunks(self, entries: int = 65536) -> Drain[Arrays]:
+        """This drain as a stream of :class:`Arrays` of at most about ``entries`` entries each: bounded memory
+        for maps larger than it. Each chunk's entries are written by the kernel straight into its arrays; a
+        chunk counts as delivered when it is handed out (same contract as :meth:`raw`). ``limit`` counts entries
+        exactly (a hash bucket is never split, so a chunk may hold a few more than ``entries``; entries taken past
+        the limit go back).
+
+        Raises:
+            ArgumentError: ``entries`` < 1.
+            MissingExtraError: numpy is not installed.
+            NotSupportedError: no batch path.
+        """
+        if entries < 1:
+            raise ArgumentError("numpy_chunks", f"entries must be >= 1, got {entries}", argument="entries",
+                                map_name=self._src.map_name)
+        build = self._builder("numpy")
+        cur = self._cur
+        with critical():
+            cur.finish()
+            left = None if cur.limit is None else max(0, cur.limit - cur.base)
+            cur.src = _ArrayChunks(cast("ArraySource", cur.src), build, entries, left)
+            cur.limit = None
+        return cast("Drain[Arrays]", self)
+
+    def numpy(self) -> Arrays:
+        """Drain into numpy structured arrays: the kernel writes the entries straight into their memory.
+
+        Returns ``Arrays(keys, values)`` with dtypes ``bs.numpy_dtype(K)`` and ``bs.numpy_dtype(V)`` (per-CPU
+        values: shape ``(entries, ncpus)``; queues and stacks: ``keys`` has no fields). Takes everything left (up
+        to ``limit``; entries of a chunk being iterated that were not delivered yet come first); if anything
+        fails or a ``KeyboardInterrupt`` arrives before the arrays are handed out, every entry taken is put back
+        (those that cannot go back are in :attr:`unreturned` and the exception's ``unreturned_entries``). Needs
+        the ``arrays`` extra.
+
+        Raises:
+            MissingExtraError: numpy is not installed.
+            NotSupportedError: no batch path (hashes need LOOKUP_AND_DELETE_BATCH, Linux 5.6+).
+        """
+        return max(self._collect_gen(self._builder("numpy")))  # type: ignore[no-any-return]  # see _collect
+
+    def arrow(self, *, strings: StringPolicy = "str") -> pa.Table:
+        """Drain into a ``pyarrow.Table``: one column per key and value field (see docs/arrays.md for names,
+        byte order and string policy). Same contract as :meth:`numpy`.
+
+        Args:
+            strings: ``"str"`` (``char[n]`` as UTF-8 strings cut at the first NUL; invalid bytes replaced by
+                U+FFFD) or ``"bytes"`` (binary, cut at the first NUL).
+
+        Raises:
+            MissingExtraError: numpy or pyarrow is not installed.
+            NotSupportedError: no batch path.
+        """
+        return self._collect(self._builder("arrow", strings=strings))
+
+    def polars(self, *, strings: StringPolicy = "str") -> pl.DataFrame:
+        """Drain into a ``polars.DataFrame`` (through Arrow: same columns and policies as :meth:`arrow`).
+
+        Raises:
+            MissingExtraError: numpy, pyarrow or polars is not installed.
+            NotSupportedError: no batch path.
+        """
+        return self._collect(self._builder("polars", strings=strings))  # type: ignore[no-any-return]
+
     def close(self) -> list[T]:
         """Stop draining: put back what was taken and not delivered. Idempotent.
 
@@ -299,6 +523,68 @@ class Drain(Generic[T]):
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+
+class _ArrayChunks:
+    """A chunk source over an :class:`ArraySource`: each chunk is up to ``entries`` entries collected into fresh
+    buffers (inside the cursor's critical section), handed out as one :class:`Arrays` item."""
+
+    def __init__(self, inner: ArraySource, build: Any, entries: int, left: int | None):
+        self._inner = inner
+        self._build = build
+        self._entries = entries
+        self._left = left
+        self._stranded: list[Any] = []  # excess entries that could not go back
+        self.map_name: str = getattr(inner, "map_name", "")
+
+    def take(self, want: int | None) -> object:
+        left = self._left
+        if left is not None and left <= 0:
+            return None
+        goal = self._entries if left is None else min(self._entries, left)
+        inner = self._inner
+        acc = inner.accumulator(goal)
+        while acc.n < goal:
+            got = inner.collect(acc, goal - acc.n)
+            if got < 0:
+                break
+            if got == 0:
+                if acc.n:
+                    break
+                return RETRY
+        if not acc.n:
+            return None
+        if left is not None:
+            if acc.n > left:  # a hash bucket is never split: the excess over the limit goes back
+                self._stranded += self._inner.put_back(acc, left, acc.n)  # reported by finish()
+                acc.n = left
+            self._left = left - acc.n
+        return acc
+
+    def decode(self, raw: Accumulator) -> list[Any]:
+        return [self._build(raw)]
+
+    def finish(self, raw: Accumulator, delivered: int) -> list[Any]:
+        failed = [] if delivered else self._inner.put_back(raw, 0, raw.n)
+        if self._stranded:
+            failed, self._stranded = failed + self._stranded, []
+        return failed
+
+    def undecodable(self, raw: Accumulator, cause: Exception) -> BaseException:
+        failed = self._inner.put_back(raw, 0, raw.n)
+        err = DrainIncompleteError("numpy_chunks", f"building arrays failed ({cause}); the entries went back",
+                                   map_name=self.map_name, entries=failed)
+        return err if failed else cause
+
+    def backoff(self) -> None:
+        self._inner.backoff()  # type: ignore[attr-defined]
+
+
+class Arrays(NamedTuple):
+    """The array form of a drain or walk: keys and values as numpy structured arrays of equal length."""
+
+    keys: npt.NDArray[Any]
+    values: npt.NDArray[Any]
 
 
 class DrainBatches(Generic[T]):

@@ -6,7 +6,7 @@ import ctypes
 import errno as _errno
 import gc
 from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar, Generic, NamedTuple, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, overload
 
 from typing_extensions import TypeVar
 
@@ -26,9 +26,14 @@ from ..errors import (
     error_for_errno,
 )
 from . import features
+from ._collect import Accumulator
 from .base import Buffer, CodecMap
 from .codec import Codec, decode_taken
-from .drain import Drain, DrainBatches
+from .drain import Arrays, Drain, DrainBatches, StringPolicy
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
 
 K = TypeVar("K", default=bytes)
 V = TypeVar("V", default=bytes)
@@ -55,6 +60,9 @@ _UNWRITTEN = b"\xff\xff\xff\xff"
 
 #: Default number of entries per batch syscall.
 DEFAULT_BATCH = 4096
+
+#: :meth:`BatchWalk.step_to`: a hash bucket needs more room than was offered; nothing was copied.
+NEED_ROOM = -2
 
 
 class _Missing:
@@ -134,10 +142,52 @@ class BatchWalk:
         """
         if self.done:
             return -1
-        attr = self._attr
         m = self._map
         m._check_open()
         c = self.count if want is None else max(1, min(self.count, want))
+        while True:
+            n = self._once(self.keys.addr, self.values.addr, c)
+            if n != NEED_ROOM:
+                return n
+            # A bucket holds more entries than we asked for; the kernel took none of them. Ask for more, up to
+            # what a map of max_entries can hold in one bucket.
+            if c < self.count:
+                c = min(self.count, c * 2)
+                continue
+            cap = max(m._info.max_entries, 1)
+            if self.count < cap:
+                self._resize(min(self.count * 2, cap))
+                c = self.count
+                continue
+            raise error_for_errno(Cmd(self._cmd).name, _ENOSPC, map_name=m._name,
+                                  detail=f"ENOSPC with a buffer of {self.count} entries, as many as the map's "
+                                         "max_entries: the kernel keeps refusing the batch")
+
+    def step_to(self, keys_addr: int, values_addr: int, room: int, want: int | None = None) -> int:
+        """:meth:`step` writing straight to caller memory: ``room`` entries fit at ``keys_addr``/``values_addr``.
+
+        Returns:
+            Entries copied, ``-1`` at the end, or :data:`NEED_ROOM`: a hash bucket holds more entries than
+            ``room`` (nothing was copied; retry with more room).
+        """
+        if self.done:
+            return -1
+        self._map._check_open()
+        c = max(1, min(room, self.count if want is None else want))
+        while True:
+            n = self._once(keys_addr, values_addr, c)
+            if n != NEED_ROOM:
+                return n
+            if c >= room:
+                return NEED_ROOM
+            c = min(room, c * 2)
+
+    def _once(self, keys_addr: int, values_addr: int, c: int) -> int:
+        """One batch call of ``c`` entries into the given memory: entries, -1 (end), or NEED_ROOM (ENOSPC)."""
+        attr = self._attr
+        m = self._map
+        attr.keys = keys_addr
+        attr.values = values_addr
         interrupted = 0
         tok = self._tok_out.data
         while True:
@@ -166,20 +216,8 @@ class BatchWalk:
                 if interrupted < 100:
                     continue
             elif err == _ENOSPC and n == 0:
-                # A bucket holds more entries than we asked for; the kernel took none of them. Ask for more, up to
-                # what a map of max_entries can hold in one bucket.
-                if c < self.count:
-                    c = min(self.count, c * 2)
-                    continue
-                cap = max(m._info.max_entries, 1)
-                if self.count < cap:
-                    self._resize(min(self.count * 2, cap))
-                    c = self.count
-                    continue
-                raise error_for_errno(Cmd(self._cmd).name, err, map_name=m._name,
-                                      detail=f"ENOSPC with a buffer of {self.count} entries, as many as the map's "
-                                             "max_entries: the kernel keeps refusing the batch")
-            m._raise(Cmd(self._cmd), rc, f"batch of {self.count}")
+                return NEED_ROOM
+            m._raise(Cmd(self._cmd), rc, f"batch of {c}")
         self.started = True
         self._tok_in.data[:] = tok
         self.n = n
@@ -497,14 +535,16 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
                 self._raise(Cmd.MAP_LOOKUP_ELEM, rc)
             yield [key], [self._dec_v(bytes(self._vbuf.data))]
 
-    def items(self, *, batch_size: int = DEFAULT_BATCH) -> Iterator[tuple[K, V]]:
+    def items(self, *, batch_size: int = DEFAULT_BATCH) -> Items[K, V]:
         """Every (key, value), by BPF_MAP_LOOKUP_BATCH where the kernel has it (5.6+), else GET_NEXT_KEY + lookup.
 
         Guarantee: an entry present for the whole walk is yielded exactly once. Entries inserted or deleted
         during the walk may or may not appear. Errors are raised, never turned into the end of iteration.
+
+        Returns an :class:`Items` iterator, which also offers the walk as arrays: ``m.items().numpy()``,
+        ``.arrow()``, ``.polars()`` (array maps: one array of values; per-CPU values: ``(entries, ncpus)``).
         """
-        for keys, values in self._iter_items_raw(batch_size):
-            yield from zip(keys, values, strict=True)
+        return Items(self, batch_size)
 
     def keys(self, *, batch_size: int = DEFAULT_BATCH) -> Iterator[K]:
         """Every key (same walk and guarantee as :meth:`items`)."""
@@ -731,6 +771,104 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         return self.delete_many([self._dec_k(k) for k in keys], missing_ok=True)
 
 
+class Items(Generic[K, V]):
+    """The walk of :meth:`KeyedMap.items`: an iterator of ``(key, value)``, and the same walk as arrays.
+
+    The walk starts at the first ``next()`` (or at the array call); each view walks the map once.
+    """
+
+    def __init__(self, m: KeyedMap[K, V, Any], batch_size: int):
+        if batch_size < 1:
+            raise ArgumentError("items", f"batch_size must be >= 1, got {batch_size}", argument="batch_size",
+                                map_name=m._name)
+        self._m = m
+        self._batch = batch_size
+        self._it: Iterator[tuple[K, V]] | None = None
+
+    def __iter__(self) -> Iterator[tuple[K, V]]:
+        return self
+
+    def __next__(self) -> tuple[K, V]:
+        if self._it is None:
+            self._it = self._pairs()
+        return next(self._it)
+
+    def _pairs(self) -> Iterator[tuple[K, V]]:
+        for keys, values in self._m._iter_items_raw(self._batch):
+            yield from zip(keys, values, strict=True)
+
+    def _collect(self, kind: str, **options: object) -> Any:
+        from .drain import ARRAY_BUILDERS
+
+        m = self._m
+        build = ARRAY_BUILDERS[kind](m._name, m._kc, m._vc, **options)
+        acc = Accumulator(m._info.key_size, m._vstride, max(m._info.max_entries, 1) + self._batch)
+        batches = m._supports(Cmd.MAP_LOOKUP_BATCH)
+        if batches:
+            w = BatchWalk(m, Cmd.MAP_LOOKUP_BATCH, self._batch)  # type: ignore[arg-type]
+            while True:
+                room = acc.room()
+                if room < w.count:
+                    acc.grow(w.count)
+                    room = acc.room()
+                n = w.step_to(acc.key_addr(), acc.value_addr(), room)
+                if n == NEED_ROOM:
+                    acc.grow(room * 2)
+                    continue
+                if n < 0:
+                    break
+                acc.n += n
+        else:  # GET_NEXT_KEY + lookup, written into the same buffers
+            ks, vs = m._info.key_size, m._vstride
+            vals = acc.value_view()
+            for kb in m._walk_keys():
+                m._kbuf.data[:] = kb
+                m._attr.flags = 0
+                m._attr.value = m._vbuf.addr
+                rc = m._c_lookup()
+                if rc == -_ENOENT:
+                    continue
+                if rc < 0:
+                    m._raise(Cmd.MAP_LOOKUP_ELEM, rc)
+                if acc.room() < 1:
+                    acc.grow(1)
+                    vals = acc.value_view()
+                ctypes.memmove(acc.key_addr(), kb, ks)
+                vals[acc.n * vs : (acc.n + 1) * vs] = m._vbuf.data[:vs]
+                acc.n += 1
+        return build(acc)
+
+    def numpy(self) -> Arrays:
+        """The walk as numpy structured arrays ``Arrays(keys, values)``, written by the kernel straight into their
+        memory (BPF_MAP_LOOKUP_BATCH, 5.6+; per-CPU arrays 5.13; else one lookup per key). Array maps: ``keys``
+        are the indexes (``uint32``); per-CPU maps: ``values`` has shape ``(entries, ncpus)``.
+
+        Raises:
+            MissingExtraError: numpy is not installed.
+        """
+        arrays: Arrays = self._collect("numpy")
+        return arrays
+
+    def arrow(self, *, strings: StringPolicy = "str") -> pa.Table:
+        """The walk as a ``pyarrow.Table`` (columns and policies as for :meth:`Drain.arrow`).
+
+        Raises:
+            MissingExtraError: numpy or pyarrow is not installed.
+            ArgumentError: ``strings`` is not ``"str"`` or ``"bytes"``.
+        """
+        return self._collect("arrow", strings=strings)
+
+    def polars(self, *, strings: StringPolicy = "str") -> pl.DataFrame:
+        """The walk as a ``polars.DataFrame`` (through Arrow).
+
+        Raises:
+            MissingExtraError: numpy, pyarrow or polars is not installed.
+            ArgumentError: ``strings`` is not ``"str"`` or ``"bytes"``.
+        """
+        df: pl.DataFrame = self._collect("polars", strings=strings)
+        return df
+
+
 class PerCpuCodec(Generic[T]):
     """One value per possible CPU, each in a slot of ``round_up(size, 8)`` bytes.
 
@@ -798,11 +936,77 @@ class _Chunk:
 class _BatchDrainSource(Generic[K, V]):
     """LOOKUP_AND_DELETE_BATCH chunks of ``(key, value)``; puts back, by their bytes, entries not delivered."""
 
-    def __init__(self, m: KeyedMap[K, V, Any], batch_size: int, limit: int | None = None):
+    def __init__(self, m: KeyedMap[K, V, Any], batch_size: int, limit: int | None = None,
+                 walk: BatchWalk | None = None):
         self._m = m
         self.map_name = m._name
-        self._walk = BatchWalk(m, Cmd.MAP_LOOKUP_AND_DELETE_BATCH, batch_size)  # type: ignore[arg-type]
+        if walk is None:
+            walk = BatchWalk(m, Cmd.MAP_LOOKUP_AND_DELETE_BATCH, batch_size)  # type: ignore[arg-type]
+        self._walk = walk
         self._left = limit  # an entry budget of the source's own (for sources whose items are whole batches)
+
+    # -- other views of the same walk (Drain.raw(), .columns(); arrays) -------------------------------------
+
+    def view(self, kind: str, left: int | None) -> _BatchDrainSource[Any, Any]:
+        if self._left is not None:
+            left = self._left if left is None else min(left, self._left)
+        if kind == "raw":
+            return _RawBatchSource(self._m, 0, left, walk=self._walk)
+        if kind == "columns":
+            if self._m._percpu:
+                raise NotSupportedError("drain_columns", "per-CPU values have no columnar form; use numpy()",
+                                        map_name=self.map_name, feature="drain_columns")
+            return _ColumnsSource(self._m, 0, left, walk=self._walk)
+        raise NotSupportedError(kind, f"no {kind} view", map_name=self.map_name, feature=kind)  # pragma: no cover
+
+    def array_codecs(self) -> tuple[object | None, object]:
+        return self._m._kc, self._m._vc
+
+    def accumulator(self, want: int | None) -> Accumulator:
+        m = self._m
+        cap = m._info.max_entries if want is None else min(want, m._info.max_entries)
+        return Accumulator(m._info.key_size, m._vstride, max(cap, 1) + self._walk.count)
+
+    def collect(self, acc: Accumulator, want: int | None) -> int:
+        if self._left is not None:
+            want = self._left if want is None else min(want, self._left)
+            if want <= 0:
+                return -1
+        w = self._walk
+        while True:
+            room = acc.room()
+            if room < w.count:
+                acc.grow(w.count)
+                room = acc.room()
+            n = w.step_to(acc.key_addr(), acc.value_addr(), room, want)
+            if n == NEED_ROOM:
+                acc.grow(room * 2)
+                continue
+            if n > 0:
+                acc.n += n
+                if self._left is not None:
+                    self._left -= n
+            return n
+
+    def put_back(self, acc: Accumulator, lo: int, hi: int) -> list[Any]:
+        m = self._m
+        failed: list[Any] = []
+        for i in range(lo, hi):
+            kb, vb = acc.entry(i)
+            if m._put_raw(kb, vb, UpdateFlags.NOEXIST) < 0:
+                failed.append((kb, vb))
+        return failed
+
+    def adopt(self, raw: _Chunk, delivered: int, upto: int, acc: Accumulator) -> list[Any]:
+        ks, vs = self._m._info.key_size, self._m._vstride
+        n = upto - delivered
+        if n > 0:
+            if acc.room() < n:
+                acc.grow(n)
+            ctypes.memmove(acc.key_addr(), raw.keys[delivered * ks : upto * ks], n * ks)
+            ctypes.memmove(acc.value_addr(), raw.vals[delivered * vs : upto * vs], n * vs)
+            acc.n += n
+        return self.finish(raw, max(upto, delivered))
 
     def take(self, want: int | None) -> _Chunk | None:
         w, m = self._walk, self._m
@@ -903,6 +1107,8 @@ class ColumnBatch(NamedTuple):
 class _RawBatchSource(_BatchDrainSource[Any, Any]):
     """One :class:`RawBatch` per chunk; ``limit`` counts entries (the source's own budget)."""
 
+    adopt = None  # type: ignore[assignment]  # its items are whole batches: a held one goes back instead
+
     def decode(self, raw: _Chunk) -> list[Any]:
         m = self._m
         return [RawBatch(raw.keys, raw.vals, raw.n, m._info.key_size, m._vstride)]
@@ -914,8 +1120,11 @@ class _RawBatchSource(_BatchDrainSource[Any, Any]):
 class _ColumnsSource(_BatchDrainSource[Any, Any]):
     """One :class:`ColumnBatch` per chunk; ``limit`` counts entries (the source's own budget)."""
 
-    def __init__(self, m: KeyedMap[Any, Any, Any], batch_size: int, limit: int | None):
-        super().__init__(m, batch_size, limit)
+    adopt = None  # type: ignore[assignment]  # its items are whole batches: a held one goes back instead
+
+    def __init__(self, m: KeyedMap[Any, Any, Any], batch_size: int, limit: int | None,
+                 walk: BatchWalk | None = None):
+        super().__init__(m, batch_size, limit, walk)
         kc, vc = m._kc, m._vc
         dk, dv = getattr(kc, "decode_columns", None), getattr(vc, "decode_columns", None)
         if dk is None or dv is None:

@@ -13,7 +13,7 @@ import time
 import warnings
 import weakref
 from types import TracebackType
-from typing import Any, ClassVar, Generic, NamedTuple, NoReturn
+from typing import Any, ClassVar, Generic, NamedTuple, NoReturn, cast
 
 from typing_extensions import TypeVar
 
@@ -31,6 +31,7 @@ from ..errors import (
     error_for_errno,
 )
 from ._batchpop import BUSY_BUDGET_S, RETRYABLE, BatchPop, default_capacity
+from ._collect import Accumulator
 from .base import Buffer, CodecMap
 from .codec import decode_taken
 from .drain import RETRY, Drain
@@ -390,6 +391,78 @@ class _QueueSource(Generic[V]):
         bp.holder = self
         return lo, hi
 
+    # -- array views (Drain.numpy() ...) -------------------------------------------------------------------------
+
+    def array_codecs(self) -> tuple[object | None, object]:
+        return None, self._m._vc
+
+    def accumulator(self, want: int | None) -> Accumulator:
+        m = self._m
+        cap = m._info.max_entries if want is None else min(want, m._info.max_entries)
+        return Accumulator(0, m._info.value_size, max(cap, 1))
+
+    def collect(self, acc: Accumulator, want: int | None) -> int:
+        """Pending values, then a batch pop (or one pop), copied into ``acc``: counted delivered together."""
+        raw = self.take(want)
+        if raw is None:
+            return -1
+        if raw is RETRY:
+            return 0
+        vs = self._m._info.value_size
+        if isinstance(raw, bytes):
+            data: bytes = raw
+            n = 1
+        else:
+            lo, hi = cast("tuple[int, int]", raw)
+            bp = self._bp
+            assert bp.scratch is not None
+            data = bp.scratch.read(lo, hi)
+            n = hi - lo
+        if acc.room() < n:
+            acc.grow(n)
+        at = acc.n * vs
+        acc.value_view()[at : at + n * vs] = data
+        acc.n += n
+        if not isinstance(raw, bytes):
+            self._deadline = 0.0
+            self._bp.mark_delivered(hi)  # delivered into the array (the array's own put-back covers it)
+            self._bp.holder = None
+        return n
+
+    def put_back(self, acc: Accumulator, lo: int, hi: int) -> list[Any]:
+        """Push values ``lo..hi`` back (a queue gets them at its tail; a stack on top, in their order)."""
+        vals = acc.values(lo, hi)
+        vs = self._m._info.value_size
+        order = range(hi - lo - 1, -1, -1) if self._m._lifo else range(hi - lo)
+        failed = [i for i in order if self._m._push_raw(bytes(vals[i * vs : (i + 1) * vs])) < 0]
+        return [bytes(vals[i * vs : (i + 1) * vs]) for i in sorted(failed)]
+
+    def adopt(self, raw: Any, delivered: int, upto: int, acc: Accumulator) -> list[Any]:
+        vs = self._m._info.value_size
+        if isinstance(raw, bytes):
+            data = raw if delivered < upto else b""
+        else:
+            lo = raw[0]
+            bp = self._bp
+            assert bp.scratch is not None
+            data = bp.scratch.read(lo + delivered, lo + upto) if delivered < upto else b""
+        n = len(data) // vs
+        if n:
+            if acc.room() < n:
+                acc.grow(n)
+            at = acc.n * vs
+            acc.value_view()[at : at + n * vs] = data
+            acc.n += n
+        return self.finish(raw, max(upto, delivered))
+
+    def view(self, kind: str, left: int | None) -> _QueueSource[Any]:
+        if kind == "columns":
+            src = _QueueColumnsSource(self._m, self._size, self._batch, as_batches=True)
+            src._left = left
+            return src
+        raise NotSupportedError(kind, f"queues and stacks have no {kind} view (use columns() or numpy())",
+                                map_name=self.map_name, feature=f"drain {kind}")
+
     def backoff(self) -> None:
         now = time.monotonic()
         if not self._deadline:
@@ -473,10 +546,14 @@ class ValueColumns(NamedTuple):
 class _QueueColumnsSource(_QueueSource[Any]):
     """Chunks of one :class:`ValueColumns` per batch (or per single pop in the fallback)."""
 
-    __slots__ = ("_cols", "_names", "_vs")
+    adopt = None  # type: ignore[assignment]  # its items are whole batches: a held one goes back instead
 
-    def __init__(self, m: _PushPopMap[Any], batch_size: int | None, batch_pop: bool):
+    __slots__ = ("_as_batches", "_cols", "_left", "_names", "_vs")
+
+    def __init__(self, m: _PushPopMap[Any], batch_size: int | None, batch_pop: bool, *, as_batches: bool = False):
         super().__init__(m, batch_size, batch_pop)
+        self._as_batches = as_batches  # ColumnBatch items (Drain.columns()) rather than ValueColumns
+        self._left: int | None = None  # an entry budget (Drain.columns() counts entries, drain_columns batches)
         cols = getattr(m._vc, "decode_columns", None)
         if cols is None:
             raise NotSupportedError("drain_columns", f"the value codec of {type(m).__name__} has no columnar form",
@@ -487,15 +564,28 @@ class _QueueColumnsSource(_QueueSource[Any]):
         self._span = 1 << 62  # a chunk's one item stands for all its values
 
     def take(self, want: int | None) -> object:
-        return super().take(None)  # the drain's limit counts batches here, not values
+        left = self._left
+        if left is not None and left <= 0:
+            return None
+        raw = super().take(left)  # the drain's limit counts batches here (drain_columns), else this budget
+        if left is not None and raw is not None and raw is not RETRY:
+            self._left = left - (1 if isinstance(raw, bytes) else raw[1] - raw[0])  # type: ignore[index]
+        return raw
+
+    def _item(self, cols: tuple[list[object], ...], n: int) -> Any:
+        if self._as_batches:
+            from .keyed import ColumnBatch
+
+            return ColumnBatch((), cols, n, (), self._names)
+        return ValueColumns(cols, n, self._names)
 
     def _one(self, raw: bytes) -> list[Any]:
-        return [ValueColumns(self._cols(raw, 1, self._vs), 1, self._names)]
+        return [self._item(self._cols(raw, 1, self._vs), 1)]
 
     def _range(self, lo: int, hi: int) -> list[Any]:
         bp = self._bp
         assert bp.scratch is not None
-        return [ValueColumns(self._cols(bp.scratch.read(lo, hi), hi - lo, bp._vs), hi - lo, self._names)]
+        return [self._item(self._cols(bp.scratch.read(lo, hi), hi - lo, bp._vs), hi - lo)]
 
     def decode(self, raw: Any) -> list[Any]:
         if isinstance(raw, bytes):

@@ -173,8 +173,40 @@ def _hash_pop(m: KeyedMap[bytes, bytes, bytes], got: list[Any]) -> None:
         got.append((k, m.pop(k)))
 
 
-@pytest.mark.parametrize("consume", [_for, _next, _batches, _early_exit, _limit, _hash_pop],
-                         ids=["for", "next", "batches", "early-exit", "limit", "pop"])
+def _pairs(a: Any) -> list[tuple[bytes, bytes]]:
+    """The entries of an ``Arrays`` of a byte-level map, as (key, value) bytes."""
+    return [(bytes(a.keys[i]), bytes(a.values[i])) for i in range(len(a.keys))]
+
+
+def _numpy(m: Any, got: list[Any]) -> None:
+    with m.drain(batch_size=4) as d:
+        got.extend(_pairs(d.numpy()))
+
+
+def _numpy_limit(m: Any, got: list[Any]) -> None:
+    with m.drain(batch_size=4, limit=7) as d:
+        got.extend(_pairs(d.numpy()))
+
+
+_numpy_limit.delivers = 7  # type: ignore[attr-defined]
+
+
+def _numpy_chunks(m: Any, got: list[Any]) -> None:
+    with m.drain(batch_size=4) as d:
+        for chunk in d.numpy_chunks(entries=5):
+            got.extend(_pairs(chunk))
+
+
+def _mixed(m: Any, got: list[Any]) -> None:
+    with m.drain(batch_size=4) as d:
+        got.append(next(d))
+        got.extend(_pairs(d.numpy()))
+
+
+@pytest.mark.parametrize("consume", [_for, _next, _batches, _early_exit, _limit, _hash_pop, _numpy, _numpy_limit,
+                                     _numpy_chunks, _mixed],
+                         ids=["for", "next", "batches", "early-exit", "limit", "pop", "numpy", "numpy-limit",
+                              "numpy-chunks", "next-then-numpy"])
 def test_hash_drain_interrupted_at_every_line(consume: Consume) -> None:
     fired = _run_all(_hash(), consume, _hash_rest, _hash_entries())
     assert fired * SWEEP_STRIDE > 300  # guards against a harness that never fires
@@ -276,9 +308,20 @@ def _q_pop(q: bs.QueueMap, got: list[Any]) -> None:
         got.append(q.pop())
 
 
+def _q_numpy(batch_pop: bool) -> Consume:
+    def consume(q: bs.QueueMap, got: list[Any]) -> None:
+        with q.drain(batch_size=4, batch_pop=batch_pop) as d:
+            got.append(next(d))
+            got.extend(bytes(v) for v in d.numpy().values)
+
+    return consume
+
+
 @pytest.mark.parametrize("kind", [bs.MapType.QUEUE, bs.MapType.STACK], ids=["queue", "stack"])
-@pytest.mark.parametrize("consume", [_q_for(True), _q_for(False), _q_early, _q_early_for(False), _q_pop],
-                         ids=["batch-pop", "per-value", "early-exit", "per-value-early-exit", "pop"])
+@pytest.mark.parametrize("consume", [_q_for(True), _q_for(False), _q_early, _q_early_for(False), _q_pop,
+                                     _q_numpy(True), _q_numpy(False)],
+                         ids=["batch-pop", "per-value", "early-exit", "per-value-early-exit", "pop", "numpy",
+                              "numpy-per-value"])
 def test_queue_drain_interrupted_at_every_line(kind: bs.MapType, consume: Consume) -> None:
     fired = _run_all(_queue(kind), consume, _queue_rest, _values())
     assert fired * SWEEP_STRIDE > 300
