@@ -1,6 +1,6 @@
 """monitor: process execs and outgoing TCP connections on this machine, live, typed, from a CO-RE BPF program.
 
-    python -m examples.monitor [--seconds N] [--self] [--no-activity] [--top N]
+    python -m examples.monitor [--seconds N] [--self] [--no-activity] [--top N] [--listen [HOST]:PORT]
 
 monitor.bpf.c (shipped compiled: monitor.bpf.o; see build.py) runs on two kernel tracepoints,
 sched/sched_process_exec and sock/inet_sock_set_state (a TCP socket entering SYN_SENT: an outgoing connect). It
@@ -10,6 +10,10 @@ sets ``.rodata`` (``--self``: only this process and its children), loads and att
 as they arrive and the counters at the end. So that there is always something to see, it also runs a few
 processes and connects to a TCP listener of its own (``--no-activity`` to only watch). On exit it checks that the
 kernel no longer has any of its programs or links.
+
+``--listen :9435`` also runs it as a Prometheus exporter while it watches: the counters hash is served at
+``/metrics`` as ``monitor_events_total{kind, comm}`` (bpfschema.export; needs the ``prometheus`` extra), the way a
+fleet scrapes it (docs/export.md).
 """
 
 from __future__ import annotations
@@ -21,12 +25,21 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from bpfschema import BpfError
+from bpfschema.export import (
+    ExporterConfig,
+    LabelConfig,
+    MapCollector,
+    MapConfig,
+    MetricsServer,
+    ValueConfig,
+    parse_listen,
+)
 from bpfschema.objects import kernel_ids
 from schemas.monitor import Event, EventKind
 
@@ -87,12 +100,42 @@ class Result:
     left: set[int]  # program and link ids still in the kernel after close (should be empty)
 
 
+def exporter_config(counts_id: int) -> ExporterConfig:
+    """The counters hash as ``monitor_events_total{kind, comm}`` (the kernel only adds to it: read with items())."""
+    return ExporterConfig(namespace="monitor", maps=(
+        MapConfig(id=counts_id, schema="examples.monitor.monitor_maps:CountsMap", name="counts",
+                  labels=(LabelConfig(field="kind", decode="enum"), LabelConfig(field="comm")),
+                  metrics=(ValueConfig(name="events_total", help="execs and TCP connects, per kind and command"),)),
+    ))
+
+
+@contextmanager
+def _exporter(listen: str | None, counts_id: int, out: Callable[[str], None]) -> Iterator[MetricsServer | None]:
+    if listen is None:
+        yield None
+        return
+    host, port = parse_listen(listen)
+    with MapCollector(exporter_config(counts_id)) as collector:
+        server = MetricsServer(collector, host, port)
+        server.start()
+        out(f"monitor: serving the counters at http://{host or '0.0.0.0'}:{server.port}/metrics")
+        try:
+            yield server
+        finally:
+            server.shutdown()
+
+
 def run(seconds: float, *, only_self: bool = False, activity: bool = True, top: int = 10,
-        out: Callable[[str], None] = print, on_attached: Callable[[], None] | None = None) -> Result:
-    """Load, attach, print events for ``seconds``, print the counters, close, and check nothing stayed loaded."""
+        out: Callable[[str], None] = print, on_attached: Callable[[], None] | None = None,
+        listen: str | None = None, on_serving: Callable[[int], None] | None = None) -> Result:
+    """Load, attach, print events for ``seconds``, print the counters, close, and check nothing stayed loaded.
+
+    With ``listen`` (``[HOST]:PORT``), the counters are also served to Prometheus while it runs; ``on_serving``
+    gets the bound port.
+    """
     events: list[Event] = []
     did = Activity()
-    with MonitorObject.open(OBJECT) as skel:
+    with MonitorObject.open(OBJECT) as skel, ExitStack() as stack:
         if only_self:
             skel.rodata.filter_tgid = os.getpid()  # .rodata: the kernel itself drops other processes' events
         skel.load()
@@ -106,6 +149,9 @@ def run(seconds: float, *, only_self: bool = False, activity: bool = True, top: 
         scope = f"process {os.getpid()} and its children" if only_self else "every process"
         out(f"monitor: {OBJECT.name} loaded (programs {sorted(prog_ids)}), attached to "
             f"{', '.join(ln.target for ln in links)} (links {sorted(link_ids)}); watching {scope}")
+        server = stack.enter_context(_exporter(listen, counts.info.id, out))
+        if server is not None and on_serving is not None:
+            on_serving(server.port)
         out(f"{'TIME':8}  {'KIND':7} {'PID':>7} {'PPID':>7} {'UID':>5}  {'COMM':16} FILE / DESTINATION")
         if on_attached is not None:
             on_attached()
@@ -124,6 +170,7 @@ def run(seconds: float, *, only_self: bool = False, activity: bool = True, top: 
             out(describe(e))
         tally = {(k.kind, k.comm): v for k, v in counts.items()}
         dropped, filtered = skel.bss.dropped, skel.bss.filtered
+        stack.close()  # the exporter stops (answering a scrape in progress) before the maps go
     out("")
     out(f"counters by (kind, command), {len(tally)} keys{f', top {top}' if len(tally) > top else ''}:")
     for (kind, comm), n in sorted(tally.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1]))[:top]:
@@ -156,13 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-activity", dest="activity", action="store_false",
                     help="do not run processes or open connections of its own")
     ap.add_argument("--top", type=int, default=10, help="counters to print (default 10)")
+    ap.add_argument("--listen", metavar="[HOST]:PORT", help="also serve the counters to Prometheus (e.g. :9435)")
     args = ap.parse_args(argv)
     if not is_fresh():
         print(f"monitor: {Path(OBJECT).name} is older than its sources: run `python -m examples.monitor.build`",
               file=sys.stderr)
         return 2
     try:
-        result = run(args.seconds, only_self=args.only_self, activity=args.activity, top=args.top)
+        result = run(args.seconds, only_self=args.only_self, activity=args.activity, top=args.top,
+                     listen=args.listen)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `| head`: the object is closed already (the with block); say nothing more

@@ -166,3 +166,49 @@ def test_make_demo_command_runs_the_monitor() -> None:
     assert re.search(r"^  EXEC    true +\d+$", out, re.M)
     assert "events: " in out and " 0 lost to a full ring buffer" in out
     assert "closed: none of its 2 programs and 2 links is left in the kernel" in out
+
+
+def test_monitor_as_a_prometheus_exporter_serves_what_the_kernel_counted() -> None:
+    """`--listen`: while the monitor runs, /metrics (scraped here every 0.2 s) carries the counters hash. The last
+    scrape, after the monitor's own activity, has its execs exactly as the kernel counted them at the end; the
+    scrapes are TCP connects of this process themselves, so the CONNECT counter can only have grown since."""
+    import threading
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from examples.monitor.__main__ import run
+    from schemas.monitor import EventKind
+
+    _monitor_available()
+    ports: list[int] = []
+    bodies: list[str] = []
+    done = threading.Event()
+
+    def scrape() -> None:
+        while not done.wait(0.2):
+            if ports:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/metrics", timeout=5) as r:
+                        bodies.append(r.read().decode())
+                except OSError:  # the server shut down at the end of the run
+                    return
+
+    t = threading.Thread(target=scrape)
+    t.start()
+    try:
+        result = run(3.0, only_self=True, out=lambda s: None, listen="127.0.0.1:0", on_serving=ports.append)
+    finally:
+        done.set()
+        t.join()
+    assert len(bodies) >= 5, "the exporter answered (almost) no scrape"
+    served = {}
+    for fam in text_string_to_metric_families(bodies[-1]):
+        if fam.name == "monitor_events":
+            for s in fam.samples:
+                if s.name == "monitor_events_total":
+                    served[(EventKind[s.labels["kind"]], s.labels["comm"])] = int(s.value)
+    assert served[(EventKind.EXEC, "true")] == 3 == result.counts[(EventKind.EXEC, "true")]
+    assert served[(EventKind.CONNECT, "python")] >= 3
+    assert set(served) == set(result.counts)
+    assert all(served[k] <= result.counts[k] for k in served)
