@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import mmap
 import os
 import struct
@@ -235,14 +236,15 @@ class PerfBuffer(EventBuffer[V]):
             self._waiter = Waiter()
             for cpu in chosen:
                 try:
-                    fd = _perf.open_bpf_output(cpu, wakeup_events=wakeup_events, watermark_bytes=watermark_bytes)
+                    ev = Fd.adopt(functools.partial(_perf.open_bpf_output, cpu, wakeup_events=wakeup_events,
+                                                    watermark_bytes=watermark_bytes), f"perf event (CPU {cpu})")
                 except OSError as e:
                     if e.errno == errno.ENODEV and not explicit:
                         continue  # went offline meanwhile
                     raise error_for_errno("perf_event_open", e.errno or 0, map_name=self._name,
                                           detail=f"CPU {cpu}" + (" is offline or absent" if e.errno == errno.ENODEV
                                                                  else "")) from None
-                ev = Fd(fd, f"perf event (CPU {cpu})")
+                fd = ev.fileno()
                 try:
                     mm = mmap.mmap(fd, size + mmap.PAGESIZE, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
                 except OSError as e:

@@ -25,6 +25,7 @@ from typing import Any, TypeVar, overload
 from .._sys import ops
 from .._sys.consts import MapFlags, MapType
 from .._sys.fd import Fd
+from .._sys.signals import critical
 from ..errors import (
     BpfError,
     NotSupportedError,
@@ -417,10 +418,11 @@ class Program:
         if mode != "filter":
             if L.bpf_program__attach_tcx is not None:
                 return self._link(where + " (tcx)", L.bpf_program__attach_tcx, ifindex, None)
-            with capture() as msgs:
+            with capture() as msgs, critical():  # the new link fd is owned before a Ctrl-C can strike
                 fd = int(L.bpf_link_create(self.fd, ifindex, tcx, None))
-            if fd >= 0:
-                link = Link(self, LinkKind.FD, where + " (tcx)", fd=Fd(fd, f"tcx link of {self.name!r}"))
+                link_fd = Fd(fd, f"tcx link of {self.name!r}") if fd >= 0 else None
+            if link_fd is not None:
+                link = Link(self, LinkKind.FD, where + " (tcx)", fd=link_fd)
                 self._obj._links.append(link)
                 return link
             if -fd not in (_errno.EINVAL, _errno.EOPNOTSUPP):
