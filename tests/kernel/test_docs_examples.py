@@ -21,8 +21,22 @@ def _blocks() -> list[tuple[str, str]]:
     return out
 
 
+def _polars_group_by_is_wrong() -> bool:
+    """Whether polars' group-by sums are wrong on this CPU. Seen in the qemu TCG guests of `make test-kernels`
+    (Linux 6.1 and 6.12, `-cpu max`): a 100-row frame summed to 6444 instead of 7500, with no bpfschema involved."""
+    try:
+        import polars as pl
+    except ImportError:
+        return False
+    d = pl.DataFrame({"k": [i % 2 for i in range(100)], "v": list(range(100))})
+    got = dict(d.group_by("k").agg(pl.col("v").sum()).iter_rows())
+    return got != {0: 2450, 1: 2500}
+
+
 @pytest.mark.parametrize(("where", "code"), _blocks(), ids=[w for w, _ in _blocks()])
 def test_doc_example_runs(where: str, code: str) -> None:
+    if "group_by" in code and _polars_group_by_is_wrong():
+        pytest.skip("polars' group_by gives wrong sums on this CPU (qemu TCG emulation); not a bpfschema path")
     # A real module, so that pydantic can resolve the annotations of classes the example defines.
     name = "docexample_" + re.sub(r"\W", "_", where)
     mod = types.ModuleType(name)
