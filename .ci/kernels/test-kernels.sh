@@ -14,6 +14,7 @@ cd "$(dirname "$0")/../.."
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v curl >/dev/null || need+=(curl)
+command -v xz >/dev/null || need+=(xz-utils)  # Debian 13's package index and its .ko.xz modules
 case "$(ldd /bin/busybox 2>&1 || true)" in *'not a dynamic'*) ;; *) need+=(busybox-static);; esac
 kernel_known() { apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64-unsigned$' 2>/dev/null | grep -q .; }
 if [ ${#need[@]} -gt 0 ] || ! kernel_known; then
