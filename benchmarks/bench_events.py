@@ -143,6 +143,20 @@ def timed_batches(make: Callable[[], Any]) -> tuple[int, int]:
     return n, time.perf_counter_ns() - t0
 
 
+def timed_colsum(stream: Any) -> tuple[int, int]:
+    """Batch-decoded columns used as a consumer would: ``a["seq"].sum()`` of each in-place numpy batch (the C
+    callback also reads every record)."""
+    t0 = time.perf_counter_ns()
+    n = 0
+    total = 0
+    with stream as s:
+        for a in s.numpy(copy=False):
+            total += int(a["seq"].sum())
+            n += len(a)
+            del a  # in-place arrays pin their ring space while alive
+    return n, time.perf_counter_ns() - t0
+
+
 def have_numpy() -> bool:
     try:
         import numpy  # noqa: F401
@@ -180,9 +194,12 @@ def main(argv: list[str] | None = None) -> int:
                 ("ring model", lambda: timed_stream(typed.drain)),
                 ("ring columns", lambda: timed_columns(typed.drain_columns)),
                 ("ring raw batches", lambda: timed_batches(lambda: rb.drain().raw())),
+                ("ring raw in place", lambda: timed_batches(lambda: rb.drain().raw(copy=False))),
             ]
             if have_numpy():
                 forms.append(("ring numpy", lambda: timed_batches(lambda: typed.drain().numpy())))
+                forms.append(("ring numpy in place", lambda: timed_batches(lambda: typed.drain().numpy(copy=False))))
+                forms.append(("ring numpy column sum in place", lambda: timed_colsum(typed.drain())))
             forms = [(k, f) for k, f in forms if args.filter in k or " C " in k]
             for _ in range(args.reps):
                 for name, run in forms:
@@ -222,9 +239,13 @@ def main(argv: list[str] | None = None) -> int:
             ("perf model", "model", lambda b: timed_stream(b.drain)),
             ("perf columns", "model", lambda b: timed_columns(b.drain_columns)),
             ("perf raw batches", "bytes", lambda b: timed_batches(lambda: b.drain().raw())),
+            ("perf raw in place", "bytes", lambda b: timed_batches(lambda: b.drain().raw(copy=False))),
         ]
         if have_numpy():
             pforms.append(("perf numpy", "model", lambda b: timed_batches(lambda: b.drain().numpy())))
+            pforms.append(("perf numpy in place", "model",
+                           lambda b: timed_batches(lambda: b.drain().numpy(copy=False))))
+            pforms.append(("perf numpy column sum in place", "model", lambda b: timed_colsum(b.drain())))
         pforms = [f for f in pforms if args.filter in f[0]]
         try:
             for _ in range(args.reps):
