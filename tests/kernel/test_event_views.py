@@ -221,7 +221,7 @@ def test_a_view_kept_from_an_in_place_batch_pins_its_ring_space() -> None:
     with bs.RingBuffer.create(rb_spec(mmap.PAGESIZE)) as rb:
         ev.ringbuf_sequence(rb, 50, size=16)
         with rb.drain() as d:
-            kept = [b.view(0) for b in d.raw(copy=False)][0]
+            (kept,) = [b.view(0) for b in d.raw(copy=False)]  # one batch
         assert _kernel_consumer(rb) == 0 and bytes(kept[:8]) == struct.pack("=Q", 0)
         res = ev.ringbuf_sequence(rb, 200, size=16, start=50)  # the ring is 4 KiB: only the free part fills
         assert res.failures > 0
