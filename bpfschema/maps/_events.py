@@ -36,7 +36,10 @@ from ..errors import DecodeError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
+    import polars as pl
+    import pyarrow as pa
 
+    from .drain import StringPolicy
     from .events import EventColumns
 
 T = TypeVar("T")
@@ -618,6 +621,31 @@ class EventStream(Generic[T]):
         return self._batch_view(lambda owner: NumpyDecoder(_bound_codec(owner, "numpy"), owner._slack,
                                                            inplace=not copy))
 
+    def arrow(self, *, strings: StringPolicy = "str") -> Iterator[pa.Table]:
+        """The records of each chunk as one ``pyarrow.Table``: one column per field of the buffer's bound type,
+        named, typed and with the string policy of the map drains' ``Drain.arrow()`` (see docs/arrays.md).
+        Converted from the mapped ring in place (each column is copied once by the conversion), so the ring
+        space goes back to the kernel at the next step.
+
+        Args:
+            strings: ``"str"`` (``char[n]`` as UTF-8 strings cut at the first NUL) or ``"bytes"``.
+
+        Raises:
+            MissingExtraError: numpy or pyarrow is not installed (the ``arrays`` extra).
+            SchemaError: the buffer has no bound fixed-size event type.
+        """
+        return self._batch_view(lambda owner: TableDecoder(_bound_codec(owner, "arrow"), owner, "arrow", strings))
+
+    def polars(self, *, strings: StringPolicy = "str") -> Iterator[pl.DataFrame]:
+        """The records of each chunk as one ``polars.DataFrame`` (through Arrow: the columns of :meth:`arrow`).
+
+        Raises:
+            MissingExtraError: numpy, pyarrow or polars is not installed (the ``arrays`` extra).
+            SchemaError: the buffer has no bound fixed-size event type.
+        """
+        return self._batch_view(lambda owner: TableDecoder(_bound_codec(owner, "polars"), owner, "polars",
+                                                           strings))
+
     def columns(self) -> Iterator[EventColumns]:
         """The records of each chunk as one :class:`~bpfschema.EventColumns` (a list per field).
 
@@ -882,6 +910,43 @@ class NumpyDecoder(Decoder[Any]):
     def one(self, raw: bytes) -> Any:
         _check_len(len(raw), self.size, self.slack)
         return self.np.frombuffer(raw[: self.size], self.dtype)
+
+
+class _Packed:
+    """One chunk's records packed back to back, as the map drains' array builders read an accumulator."""
+
+    __slots__ = ("n", "values")
+
+    def __init__(self, values: Any, n: int):
+        self.values = values
+        self.n = n
+
+    def buffers(self) -> tuple[bytes, Any]:
+        return b"", self.values
+
+
+class TableDecoder(Decoder[Any]):
+    """One Arrow table or polars data frame per chunk, built by the map drains' builders (``kind``: ``"arrow"``
+    or ``"polars"``, registered by :mod:`bpfschema.arrays`) from the chunk's numpy view, read in place."""
+
+    batch = True
+    chunk = BATCH_RECORDS
+    inplace = True
+
+    def __init__(self, codec: Any, owner: Any, kind: str, strings: str):
+        from .drain import ARRAY_BUILDERS
+
+        self.np = NumpyDecoder(codec, owner._slack, inplace=True)
+        self.build = ARRAY_BUILDERS[kind](owner._name, None, codec, strings=strings)
+
+    def items(self, s: Scan) -> list[Any]:
+        a = self.np.items(s)[0]
+        packed = self.np.np.ascontiguousarray(a)  # a private copy: the in-place view is not kept
+        return [self.build(_Packed(packed, len(packed)))]
+
+    def one(self, raw: bytes) -> Any:
+        a = self.np.one(raw)
+        return self.build(_Packed(a.copy(), len(a)))
 
 
 def _import_numpy() -> Any:

@@ -7,7 +7,7 @@ import os
 import struct
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 
@@ -273,3 +273,55 @@ def test_perf_in_place_batches_wrap_around_the_data_area(
             out += seqs(b.tolist())
     assert out == list(range(6000)) and pb.lost_total == 0
     assert max(sizes) <= ring_bytes // 32 and len(sizes) > 12  # some batches were cut at the end of the area
+
+
+class Named(bs.Struct):
+    seq: bs.u64
+    comm: Annotated[str, bs.CString(8)]
+    cpu: bs.u32
+    tag: bs.u32
+
+
+class NamedPerf(bs.PerfEventArray[Named]):
+    pass
+
+
+def test_arrow_and_polars_views_of_ring_and_perf_records() -> None:
+    """Per chunk: a table with the columns, names and string policy of the map drains' ``arrow()``; read in
+    place, so the ring space is back with the kernel at the next step."""
+    pytest.importorskip("pyarrow")
+    with SeqRing.create(rb_spec()) as rb:
+        ev.ringbuf_sequence(rb, 100, size=16, tag=5)
+        with rb.drain(limit=60) as d:
+            tables = list(d.arrow())
+        assert [t.num_rows for t in tables] == [60] and tables[0].column_names == ["seq", "cpu", "tag"]
+        assert str(tables[0].schema.field("seq").type) == "uint64"
+        assert tables[0]["seq"].to_pylist() == list(range(60)) and set(tables[0]["tag"].to_pylist()) == {5}
+        assert _kernel_consumer(rb) == 60 * 24
+        pl = pytest.importorskip("polars")
+        frames = list(rb.drain().polars())
+        assert isinstance(frames[0], pl.DataFrame) and frames[0]["seq"].to_list() == list(range(60, 100))
+        assert rb.pending_bytes() == 0
+    with NamedPerf.create(max_entries=0, name="arrowperf") as pa, pa.open_buffer(pages=4) as pb:
+        cpu = sorted(os.sched_getaffinity(0))[0]
+        # 24-byte records written by the kernel: seq, then cpu and tag where comm is, then zeros; comm is read
+        # with the bytes policy (cut at the first NUL), as the map drains do.
+        ev.perf_sequence(pa, 50, size=24, tag=1, cpu=cpu)
+        tables = list(pb.drain().arrow(strings="bytes"))
+        t = tables[0]
+        assert t.column_names == ["seq", "comm", "cpu", "tag"] and t["seq"].to_pylist() == list(range(50))
+        assert str(t.schema.field("comm").type) == "large_binary"
+        assert set(t["comm"].to_pylist()) == {struct.pack("=II", cpu, 1).split(b"\0")[0]}
+        assert set(t["cpu"].to_pylist()) == {0} and set(t["tag"].to_pylist()) == {0}  # the zeros after
+        with pytest.raises(bs.BpfError, match="strings"):
+            next(pb.drain().arrow(strings="latin1"))  # type: ignore[arg-type]
+
+
+def test_arrow_view_without_pyarrow_consumes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    with SeqRing.create(rb_spec()) as rb:
+        ev.ringbuf_sequence(rb, 3, size=16)
+        monkeypatch.setitem(sys.modules, "pyarrow", None)  # what an interpreter without pyarrow sees
+        with pytest.raises(bs.MissingExtraError, match="arrays"):
+            next(rb.drain().arrow())
+        monkeypatch.undo()
+        assert [r.seq for r in rb.drain()] == [0, 1, 2]
