@@ -3,7 +3,8 @@
 The kernel writes the records (a socket filter calling ``bpf_ringbuf_output`` / ``bpf_perf_event_output``, run with
 ``BPF_PROG_TEST_RUN`` ``repeat``, pinned to one CPU); each repetition refills the ring, then times one consumer:
 C libbpf (``ring_buffer__consume`` / ``perf_buffer__consume``, a callback per record that touches it, built from
-benchmarks/c_events.c) or a bpfschema form. Forms are interleaved; the median per record is reported.
+benchmarks/c_events.c) or a bpfschema form. Forms are interleaved (the C perf consumer too,
+when every possible CPU is online); the median per record is reported.
 
     .venv/bin/python -m benchmarks.bench_events [--records N] [--reps R] [--out FILE]
 """
@@ -82,6 +83,13 @@ class CConsumer:
         n, ns = self.p.stdout.readline().split()
         return int(n), int(ns)
 
+    def point(self) -> None:
+        """Perf: store the child's ring fds in the map's slots again."""
+        assert self.p.stdin is not None and self.p.stdout is not None
+        self.p.stdin.write("point\n")
+        self.p.stdin.flush()
+        assert self.p.stdout.readline().strip() == "ok"
+
     def close(self) -> None:
         assert self.p.stdin is not None
         self.p.stdin.close()
@@ -143,6 +151,20 @@ def timed_batches(make: Callable[[], Any]) -> tuple[int, int]:
     return n, time.perf_counter_ns() - t0
 
 
+def timed_colsum(stream: Any) -> tuple[int, int]:
+    """Batch-decoded columns used as a consumer would: ``a["seq"].sum()`` of each in-place numpy batch (the C
+    callback also reads every record)."""
+    t0 = time.perf_counter_ns()
+    n = 0
+    total = 0
+    with stream as s:
+        for a in s.numpy(copy=False):
+            total += int(a["seq"].sum())
+            n += len(a)
+            del a  # in-place arrays pin their ring space while alive
+    return n, time.perf_counter_ns() - t0
+
+
 def have_numpy() -> bool:
     try:
         import numpy  # noqa: F401
@@ -180,9 +202,12 @@ def main(argv: list[str] | None = None) -> int:
                 ("ring model", lambda: timed_stream(typed.drain)),
                 ("ring columns", lambda: timed_columns(typed.drain_columns)),
                 ("ring raw batches", lambda: timed_batches(lambda: rb.drain().raw())),
+                ("ring raw in place", lambda: timed_batches(lambda: rb.drain().raw(copy=False))),
             ]
             if have_numpy():
                 forms.append(("ring numpy", lambda: timed_batches(lambda: typed.drain().numpy())))
+                forms.append(("ring numpy in place", lambda: timed_batches(lambda: typed.drain().numpy(copy=False))))
+                forms.append(("ring numpy column sum in place", lambda: timed_colsum(typed.drain())))
             forms = [(k, f) for k, f in forms if args.filter in k or " C " in k]
             for _ in range(args.reps):
                 for name, run in forms:
@@ -200,17 +225,26 @@ def main(argv: list[str] | None = None) -> int:
     # -- perf buffer: 16-byte records, 32 bytes each in the ring; the producer runs on one CPU
     pages = 1 << max(0, (n * 32 * 2 // 4096 - 1).bit_length())
     pspec = bs.MapSpec(type=bs.MapType.PERF_EVENT_ARRAY, name="bench_perf")
+    # The C child's rings are interleaved with the Python forms (it stores its ring fds in the map's slots again
+    # before each of its runs); its buffer index is the CPU when every possible CPU is online.
+    cpus = Path("/sys/devices/system/cpu")
+    interleave_c = (cpus / "online").read_text() == (cpus / "possible").read_text()
     with bs.PerfEventArray.create(pspec) as pa:
         c = CConsumer(exe, "perf", pa.fileno(), pages)  # libbpf stores its own fds in the map
-        try:
-            for _ in range(args.reps):
-                res = ev.perf_sequence(pa, n, size=16, cpu=cpu)
-                assert res.failures == 0, res
-                got, ns = c.consume()
-                assert got == n, ("perf C", got)
-                results["perf C libbpf"].append(ns / n)
-        finally:
-            c.close()
+
+        def run_c() -> None:
+            res = ev.perf_sequence(pa, n, size=16, cpu=cpu)
+            assert res.failures == 0, res
+            got, ns = c.consume()
+            assert got == n, ("perf C", got)
+            results["perf C libbpf"].append(ns / n)
+
+        if not interleave_c:
+            try:
+                for _ in range(args.reps):
+                    run_c()
+            finally:
+                c.close()
         views: dict[str, Any] = {"bytes": pa, "NamedTuple": SeqRecPerf.from_fd(pa.fileno()),
                                  "model": SeqPerf.from_fd(pa.fileno())}
         # One buffer per view for the whole run (as the C consumer keeps its own): its rings stay mapped and
@@ -222,12 +256,19 @@ def main(argv: list[str] | None = None) -> int:
             ("perf model", "model", lambda b: timed_stream(b.drain)),
             ("perf columns", "model", lambda b: timed_columns(b.drain_columns)),
             ("perf raw batches", "bytes", lambda b: timed_batches(lambda: b.drain().raw())),
+            ("perf raw in place", "bytes", lambda b: timed_batches(lambda: b.drain().raw(copy=False))),
         ]
         if have_numpy():
             pforms.append(("perf numpy", "model", lambda b: timed_batches(lambda: b.drain().numpy())))
+            pforms.append(("perf numpy in place", "model",
+                           lambda b: timed_batches(lambda: b.drain().numpy(copy=False))))
+            pforms.append(("perf numpy column sum in place", "model", lambda b: timed_colsum(b.drain())))
         pforms = [f for f in pforms if args.filter in f[0]]
         try:
             for _ in range(args.reps):
+                if interleave_c:
+                    c.point()
+                    run_c()
                 for name, key, prun in pforms:
                     pb = bufs[key]
                     for cpu_no, fd in zip(pb.cpus, [r.fd for r in pb._rings], strict=True):
@@ -238,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
                     assert got == n, (name, got)
                     results[name].append(ns / n)
         finally:
+            if interleave_c:
+                c.close()
             for pb in bufs.values():
                 pb.close()
             views["NamedTuple"].close()

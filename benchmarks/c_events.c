@@ -2,7 +2,9 @@
 // map fd inherited from the Python driver. The callback touches each record (sums its first byte), as a consumer
 // would. Protocol on stdin/stdout, so the driver can fill the rings after libbpf set them up:
 //   c_events ring <fd>         prints "ready"; on each line "go" consumes and prints "<records> <ns>"
-//   c_events perf <fd> <pages> same, with perf_buffer__new on every CPU (it stores its own fds in the map)
+//   c_events perf <fd> <pages> same, with perf_buffer__new on every CPU (it stores its own fds in the map); on
+//                              "point" it stores them again and prints "ok"
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,6 +49,18 @@ int main(int argc, char **argv) {
     fflush(stdout);
     char line[64];
     while (fgets(line, sizeof line, stdin)) {
+        if (!strncmp(line, "point", 5)) {
+            // Point the map's slots back at this process's rings (the driver points them at its own buffers
+            // between C runs). Buffer i is CPU i when every possible CPU is online (the driver checks).
+            if (!pb) return 1;
+            for (int i = 0; i < (int)perf_buffer__buffer_cnt(pb); i++) {
+                int bfd = perf_buffer__buffer_fd(pb, i);
+                if (bpf_map_update_elem(fd, &i, &bfd, 0)) { perror("bpf_map_update_elem"); return 1; }
+            }
+            printf("ok\n");
+            fflush(stdout);
+            continue;
+        }
         count = 0;
         uint64_t t0 = now_ns();
         int err = rb ? ring_buffer__consume(rb) : perf_buffer__consume(pb);

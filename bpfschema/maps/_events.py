@@ -26,6 +26,7 @@ import os
 import select
 import sys
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from operator import length_hint
 from types import TracebackType
@@ -35,7 +36,10 @@ from ..errors import DecodeError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
+    import polars as pl
+    import pyarrow as pa
 
+    from .drain import StringPolicy
     from .events import EventColumns
 
 T = TypeVar("T")
@@ -66,7 +70,8 @@ class Same(Sequence[int]):
         return self.value
 
 
-def uniform_prefix(buf: bytes | bytearray, stride: int, k: int, fields: Sequence[tuple[int, int]]) -> int:
+def uniform_prefix(buf: bytes | bytearray | memoryview, stride: int, k: int, fields: Sequence[tuple[int, int]]
+                   ) -> int:
     """How many of the ``k`` records laid out every ``stride`` bytes from the start of ``buf`` (at least the
     first) repeat the first one's header ``fields`` (``(offset, width)`` pairs, width 2, 4 or 8, at offsets that
     are multiples of the width; ``stride`` a multiple of the widths).
@@ -84,7 +89,7 @@ def uniform_prefix(buf: bytes | bytearray, stride: int, k: int, fields: Sequence
             if not eq.all():
                 good = min(good, int(eq.argmin()))
         return max(good, 1)
-    head = buf[:stride]
+    head = bytes(buf[:stride])
     cols = [j for off, width in fields for j in range(off, off + width)]
 
     def same(m: int) -> bool:
@@ -123,10 +128,65 @@ class Scan(NamedTuple):
     lost0: int
 
 
-class Ring:
-    """One consumer ring. ``state`` is ``(position, lost)`` as far as delivered: replaced as a whole."""
+class Lease:
+    """Ring space handed out in place (a batch view on the mapped ring, no copy), from ring position ``start``.
 
-    __slots__ = ("closed", "cpu", "fd", "owner", "pool", "state")
+    ``views`` are ``(data, private)``: ``data`` is what the caller got, a re-export of ``private`` (a view on
+    the mapping). When the lease ends, ``data`` is released (using it then raises ``ValueError``); ``private``
+    is released once nothing else refers to it: a slice or memoryview made from ``data`` keeps ``private``
+    exported, and a numpy array made from ``data`` (which keeps no buffer export, only a reference to the
+    underlying object) keeps a reference to it. Until then the ring's consumer position is not moved past
+    ``start``, so the kernel cannot overwrite what the caller can still read. ``owner`` is the token of the
+    stream that made it; the stream ends its leases at its next step and on close.
+    """
+
+    __slots__ = ("ended", "owner", "start", "views", "warned")
+
+    def __init__(self, start: int, views: tuple[memoryview, ...], owner: object):
+        self.start = start
+        self.views = views
+        self.owner = owner
+        self.ended = False
+        self.warned = False
+
+    def release(self) -> bool:
+        """Release the views (idempotent); False while something still refers to the batch's memory."""
+        views = self.views
+        try:
+            views[0].release()
+        except BufferError:  # a C consumer holds a buffer export of `data`
+            return False
+        if sys.getrefcount(views[1]) > 2:  # more than the views tuple and this call's argument: a numpy array
+            return False
+        try:
+            views[1].release()
+        except BufferError:  # views made from `data` are alive
+            return False
+        return True
+
+
+def lease_span(whole: memoryview, start: int, a: int, b: int, owner: object) -> tuple[memoryview, Lease]:
+    """A read-only view of ``whole[a:b]`` for the caller, and the lease that guards it (ring position
+    ``start``). The caller's view re-exports a private one (``pickle.PickleBuffer``), so that every view made
+    from it keeps the private one exported and the lease can tell when the memory is no longer used."""
+    from pickle import PickleBuffer
+
+    private = whole[a:b].toreadonly()
+    data = memoryview(PickleBuffer(private))
+    return data, Lease(start, (data, private), owner)
+
+
+def pinned_message(name: str) -> str:
+    return (f"an in-place batch of {name!r} is still referenced after its step ended (a numpy array or memoryview "
+            "made from it, e.g. a loop variable): its ring space is kept from the kernel until that reference is "
+            "dropped (del it, or copy what you keep), or use copy=True")
+
+
+class Ring:
+    """One consumer ring. ``state`` is ``(position, lost)`` as far as delivered: replaced as a whole.
+    ``leases``: in-place batches still guarded (the kernel's consumer position stays before the oldest)."""
+
+    __slots__ = ("closed", "cpu", "fd", "leases", "owner", "pool", "state")
 
     def __init__(self, owner: Any, fd: int, cpu: int, state: tuple[int, int]):
         self.closed = False
@@ -135,6 +195,19 @@ class Ring:
         self.cpu = cpu
         self.state = state
         self.pool: list[bytearray] = []
+        self.leases: list[Lease] = []
+
+    def capped(self, pos: int) -> int:
+        """``pos``, or the start of the oldest in-place batch still in use if that is earlier. Leases that
+        ended and can be released are dropped (idempotent: interrupted, the next call does it again)."""
+        leases = self.leases
+        if not leases:
+            return pos
+        live = [lease for lease in leases if not (lease.ended and lease.release())]
+        self.leases = live
+        for lease in live:
+            pos = min(pos, lease.start)
+        return pos
 
     def copy_out(self, pieces: Sequence[tuple[Any, int, int]]) -> bytearray:
         """The bytes ``m[a:b]`` of each ``(m, a, b)`` joined, in a private buffer (possibly longer: callers keep
@@ -162,7 +235,20 @@ class Ring:
                 o += b - a
         return out
 
-    def scan(self, want: int) -> Scan | None:  # pragma: no cover - abstract
+    def reclaim(self, owner: object | None) -> None:
+        """Before a scan: give the kernel the space of in-place batches released since the last commit; warn
+        (once each) about ended batches of other streams that are still referenced (their space stays pinned,
+        e.g. by a loop variable that outlived its stream)."""
+        self.commit(self.state[0])
+        for lease in self.leases:
+            if lease.ended and lease.owner is not owner and not lease.warned and not lease.release():
+                lease.warned = True
+                warnings.warn(pinned_message(self.owner._name), RuntimeWarning, stacklevel=4)
+
+    def scan(self, want: int, lease_owner: object | None = None) -> Scan | None:  # pragma: no cover - abstract
+        """Records from the delivered position on (at most ``want``). With ``lease_owner``, a uniform run may
+        be handed out in place: ``buf`` is then a view on the mapping guarded by a :class:`Lease` of that owner
+        (in :attr:`leases`)."""
         raise NotImplementedError
 
     def commit(self, pos: int) -> None:  # pragma: no cover - abstract
@@ -280,6 +366,8 @@ class Decoder(Generic[T]):
     batch: bool = False
     #: Most records per scan.
     chunk: int = CHUNK_RECORDS
+    #: Batches may be views on the mapped ring (guarded by a lease until the stream's next step).
+    inplace: bool = False
 
 
 class EventStream(Generic[T]):
@@ -316,6 +404,7 @@ class EventStream(Generic[T]):
         self._next_ring = 0
         self._stopped = False
         self._flat: Iterator[T] | None = None  # made on first use: an unstarted generator would hold a cycle
+        self._token = object()  # owner of this stream's leases (a strong reference would keep the stream alive)
 
     @property
     def delivered(self) -> int:
@@ -355,7 +444,8 @@ class EventStream(Generic[T]):
             if ring.closed:
                 continue
             dec = self._decoder_for(ring.owner)
-            s = ring.scan(dec.chunk if want is None else min(want, dec.chunk))
+            s = ring.scan(dec.chunk if want is None else min(want, dec.chunk),
+                          self._token if dec.inplace else None)
             if s is None:
                 continue
             self._next_ring = (start + i + 1) % nr  # round robin: a busy CPU does not starve the others
@@ -407,6 +497,7 @@ class EventStream(Generic[T]):
             # No lock here: a `with` block's exit can itself be interrupted, leaving a lock held. The GIL
             # serialises mmap access, and an mmap closed by another thread raises ValueError, never crashes.
             try:
+                self._end_leases(True)  # the caller asked for more: in-place batches handed out so far end
                 self._sync()
                 if self._stopped or (waiter is not None and waiter.closing):
                     return
@@ -453,9 +544,29 @@ class EventStream(Generic[T]):
             flat = self._flat = itertools.chain.from_iterable(self._chunks())
         return next(flat)
 
+    def _end_leases(self, warn: bool = False) -> None:
+        """End this stream's in-place batches: release their views (``data`` of a batch kept beyond its step then
+        raises ``ValueError`` on use). A batch still referenced by an array or view made from it keeps its ring
+        space from the kernel until that is dropped; ``warn``: (at a step) warn once per batch if that lasted a
+        whole step more. Idempotent."""
+        token = self._token
+        for ring in self._rings:
+            for lease in ring.leases:
+                if lease.owner is not token:
+                    continue
+                if not lease.ended:
+                    # Not released yet is normal here: a `for` loop's variable still holds the batch being
+                    # replaced (its space is released at a later commit, once the variable moved on).
+                    lease.ended = True
+                    lease.release()
+                elif not lease.release() and warn and not lease.warned:  # kept a whole step more: on purpose
+                    lease.warned = True
+                    warnings.warn(pinned_message(ring.owner._name), RuntimeWarning, stacklevel=2)
+
     def _retire(self) -> None:
         """Before another form takes over: the current chunk shrinks to what was handed out (the position is
         recorded from that), and the rest of it can no longer come out of the old iterators; it is read again."""
+        self._end_leases()
         self._sync()
         c = self._cur
         d = c.n - length_hint(c.li)
@@ -477,21 +588,63 @@ class EventStream(Generic[T]):
         self._view = view
         return itertools.chain.from_iterable(self._chunks())
 
-    def raw(self) -> Iterator[RawRecords]:
-        """The records of each chunk as one :class:`RawRecords` (a copy of the ring span and the records'
-        offsets): the fastest form, no Python object per record. A whole contiguous span of a ring is one chunk.
-        """
-        return self._batch_view(lambda owner: RawDecoder(owner._slack))
+    def raw(self, *, copy: bool = True) -> Iterator[RawRecords]:
+        """The records of each chunk as one :class:`RawRecords` (one buffer and the records' offsets): the
+        fastest form, no Python object per record. A whole contiguous span of a ring is one chunk.
 
-    def numpy(self) -> Iterator[npt.NDArray[Any]]:
+        Args:
+            copy: ``True``: ``data`` is a private copy of the ring span, valid as long as you keep it.
+                ``False``: ``data`` is a read-only memoryview *on the mapped ring* (no copy) for runs of records
+                of one size; valid until you ask the stream for the next batch or the stream ends (the ring space
+                is released to the kernel then). ``data`` of a batch kept beyond that raises ``ValueError`` on
+                use. An array or memoryview you made from it keeps that ring space from the kernel (and a
+                ``RuntimeWarning`` says so) until you drop it: copy what you keep. Records of mixed sizes, and a
+                perf ring's records across the end of its data area, are copied either way.
+        """
+        return self._batch_view(lambda owner: RawDecoder(owner._slack, inplace=not copy))
+
+    def numpy(self, *, copy: bool = True) -> Iterator[npt.NDArray[Any]]:
         """The records of each chunk as one read-only numpy structured array of the buffer's bound type
-        (``bs.numpy_dtype(Event)``): a strided view on one copy of the ring span, no Python object per record.
+        (``bs.numpy_dtype(Event)``): a strided view on the ring span, no Python object per record.
+
+        Args:
+            copy: ``True``: the array reads a private copy of the span. ``False``: it reads the mapped ring
+                itself (no copy) and is valid until you ask for the next batch or the stream ends; an array (or
+                a view of it, e.g. ``a["pid"]``) still alive then keeps its ring space from the kernel until it is
+                dropped, with a ``RuntimeWarning``. Results computed from it (``a["pid"].sum()``,
+                ``a["pid"] * 2``, ``a.copy()``) are new arrays and can be kept. See :meth:`raw`.
 
         Raises:
             MissingExtraError: numpy is not installed (the ``arrays`` extra).
             SchemaError: the buffer has no bound fixed-size event type, or the type has no numpy form.
         """
-        return self._batch_view(lambda owner: NumpyDecoder(_bound_codec(owner, "numpy"), owner._slack))
+        return self._batch_view(lambda owner: NumpyDecoder(_bound_codec(owner, "numpy"), owner._slack,
+                                                           inplace=not copy))
+
+    def arrow(self, *, strings: StringPolicy = "str") -> Iterator[pa.Table]:
+        """The records of each chunk as one ``pyarrow.Table``: one column per field of the buffer's bound type,
+        named, typed and with the string policy of the map drains' ``Drain.arrow()`` (see docs/arrays.md).
+        Converted from the mapped ring in place (each column is copied once by the conversion), so the ring
+        space goes back to the kernel at the next step.
+
+        Args:
+            strings: ``"str"`` (``char[n]`` as UTF-8 strings cut at the first NUL) or ``"bytes"``.
+
+        Raises:
+            MissingExtraError: numpy or pyarrow is not installed (the ``arrays`` extra).
+            SchemaError: the buffer has no bound fixed-size event type.
+        """
+        return self._batch_view(lambda owner: TableDecoder(_bound_codec(owner, "arrow"), owner, "arrow", strings))
+
+    def polars(self, *, strings: StringPolicy = "str") -> Iterator[pl.DataFrame]:
+        """The records of each chunk as one ``polars.DataFrame`` (through Arrow: the columns of :meth:`arrow`).
+
+        Raises:
+            MissingExtraError: numpy, pyarrow or polars is not installed (the ``arrays`` extra).
+            SchemaError: the buffer has no bound fixed-size event type.
+        """
+        return self._batch_view(lambda owner: TableDecoder(_bound_codec(owner, "polars"), owner, "polars",
+                                                           strings))
 
     def columns(self) -> Iterator[EventColumns]:
         """The records of each chunk as one :class:`~bpfschema.EventColumns` (a list per field).
@@ -520,6 +673,7 @@ class EventStream(Generic[T]):
         """Stop; record the position of what was delivered. Idempotent."""
         if self._stopped:
             return
+        self._end_leases()  # first: interrupted after it, a later close() (or __del__) still ends them
         self._stopped = True
         self._sync()
         self._cur = self._cur._replace(ring=None)
@@ -649,7 +803,8 @@ class TypedDecoder(Decoder[T]):
 
 class RawRecords:
     """One chunk of raw records: a single buffer (a private copy of the ring span, possibly longer than the last
-    record's end) and where each record is.
+    record's end; or, from ``raw(copy=False)``, a read-only memoryview on the mapped ring valid for one step of
+    the stream) and where each record is.
 
     Record ``i`` is ``data[offsets[i]: offsets[i] + lengths[i]]``. When every record of the chunk has the same
     length (the common case: one fixed-size event type), ``size`` is that length and ``stride`` the distance
@@ -662,8 +817,8 @@ class RawRecords:
 
     __slots__ = ("_lengths", "data", "offsets", "size", "stride")
 
-    def __init__(self, data: bytes, offsets: Sequence[int], lengths: Sequence[int] | None, size: int | None,
-                 stride: int | None):
+    def __init__(self, data: bytes | bytearray | memoryview, offsets: Sequence[int], lengths: Sequence[int] | None,
+                 size: int | None, stride: int | None):
         self.data = data
         self.offsets = offsets
         self._lengths = lengths
@@ -682,7 +837,7 @@ class RawRecords:
 
     def __getitem__(self, i: int) -> bytes:
         o = self.offsets[i]
-        return self.data[o: o + self.lengths[i]]
+        return bytes(self.data[o: o + self.lengths[i]])
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.tolist())
@@ -693,7 +848,7 @@ class RawRecords:
         if self.size is not None and self.stride is not None and n:
             return split_uniform(self.data, self.offsets[0], n, self.size, self.stride)
         d = self.data
-        return [d[o: o + k] for o, k in zip(self.offsets, self.lengths, strict=True)]
+        return [bytes(d[o: o + k]) for o, k in zip(self.offsets, self.lengths, strict=True)]
 
     def view(self, i: int) -> memoryview:
         """Record ``i`` as a memoryview of :attr:`data` (no copy)."""
@@ -710,8 +865,9 @@ class RawDecoder(Decoder[RawRecords]):
     batch = True
     chunk = BATCH_RECORDS
 
-    def __init__(self, slack: int):
+    def __init__(self, slack: int, inplace: bool = False):
         self.slack = slack
+        self.inplace = inplace
 
     def items(self, s: Scan) -> list[RawRecords]:
         if s.raws is None:
@@ -733,11 +889,12 @@ class NumpyDecoder(Decoder[Any]):
     batch = True
     chunk = BATCH_RECORDS
 
-    def __init__(self, codec: Any, slack: int):
+    def __init__(self, codec: Any, slack: int, inplace: bool = False):
         self.np = _import_numpy()
         self.dtype = codec.numpy_dtype()
         self.size: int = codec.size
         self.slack = slack
+        self.inplace = inplace
 
     def items(self, s: Scan) -> list[Any]:
         size = self.size
@@ -753,6 +910,43 @@ class NumpyDecoder(Decoder[Any]):
     def one(self, raw: bytes) -> Any:
         _check_len(len(raw), self.size, self.slack)
         return self.np.frombuffer(raw[: self.size], self.dtype)
+
+
+class _Packed:
+    """One chunk's records packed back to back, as the map drains' array builders read an accumulator."""
+
+    __slots__ = ("n", "values")
+
+    def __init__(self, values: Any, n: int):
+        self.values = values
+        self.n = n
+
+    def buffers(self) -> tuple[bytes, Any]:
+        return b"", self.values
+
+
+class TableDecoder(Decoder[Any]):
+    """One Arrow table or polars data frame per chunk, built by the map drains' builders (``kind``: ``"arrow"``
+    or ``"polars"``, registered by :mod:`bpfschema.arrays`) from the chunk's numpy view, read in place."""
+
+    batch = True
+    chunk = BATCH_RECORDS
+    inplace = True
+
+    def __init__(self, codec: Any, owner: Any, kind: str, strings: str):
+        from .drain import ARRAY_BUILDERS
+
+        self.np = NumpyDecoder(codec, owner._slack, inplace=True)
+        self.build = ARRAY_BUILDERS[kind](owner._name, None, codec, strings=strings)
+
+    def items(self, s: Scan) -> list[Any]:
+        a = self.np.items(s)[0]
+        packed = self.np.np.ascontiguousarray(a)  # a private copy: the in-place view is not kept
+        return [self.build(_Packed(packed, len(packed)))]
+
+    def one(self, raw: bytes) -> Any:
+        a = self.np.one(raw)
+        return self.build(_Packed(a.copy(), len(a)))
 
 
 def _import_numpy() -> Any:

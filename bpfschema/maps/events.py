@@ -269,6 +269,9 @@ class EventBuffer(Generic[T]):
                 s._sync()
         for r in getattr(self, "_rings", None) or ():
             r.closed = True  # scans and commits of other objects' streams (pollers) stop here
+            for lease in r.leases:  # in-place batches: released unless still referenced (then the mapping
+                lease.ended = True  # stays until they are gone, and never reads reused memory)
+                lease.release()
         if w is not None:
             w.close()  # a thread waiting on it closes it on its way out
             self._waiter = None

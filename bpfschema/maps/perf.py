@@ -19,7 +19,7 @@ from .._sys.consts import MapType
 from .._sys.cpus import possible_cpus
 from .._sys.fd import Fd
 from ..errors import error_for_errno
-from ._events import Ring, Same, Scan, Waiter, uniform_prefix
+from ._events import Ring, Same, Scan, Waiter, lease_span, uniform_prefix
 from .base import CodecMap
 from .events import EventBuffer
 from .spec import MapSpec
@@ -71,7 +71,8 @@ class _PerfRing(Ring):
         return bool(_U64.unpack_from(self.mm, _perf.DATA_HEAD_OFFSET)[0] != self.state[0])
 
     def commit(self, pos: int) -> None:
-        # Never backwards (see the ring buffer's commit).
+        # Never past an in-place batch still in use, never backwards (see the ring buffer's commit).
+        pos = self.capped(pos)
         if pos > _U64.unpack_from(self.mm, _perf.DATA_TAIL_OFFSET)[0]:
             _U64.pack_into(self.mm, _perf.DATA_TAIL_OFFSET, pos)
 
@@ -87,7 +88,9 @@ class _PerfRing(Ring):
         """``n`` bytes of the ring from position ``pos``, joined across the end of the data area."""
         return b"".join(m[a:b] for m, a, b in self._pieces(pos, n))
 
-    def scan(self, want: int) -> Scan | None:
+    def scan(self, want: int, lease_owner: object | None = None) -> Scan | None:
+        if self.leases:
+            self.reclaim(lease_owner)
         pos, lost = self.state
         mm = self.mm
         head = _U64.unpack_from(mm, _perf.DATA_HEAD_OFFSET)[0]
@@ -105,6 +108,20 @@ class _PerfRing(Ring):
         # A uniform run copies only what this chunk can take (into a reused buffer); mixed records at most
         # _WALK_BYTES.
         k = min(avail // rsize, want) if uniform else 0
+        if k > 1 and lease_owner is not None:
+            # In place: the whole records before the end of the data area (not mapped twice), guarded by a lease
+            # until the stream's next step. A run that starts within two records of the end is copied.
+            start = pos & self.mask
+            k_in = min(k, (self.size - start) // rsize)
+            if k_in > 1:
+                whole = memoryview(mm)
+                a = base + start
+                k_in = uniform_prefix(whole[a: a + k_in * rsize], rsize, k_in, _TYPE_SIZE_FIELDS)
+                if k_in > 1:
+                    view, lease = lease_span(whole, pos, a, a + k_in * rsize, lease_owner)
+                    self.leases.append(lease)
+                    return Scan(None, view, 12, k_in, _U32.unpack_from(view, 8)[0], rsize,
+                                range(pos + rsize, pos + (k_in + 1) * rsize, rsize), Same(lost, k_in), pos, lost)
         if k > 1:
             run = self.copy_out(self._pieces(pos, k * rsize))
             # The longest run of samples with this header, compared as strided slices (the raw size follows

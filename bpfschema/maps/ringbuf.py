@@ -13,7 +13,7 @@ from typing_extensions import TypeVar
 
 from .._sys.consts import MapType
 from ..errors import BpfPermissionError, error_for_errno
-from ._events import Ring, Same, Scan, Waiter, uniform_prefix
+from ._events import Ring, Same, Scan, Waiter, lease_span, uniform_prefix
 from .base import CodecMap
 from .events import EventBuffer
 from .spec import MapSpec
@@ -45,12 +45,15 @@ class _RbRing(Ring):
         return bool(_U64.unpack_from(self.prod, 0)[0] > self.state[0])
 
     def commit(self, pos: int) -> None:
-        # Never backwards: a stream of another object on this ring, closed late (garbage collection), must not
-        # hand records consumed since then out again.
+        # Never past an in-place batch still in use; never backwards: a stream of another object on this ring,
+        # closed late (garbage collection), must not hand records consumed since then out again.
+        pos = self.capped(pos)
         if pos > _U64.unpack_from(self.cons, 0)[0]:
             _U64.pack_into(self.cons, 0, pos)
 
-    def scan(self, want: int) -> Scan | None:
+    def scan(self, want: int, lease_owner: object | None = None) -> Scan | None:
+        if self.leases:
+            self.reclaim(lease_owner)
         pos, lost = self.state
         kc = _U64.unpack_from(self.cons, 0)[0]
         if kc > pos:  # another consumer (object or process) took records meanwhile: go on from there
@@ -70,7 +73,17 @@ class _RbRing(Ring):
             k = min((prod - pos) // stride, want)
             if k > 1:
                 # The longest run of records of this length (none busy or discarded): compare the length words'
-                # bytes, each read as one strided slice, a few C calls for the whole run (one copy of the span).
+                # bytes, each read as one strided slice, a few C calls for the whole run. In place (a lease
+                # guards the span until the stream's next step; the data area is mapped twice, so the span is
+                # contiguous) or from one copy of the span.
+                if lease_owner is not None:
+                    whole = memoryview(m)
+                    k = uniform_prefix(whole[off: off + k * stride], stride, k, _LEN_FIELD)
+                    if k > 1:
+                        view, lease = lease_span(whole, pos, off, off + k * stride, lease_owner)
+                        self.leases.append(lease)
+                        return Scan(None, view, _HDR, k, length, stride,
+                                    range(pos + stride, pos + (k + 1) * stride, stride), Same(lost, k), pos, lost)
                 run = self.copy_out(((m, off, off + k * stride),))
                 k = uniform_prefix(run, stride, k, _LEN_FIELD)
                 if k > 1:

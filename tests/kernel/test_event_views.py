@@ -7,6 +7,7 @@ import os
 import struct
 import sys
 from collections.abc import Iterator
+from typing import Annotated, Any
 
 import pytest
 
@@ -184,3 +185,143 @@ def test_uniform_prefix_finds_the_first_different_header(with_numpy: bool,
             buf = b"".join(odd if i == bad else rec for i in range(k))
             want = max(1, min(bad, k))
             assert uniform_prefix(buf, 24, k, ((0, 4),)) == want, (k, bad)
+
+
+# -- in place (copy=False) ----------------------------------------------------------------------------------------
+
+
+def _kernel_consumer(rb: bs.RingBuffer[Any]) -> int:
+    return int(struct.unpack_from("=Q", rb._mapped()[0], 0)[0])
+
+
+def test_raw_in_place_reads_the_ring_and_releases_it_at_the_next_step() -> None:
+    """A batch of ``raw(copy=False)`` is a read-only view on the mapped ring; the kernel gets the space back when
+    the caller asks for the next batch, and the batch's ``data`` is unusable from then on."""
+    with bs.RingBuffer.create(rb_spec()) as rb:
+        ev.ringbuf_sequence(rb, 100, size=16)
+        ev.ringbuf_sequence(rb, 10, size=24, start=100)  # a second run: a second batch
+        with rb.drain() as d:
+            it = d.raw(copy=False)
+            b = next(it)
+            assert isinstance(b.data, memoryview) and b.data.readonly and (len(b), b.size, b.stride) == (100, 16, 24)
+            assert seqs(b.tolist()) == list(range(100)) and b[5] == bytes(b.view(5))
+            assert _kernel_consumer(rb) == 0  # the batch is in use: its space is not released yet
+            b2 = next(it)
+            assert seqs(b2.tolist()) == list(range(100, 110))
+            assert _kernel_consumer(rb) == 100 * 24  # the first batch's step is over: released
+            with pytest.raises(ValueError, match="released"):
+                b.data[0]
+            assert list(it) == []
+        assert rb.pending_bytes() == 0 and _kernel_consumer(rb) == 100 * 24 + 10 * 32
+
+
+def test_a_view_kept_from_an_in_place_batch_pins_its_ring_space() -> None:
+    """A memoryview made from an in-place batch and kept: the kernel does not get that space back (so the view
+    never reads records written later), a warning says so, and the space is released once the view is dropped."""
+    with bs.RingBuffer.create(rb_spec(mmap.PAGESIZE)) as rb:
+        ev.ringbuf_sequence(rb, 50, size=16)
+        with rb.drain() as d:
+            (kept,) = [b.view(0) for b in d.raw(copy=False)]  # one batch
+        assert _kernel_consumer(rb) == 0 and bytes(kept[:8]) == struct.pack("=Q", 0)
+        res = ev.ringbuf_sequence(rb, 200, size=16, start=50)  # the ring is 4 KiB: only the free part fills
+        assert res.failures > 0
+        with pytest.warns(RuntimeWarning, match="still referenced"):
+            got = seqs(list(rb.drain()))
+        assert got == list(range(50, 50 + len(got))) and bytes(kept[:8]) == struct.pack("=Q", 0)
+        del kept
+        assert list(rb.drain()) == [] and rb.pending_bytes() == 0  # the next scan gives the space back
+        ev.ringbuf_sequence(rb, 5, size=16, start=1000)
+        assert seqs(list(rb.drain())) == list(range(1000, 1005))
+        assert rb.pending_bytes() == 0
+
+
+def test_numpy_in_place_arrays_pin_their_space_while_alive(
+        perf: tuple[bs.PerfEventArray[Seq], bs.PerfBuffer[Seq], int]) -> None:
+    np = pytest.importorskip("numpy")
+    with SeqRing.create(rb_spec()) as rb:
+        ev.ringbuf_sequence(rb, 100, size=16)
+        total = 0
+        with rb.drain() as d:
+            for a in d.numpy(copy=False):
+                assert not a.flags.writeable
+                total += int(a["seq"].sum())
+                del a
+        assert total == sum(range(100)) and rb.pending_bytes() == 0 and _kernel_consumer(rb) == 2400
+        ev.ringbuf_sequence(rb, 20, size=16, start=100)
+        arrays = list(rb.drain().numpy(copy=False))  # kept: their space stays with them
+        assert _kernel_consumer(rb) == 2400 and arrays[0]["seq"].tolist() == list(range(100, 120))
+        del arrays
+        assert list(rb.drain()) == [] and _kernel_consumer(rb) == 2400 + 20 * 24
+    pa, pb, cpu = perf
+    ev.perf_sequence(pa, 300, size=16, cpu=cpu)
+    got = np.concatenate([a["seq"] for a in pb.drain().numpy(copy=False)])  # concatenate copies
+    assert got.tolist() == list(range(300)) and pb.lost_total == 0
+
+
+def test_perf_in_place_batches_wrap_around_the_data_area(
+        perf: tuple[bs.PerfEventArray[Seq], bs.PerfBuffer[Seq], int]) -> None:
+    """A perf ring is not mapped twice: an in-place batch stops at the end of the data area; the next starts at
+    its beginning. Many wraps, every record once."""
+    pa, pb, cpu = perf
+    ring_bytes = pb.pages * mmap.PAGESIZE
+    out: list[int] = []
+    sizes = []
+    for round_ in range(12):  # 12 x 500 records of 32 bytes = 192 KiB through a 32 KiB ring
+        ev.perf_sequence(pa, 500, size=16, start=500 * round_, cpu=cpu)
+        for b in pb.drain().raw(copy=False):
+            sizes.append(len(b))
+            out += seqs(b.tolist())
+    assert out == list(range(6000)) and pb.lost_total == 0
+    assert max(sizes) <= ring_bytes // 32 and len(sizes) > 12  # some batches were cut at the end of the area
+
+
+class Named(bs.Struct):
+    seq: bs.u64
+    comm: Annotated[str, bs.CString(8)]
+    cpu: bs.u32
+    tag: bs.u32
+
+
+class NamedPerf(bs.PerfEventArray[Named]):
+    pass
+
+
+def test_arrow_and_polars_views_of_ring_and_perf_records() -> None:
+    """Per chunk: a table with the columns, names and string policy of the map drains' ``arrow()``; read in
+    place, so the ring space is back with the kernel at the next step."""
+    pytest.importorskip("pyarrow")
+    with SeqRing.create(rb_spec()) as rb:
+        ev.ringbuf_sequence(rb, 100, size=16, tag=5)
+        with rb.drain(limit=60) as d:
+            tables = list(d.arrow())
+        assert [t.num_rows for t in tables] == [60] and tables[0].column_names == ["seq", "cpu", "tag"]
+        assert str(tables[0].schema.field("seq").type) == "uint64"
+        assert tables[0]["seq"].to_pylist() == list(range(60)) and set(tables[0]["tag"].to_pylist()) == {5}
+        assert _kernel_consumer(rb) == 60 * 24
+        pl = pytest.importorskip("polars")
+        frames = list(rb.drain().polars())
+        assert isinstance(frames[0], pl.DataFrame) and frames[0]["seq"].to_list() == list(range(60, 100))
+        assert rb.pending_bytes() == 0
+    with NamedPerf.create(max_entries=0, name="arrowperf") as pa, pa.open_buffer(pages=4) as pb:
+        cpu = sorted(os.sched_getaffinity(0))[0]
+        # 24-byte records written by the kernel: seq, then cpu and tag where comm is, then zeros; comm is read
+        # with the bytes policy (cut at the first NUL), as the map drains do.
+        ev.perf_sequence(pa, 50, size=24, tag=1, cpu=cpu)
+        tables = list(pb.drain().arrow(strings="bytes"))
+        t = tables[0]
+        assert t.column_names == ["seq", "comm", "cpu", "tag"] and t["seq"].to_pylist() == list(range(50))
+        assert str(t.schema.field("comm").type) == "large_binary"
+        assert set(t["comm"].to_pylist()) == {struct.pack("=II", cpu, 1).split(b"\0")[0]}
+        assert set(t["cpu"].to_pylist()) == {0} and set(t["tag"].to_pylist()) == {0}  # the zeros after
+        with pytest.raises(bs.BpfError, match="strings"):
+            next(pb.drain().arrow(strings="latin1"))  # type: ignore[arg-type]
+
+
+def test_arrow_view_without_pyarrow_consumes_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    with SeqRing.create(rb_spec()) as rb:
+        ev.ringbuf_sequence(rb, 3, size=16)
+        monkeypatch.setitem(sys.modules, "pyarrow", None)  # what an interpreter without pyarrow sees
+        with pytest.raises(bs.MissingExtraError, match="arrays"):
+            next(rb.drain().arrow())
+        monkeypatch.undo()
+        assert [r.seq for r in rb.drain()] == [0, 1, 2]

@@ -214,7 +214,7 @@ def _interrupt_at(k: int) -> Any:
     return glob, count
 
 
-@pytest.mark.parametrize("form", ["records", "raw", "events", "poller", "aevents"])
+@pytest.mark.parametrize("form", ["records", "raw", "inplace", "events", "poller", "aevents"])
 @pytest.mark.parametrize("kind", ["ring", "perf"])
 def test_keyboard_interrupt_at_every_line_loses_and_repeats_nothing(kind: str, form: str) -> None:
     """The sweep runs in a child interpreter: under pytest's own hooks a traced KeyboardInterrupt stalls it."""
@@ -259,6 +259,7 @@ def interrupt_sweep(kind: str, form: str = "records") -> None:
             produce(start, total)
             delivered: list[int] = []
             batches: list[bs.RawRecords] = []
+            copies: list[tuple[bytes, list[int], int | None, Any]] = []
             tracer, count = _interrupt_at(k)
             sys.settrace(tracer)
             try:
@@ -268,6 +269,14 @@ def interrupt_sweep(kind: str, form: str = "records") -> None:
                             batches.append(b)
                         for b in buf.drain().raw():
                             batches.append(b)
+                elif form == "inplace":
+                    # raw(copy=False): each batch read within its step with C-level calls only (no line of the
+                    # library runs between taking it and keeping its bytes)
+                    with buf.drain(limit=total // 3) as d:
+                        for b in d.raw(copy=False):
+                            copies.append((bytes(b.data), list(b.offsets), b.size, b._lengths))
+                        for b in buf.drain().raw(copy=False):
+                            copies.append((bytes(b.data), list(b.offsets), b.size, b._lengths))
                 elif form == "events":  # the waiting path: takes what is there, waits, times out
                     with buf.events(timeout=0.002) as d:
                         for r in d:
@@ -295,6 +304,7 @@ def interrupt_sweep(kind: str, form: str = "records") -> None:
             finally:
                 sys.settrace(None)
             delivered += [struct.unpack_from("=Q", r)[0] for b in batches for r in b]
+            delivered += [struct.unpack_from("=Q", data, o)[0] for data, offs, _, _ in copies for o in offs]
             rest = [struct.unpack_from("=Q", r)[0] for r in buf.drain()]
             assert sorted(delivered + rest) == list(range(start, start + total)), f"interrupt at line {k}"
             if count[0] < k:

@@ -370,6 +370,20 @@ def test_ring_buffer_drain_interrupted_at_every_bytecode() -> None:
     assert fired * SWEEP_STRIDE > 500
 
 
+def _rb_in_place(rb: bs.RingBuffer, got: list[Any]) -> None:
+    """``raw(copy=False)``: each batch's bytes taken within its step by C-level calls only."""
+    with rb.drain(limit=N) as d:
+        for b in d.raw(copy=False):
+            data = bytes(b.data)
+            lengths = b._lengths if b._lengths is not None else [b.size or 0] * len(b.offsets)
+            got.extend(data[o: o + n] for o, n in zip(b.offsets, lengths, strict=True))
+
+
+def test_ring_buffer_in_place_batches_interrupted_at_every_bytecode() -> None:
+    fired = _run_all(_ring, _rb_in_place, _rb_rest, _values(), opcodes=True)
+    assert fired * SWEEP_STRIDE > 200
+
+
 
 
 # -- opening and creating maps -----------------------------------------------------------------------------------

@@ -631,6 +631,53 @@ def test_queue_from_pin_is_checked_against_the_declaration_in_its_programs_btf(b
         assert w.info.value_size == 16
 
 
+class REvents(bs.RingBuffer[QEvent]):
+    pass
+
+
+class ShortEvent(bs.Struct):
+    pid: bs.u32
+    kind: bs.u32
+
+
+class WrongREvents(bs.RingBuffer[ShortEvent]):
+    pass
+
+
+def test_ring_buffer_declaration_names_no_record_type_so_only_record_sizes_are_checked(
+        build: Builder, bpffs: Path) -> None:
+    """A ring buffer's declaration in its program's BTF has no value type (libbpf refuses one: the kernel wants
+    value_size 0), so opening a typed ring buffer has nothing to compare with: no error, no warning. The record
+    size is checked at read, where a record of another size comes out through a DecodeError with its bytes."""
+    import warnings
+
+    from bpfschema._sys import ops
+    from bpfschema.btf._maps import declared_by_programs
+
+    pin = bpffs / "revents"
+    with BpfObject.open(build.bpf("queued")) as obj:
+        obj.pin_map("revents", pin)
+        obj.load()
+        prog = obj.program("push_event")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            rb = REvents.from_pin(pin)
+            wrong = WrongREvents.from_pin(pin)
+        with rb, wrong:
+            found = declared_by_programs(rb.info)
+            assert found is not None and found[2] == prog.id  # the declaration is there ...
+            assert found[1].value is None and found[1].value_size == 0  # ... without a record type
+            ops.prog_test_run(prog.fd, data_in=bytes(64), repeat=3)
+            got = list(rb.drain())
+            assert [(e.pid, e.kind) for e in got] == [(7, 1)] * 3
+            ops.prog_test_run(prog.fd, data_in=bytes(64))
+            with pytest.raises(bs.DecodeError, match="16 bytes") as e:
+                list(wrong.drain())
+            (raw,) = e.value.raw
+            assert isinstance(raw, bytes) and len(raw) == 16 and raw[:8] == bytes([7, 0, 0, 0, 1, 0, 0, 0])
+            assert wrong.pending_bytes() == 0  # handed out, not lost
+
+
 # -- every bad input: one typed error, and nothing left in the kernel or in this process ---------------------
 
 
