@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bpfschema.errors import MissingExtraError
+from bpfschema.layout._columns import cstring_texts
 from bpfschema.layout._ctypes import (
     ArrayType,
     BitfieldsType,
@@ -115,16 +116,16 @@ def _native(np: Any, col: Any) -> Any:
 
 def _strings(pa: Any, np: Any, col: Any, length: int, strings: str) -> Any:
     m = col.shape[0]
-    raw = np.ascontiguousarray(col).view(np.uint8).reshape(m, length)
-    first_min = raw.argmin(axis=1)  # the first NUL where there is one (one pass, no m x n temporary)
-    lens = np.where(raw[np.arange(m), first_min] == 0, first_min, length).astype(np.int64)
+    raw = col.reshape(m).view(np.dtype((np.uint8, (length,))))  # (m, length) bytes, strided: no copy
+    lens, data = cstring_texts(np, raw, length, False)
     offsets = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(lens, out=offsets[1:])
-    data = raw[np.arange(length) < lens[:, None]]  # row-major compaction: the text of each row, in order
     bufs = [None, pa.py_buffer(offsets), pa.py_buffer(data)]
     if strings == "bytes":
         return pa.Array.from_buffers(pa.large_binary(), m, bufs)
     arr = pa.Array.from_buffers(pa.large_string(), m, bufs)
+    if not data.size or int(data.max()) < 0x80:
+        return arr  # ASCII: valid UTF-8
     try:
         arr.validate(full=True)
     except pa.ArrowInvalid:  # bytes that are not UTF-8: decode row by row, replacing them

@@ -33,7 +33,7 @@ from bpfschema.layout._ctypes import (
     UnionType,
 )
 
-__all__ = ["ColumnsCodec", "column_fields", "columns_type"]
+__all__ = ["ColumnsCodec", "column_fields", "columns_type", "cstring_texts"]
 
 _UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
 _SIGNED = {1: "b", 2: "h", 4: "i", 8: "q"}
@@ -133,23 +133,46 @@ def _import_numpy() -> Any:
     return _numpy
 
 
+_TEXT_CHUNK = 1 << 15  # rows per pass: the temporaries stay in the cache
+_keep_tables: dict[tuple[int, bool], Any] = {}
+
+
+def cstring_texts(np: Any, raw: Any, length: int, terminated: bool) -> tuple[Any, Any]:
+    """The texts of ``char[length]`` rows: ``raw`` is an ``(m, length)`` uint8 array (any strides). Returns the
+    length of each text (cut at its first NUL; all ``length`` bytes without one) and the texts concatenated in
+    row order, each followed by one NUL if ``terminated``. Vectorised: a few passes over the bytes, no Python
+    object per row. Also used by the Arrow conversion (:mod:`bpfschema.arrays`)."""
+    m = raw.shape[0]
+    key = (length, terminated)
+    table = _keep_tables.get(key)
+    if table is None:  # row k: the bytes to keep of a text of length k (and its NUL)
+        cols, rows = np.arange(length + 1)[None, :], np.arange(length + 1)[:, None]
+        table = _keep_tables[key] = (cols <= rows) if terminated else (cols < rows)
+    lens = np.empty(m, np.intp)
+    pieces = []
+    padded = np.zeros((min(m, _TEXT_CHUNK), length + 1), np.uint8)  # a NUL after every row, found or not
+    for lo in range(0, m, _TEXT_CHUNK):
+        hi = min(m, lo + _TEXT_CHUNK)
+        part = padded[: hi - lo]
+        part[:, :length] = raw[lo:hi]
+        ln = (part == 0).argmax(axis=1)  # the first NUL of each row (argmax stops at the first True)
+        lens[lo:hi] = ln
+        pieces.append(part[np.take(table, ln, axis=0)])  # each text (and its NUL), in order
+    data = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+    return lens, data
+
+
 def _cstrings(off: int, length: int) -> Column:
     """A ``char[length]`` column in one pass when numpy is installed: every text cut at its first NUL and followed
     by one NUL, the whole batch decoded once (UTF-8, ``surrogateescape``: per-byte, so the same as decoding each
     text alone) and split at the NULs."""
-    table: list[Any] = [None]
 
     def column(mv: memoryview, count: int, stride: int) -> list[Any] | None:
         np = _import_numpy()
         if not np or len(mv) < count * stride or not count:
             return None
-        padded = np.zeros((count, length + 1), np.uint8)  # a NUL after every text, found or not
-        padded[:, :length] = np.frombuffer(mv, np.uint8, count=count * stride).reshape(count, stride)[
-            :, off : off + length]
-        lens = (padded == 0).argmax(axis=1)  # the first NUL of each row (argmax stops at the first True)
-        if table[0] is None:  # row k: the bytes to keep of a text of length k (the text and its NUL)
-            table[0] = np.arange(length + 1)[None, :] <= np.arange(length + 1)[:, None]
-        data = padded[np.take(table[0], lens, axis=0)]  # each text and its NUL, in order
+        raw = np.frombuffer(mv, np.uint8, count=count * stride).reshape(count, stride)[:, off : off + length]
+        data = cstring_texts(np, raw, length, True)[1]
         texts: list[Any] = data.tobytes().decode("utf-8", "surrogateescape").split("\0")
         texts.pop()  # after the last NUL
         return texts

@@ -124,7 +124,7 @@ class _Cursor(Generic[T]):
     not reference the drain itself unless asked to (the cycle would delay the put-back of an abandoned drain).
     """
 
-    __slots__ = ("base", "broken", "closed", "done", "it", "limit", "n", "raw", "src", "unreturned")
+    __slots__ = ("base", "broken", "closed", "done", "ebase", "it", "limit", "n", "raw", "src", "unreturned")
 
     def __init__(self, src: ChunkSource[T], limit: int | None):
         self.src = src
@@ -132,7 +132,8 @@ class _Cursor(Generic[T]):
         self.raw: object = None  # the chunk taken and not finished (source-specific), None: none
         self.it: Iterator[T] | None = None  # over the deliverable prefix of the chunk; None: not exposed yet
         self.n = 0  # length of that prefix
-        self.base = 0  # entries delivered before the current chunk
+        self.base = 0  # items delivered before the current chunk (what ``limit`` counts)
+        self.ebase = 0  # map entries they stand for (a batch item of the raw/columns/chunk views: its entries)
         self.done = False
         self.closed = False
         self.unreturned: list[T] = []
@@ -142,6 +143,12 @@ class _Cursor(Generic[T]):
         """Entries of the current chunk handed out so far."""
         it = self.it
         return 0 if it is None else self.n - length_hint(it)
+
+    def entries(self, raw: object, items: int) -> int:
+        """How many map entries the first ``items`` items of chunk ``raw`` stand for (views whose items are whole
+        batches count their entries)."""
+        count = getattr(self.src, "entries_delivered", None)
+        return items if count is None or not items else int(count(raw, items))
 
     def finish(self) -> list[T]:
         """Give the current chunk back to its source (call inside a critical section)."""
@@ -153,6 +160,7 @@ class _Cursor(Generic[T]):
         if it is not None:
             collections.deque(it, maxlen=0)  # iterators still held by chains must not hand out what goes back
         failed = self.src.finish(raw, delivered)
+        self.ebase += self.entries(raw, delivered)
         self.base += delivered
         self.raw = None
         self.it = None
@@ -274,9 +282,11 @@ class Drain(Generic[T]):
 
     @property
     def delivered(self) -> int:
-        """Number of entries handed to the caller so far."""
+        """Number of map entries handed to the caller so far (whichever view delivered them: a batch of
+        :meth:`raw`, :meth:`columns` or :meth:`numpy_chunks` counts its entries)."""
         cur = self._cur
-        return cur.base + cur.taken()
+        raw = cur.raw
+        return cur.ebase + (cur.entries(raw, cur.taken()) if raw is not None else 0)
 
     @property
     def pending(self) -> int:
@@ -364,6 +374,7 @@ class Drain(Generic[T]):
                             collections.deque(it, maxlen=0)  # other iterators must not hand these out now
                         failed = adopt(raw, delivered, upto, acc)
                         cur.base += delivered
+                        cur.ebase += delivered
                         cur.raw = None
                         cur.it = None
                         cur.n = 0
@@ -387,6 +398,7 @@ class Drain(Generic[T]):
                     cur.unreturned.extend(extra)
             result = build(acc)
             cur.base += acc.n
+            cur.ebase += acc.n
             cur.done = True
             yield result  # the hand-off (resumed once by max(), still inside the try)
         except BaseException as e:
@@ -428,7 +440,9 @@ class Drain(Generic[T]):
         with critical():
             cur.finish()
             left = None if cur.limit is None else max(0, cur.limit - cur.base)
-            cur.src = _ArrayChunks(cast("ArraySource", cur.src), build, entries, left)
+            own = getattr(cur.src, "array_chunks", None)  # a source's own chunking (queues: one batch each)
+            src = own(build, entries, left) if own is not None else None
+            cur.src = src if src is not None else _ArrayChunks(cast("ArraySource", cur.src), build, entries, left)
             cur.limit = None
         return cast("Drain[Arrays]", self)
 
@@ -563,6 +577,9 @@ class _ArrayChunks:
 
     def decode(self, raw: Accumulator) -> list[Any]:
         return [self._build(raw)]
+
+    def entries_delivered(self, raw: Accumulator, items: int) -> int:
+        return raw.n
 
     def finish(self, raw: Accumulator, delivered: int) -> list[Any]:
         failed = [] if delivered else self._inner.put_back(raw, 0, raw.n)

@@ -1116,6 +1116,9 @@ class _RawBatchSource(_BatchDrainSource[Any, Any]):
     def finish(self, raw: _Chunk, delivered: int) -> list[Any]:
         return [] if delivered else super().finish(raw, 0)
 
+    def entries_delivered(self, raw: _Chunk, items: int) -> int:
+        return raw.n
+
 
 class _ColumnsSource(_BatchDrainSource[Any, Any]):
     """One :class:`ColumnBatch` per chunk; ``limit`` counts entries (the source's own budget)."""
@@ -1141,6 +1144,9 @@ class _ColumnsSource(_BatchDrainSource[Any, Any]):
 
     def finish(self, raw: _Chunk, delivered: int) -> list[Any]:
         return [] if delivered else super().finish(raw, 0)
+
+    def entries_delivered(self, raw: _Chunk, items: int) -> int:
+        return raw.n
 
 
 class _CursorDrainSource(Generic[K, V]):
