@@ -118,7 +118,7 @@ def test_arrow_and_polars_columns_and_policies() -> None:
         for k, v in pairs[3:]:
             r = rows[k.id]
             assert r["saddr"] == int(k.saddr) and r["sport"] == k.sport  # big-endian made native
-            assert r["proto"] == 17 and r["packets"] == v.packets and r["inner.b"] == v.inner.b
+            assert r["proto"] == "UDP" and r["packets"] == v.packets and r["inner.b"] == v.inner.b  # enum names
             assert r["comm"] == v.comm and r["mac"] == bytes.fromhex(v.mac.replace(":", ""))
             assert r["hist"] == list(v.hist) and r["flag"] == v.flag and r["level"] == v.level
             assert r["value.id"] == v.id
@@ -128,8 +128,11 @@ def test_arrow_and_polars_columns_and_policies() -> None:
         assert rows[2]["comm"] == "A" * 16 == FlowVal.from_bytes(raw[2][1]).comm
         as_bytes = m.items().arrow(strings="bytes")
         assert {r["key.id"]: r["comm"] for r in as_bytes.to_pylist()}[1] == b"x\xffy"
+        assert str(table.schema.field("proto").type) == "dictionary<values=string, indices=int8, ordered=0>"
+        assert table.column("proto").combine_chunks().dictionary.to_pylist() == ["TCP", "UDP"]
         df = m.drain().polars()
         assert df.height == 20 and list(m.keys()) == []
+        assert str(df["proto"].dtype) == "Categorical" and set(df["proto"].to_list()) == {"UDP"}
         assert sorted(df["sport"].to_list()) == [1000 + i for i in range(20)]
         assert df.filter(df["key.id"] == 5)["comm"].to_list() == ["p5"]
         with pytest.raises(bs.ArgumentError):
@@ -397,3 +400,16 @@ def test_queue_numpy_chunks_interrupted_at_every_line_keep_order() -> None:
             fired += 1
             at += 1
         assert fired > 50
+
+
+def test_an_enum_value_with_no_member_fails_the_arrow_view_and_nothing_is_lost() -> None:
+    with Flows.create(max_entries=64) as m:
+        raw = [(k.to_bytes(), v.to_bytes()) for k, v in (_flow(i) for i in range(10))]
+        bad = bytearray(raw[3][0])
+        bad[FlowKey.layout.field("proto").offset] = 99  # the kernel wrote a value Proto does not name
+        raw[3] = (bytes(bad), raw[3][1])
+        assert producers.write_entries(m, raw) == [0] * 10
+        with pytest.raises(bs.LayoutError, match="99 is not a member of enum Proto"):
+            m.drain().arrow()
+        assert len(m.items().numpy().keys) == 10  # all put back
+        assert int(m.drain().numpy().keys["proto"].max()) == 99  # numpy keeps the integers
