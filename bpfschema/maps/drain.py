@@ -124,14 +124,20 @@ class _Cursor(Generic[T]):
     not reference the drain itself unless asked to (the cycle would delay the put-back of an abandoned drain).
     """
 
-    __slots__ = ("base", "broken", "closed", "done", "ebase", "it", "limit", "n", "raw", "src", "unreturned")
+    __slots__ = ("base", "broken", "closed", "done", "ebase", "end", "it", "limit", "n", "pend", "raw", "src",
+                 "unreturned")
 
     def __init__(self, src: ChunkSource[T], limit: int | None):
         self.src = src
         self.limit = limit
         self.raw: object = None  # the chunk taken and not finished (source-specific), None: none
-        self.it: Iterator[T] | None = None  # over the deliverable prefix of the chunk; None: not exposed yet
-        self.n = 0  # length of that prefix
+        self.it: Iterator[T] | None = None  # over the part of the chunk being delivered; None: not exposed yet
+        self.n = 0  # length of the deliverable prefix of the chunk
+        # A chunk may be decoded and delivered a part at a time (see next_part): ``it`` runs over the part that
+        # ends at entry ``end`` of the chunk. A part switch records ``pend = (new iterator, its end)`` first, then
+        # swaps ``it`` (the commit), then ``end``: taken() is exact between any two of those stores.
+        self.end = 0
+        self.pend: tuple[object, int] = (None, 0)
         self.base = 0  # items delivered before the current chunk (what ``limit`` counts)
         self.ebase = 0  # map entries they stand for (a batch item of the raw/columns/chunk views: its entries)
         self.done = False
@@ -142,7 +148,10 @@ class _Cursor(Generic[T]):
     def taken(self) -> int:
         """Entries of the current chunk handed out so far."""
         it = self.it
-        return 0 if it is None else self.n - length_hint(it)
+        if it is None:
+            return 0
+        pit, pend = self.pend
+        return (pend if pit is it else self.end) - length_hint(it)
 
     def entries(self, raw: object, items: int) -> int:
         """How many map entries the first ``items`` items of chunk ``raw`` stand for (views whose items are whole
@@ -165,6 +174,7 @@ class _Cursor(Generic[T]):
         self.raw = None
         self.it = None
         self.n = 0
+        self.pend = (None, 0)
         if failed:
             self.unreturned.extend(failed)
         return failed
@@ -189,17 +199,52 @@ class _Cursor(Generic[T]):
                     self.raw = raw  # recorded together with the take: the point of the critical section
                     break
             src.backoff()
+        part = getattr(src, "part", 0)
         try:
-            items = src.decode(raw)
+            if part:  # decoded a part at a time: the objects of a part die before the next is built
+                total = src.size(raw)  # type: ignore[attr-defined]
+                if want is not None and total > want:
+                    total = want
+                items = src.decode_part(raw, 0, min(part, total))  # type: ignore[attr-defined]
+            else:
+                items = src.decode(raw)
+                if want is not None and len(items) > want:
+                    items = items[:want]
+                total = len(items)
         except Exception as e:
             with critical():
                 err = src.undecodable(raw, e)
                 self.raw = None
             raise err from e
-        if want is not None and len(items) > want:
-            items = items[:want]
-        self.n = len(items)
+        self.n = total
+        self.end = len(items)
         self.it = iter(items)  # the commit: from here on, the iterator's position counts deliveries
+        return True
+
+    def next_part(self) -> bool:
+        """Decode the next part of the current chunk and make it the one being delivered; False if none is left.
+
+        Call only when the current part's iterator is exhausted."""
+        raw, lo, src = self.raw, self.end, self.src
+        if raw is None or self.it is None or lo >= self.n or self.closed:
+            return False
+        hi = min(self.n, lo + src.part)  # type: ignore[attr-defined]
+        try:
+            items = src.decode_part(raw, lo, hi)  # type: ignore[attr-defined]
+        except Exception as e:
+            with critical():  # entries before ``lo`` were delivered; the source resolves the rest
+                err = src.undecodable_from(raw, lo, e)  # type: ignore[attr-defined]
+                self.base += lo
+                self.ebase += lo
+                self.raw = None
+                self.it = None
+                self.n = 0
+                self.pend = (None, 0)
+            raise err from e
+        it = iter(items)
+        self.pend = (it, hi)
+        self.it = it  # the commit
+        self.end = hi
         return True
 
 
@@ -215,6 +260,9 @@ def _chunk_iterators(cur: _Cursor[T], keepalive: object) -> Iterator[Iterator[T]
             yield it
             continue
         try:
+            if it is not None and cur.end < cur.n and cur.next_part():
+                yield cur.it  # type: ignore[misc]
+                continue
             more = cur.refill()
         except BaseException:
             if keepalive is None:  # the chain behind next(drain) ends with this error
@@ -378,6 +426,7 @@ class Drain(Generic[T]):
                         cur.raw = None
                         cur.it = None
                         cur.n = 0
+                        cur.pend = (None, 0)
                         if failed:
                             cur.unreturned.extend(failed)
             while not (cur.done or cur.closed):
