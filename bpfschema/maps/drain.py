@@ -125,7 +125,7 @@ class _Cursor(Generic[T]):
     """
 
     __slots__ = ("base", "broken", "closed", "done", "ebase", "end", "it", "limit", "n", "pend", "raw", "src",
-                 "unreturned")
+                 "unreturned", "whole")
 
     def __init__(self, src: ChunkSource[T], limit: int | None):
         self.src = src
@@ -138,6 +138,7 @@ class _Cursor(Generic[T]):
         # swaps ``it`` (the commit), then ``end``: taken() is exact between any two of those stores.
         self.end = 0
         self.pend: tuple[object, int] = (None, 0)
+        self.whole = False  # decode whole chunks (batches(): one list per chunk)
         self.base = 0  # items delivered before the current chunk (what ``limit`` counts)
         self.ebase = 0  # map entries they stand for (a batch item of the raw/columns/chunk views: its entries)
         self.done = False
@@ -199,7 +200,7 @@ class _Cursor(Generic[T]):
                     self.raw = raw  # recorded together with the take: the point of the critical section
                     break
             src.backoff()
-        part = getattr(src, "part", 0)
+        part = 0 if self.whole else getattr(src, "part", 0)
         try:
             if part:  # decoded a part at a time: the objects of a part die before the next is built
                 total = src.size(raw)  # type: ignore[attr-defined]
@@ -348,6 +349,7 @@ class Drain(Generic[T]):
         A chunk counts as delivered when it is handed out (``list`` consumes the chunk's iterator in C, straight
         to the caller). ``limit`` is honoured.
         """
+        self._cur.whole = True  # one list per batch syscall (a chunk being delivered in parts finishes in parts)
         return map(list, _chunk_iterators(self._cur, self))
 
     # -- views ------------------------------------------------------------------------------------------------
