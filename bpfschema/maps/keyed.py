@@ -1038,8 +1038,18 @@ class _BatchDrainSource(Generic[K, V]):
     def decode_part(self, raw: _Chunk, lo: int, hi: int) -> list[Any]:
         m, n = self._m, hi - lo
         ks, vs = m._info.key_size, m._vstride
-        return list(zip(m._kc.decode_many(memoryview(raw.keys)[lo * ks : hi * ks], n, ks),
-                        m._vc.decode_many(memoryview(raw.vals)[lo * vs : hi * vs], n, vs), strict=True))
+        dk, dv = self._part_decoders(m)
+        return list(zip(dk(memoryview(raw.keys)[lo * ks : hi * ks], n, ks),
+                        dv(memoryview(raw.vals)[lo * vs : hi * vs], n, vs), strict=True))
+
+    def _part_decoders(self, m: KeyedMap[Any, Any, Any]) -> tuple[Any, Any]:
+        """The codecs' generated batch decoders, without the per-call checks of ``decode_many`` (a batch the kernel
+        filled has the sizes; an entry that does not decode is found by ``undecodable``)."""
+        dec = getattr(self, "_decs", None)
+        if dec is None:
+            dec = self._decs = (getattr(m._kc, "_dec_many", None) or m._kc.decode_many,
+                                getattr(m._vc, "_dec_many", None) or m._vc.decode_many)
+        return dec
 
     def undecodable_from(self, raw: _Chunk, lo: int, cause: Exception) -> BaseException:
         """A part failed to decode: entries before ``lo`` were delivered; resolve the others (see undecodable)."""
