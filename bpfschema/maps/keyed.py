@@ -1128,7 +1128,10 @@ class RawBatch(NamedTuple):
 
 class ColumnBatch(NamedTuple):
     """One batch of a :meth:`KeyedMap.drain_columns`: ``keys[i]``/``values[i]`` is the column of field
-    ``key_names[i]``/``value_names[i]`` (a struct has one column per field, any other type one, ``"value"``)."""
+    ``key_names[i]``/``value_names[i]`` (a struct has one column per field, any other type one, ``"value"``).
+
+    For a struct, ``keys``/``values`` are an instance of :func:`bpfschema.layout.columns_type` (``b.keys.dport``);
+    a nested struct's column is its own columns (``b.values.stats.bytes``), not a list of models."""
 
     keys: tuple[list[object], ...]
     values: tuple[list[object], ...]
