@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -67,6 +67,48 @@ class U64Val(bs.Struct):
 
 
 class Flows(bs.HashMap[FlowKey, FlowVal]):
+    pass
+
+
+@bs.record_for(FlowKey)
+class FlowKeyRec(NamedTuple):
+    saddr: int
+    daddr: int
+    sport: int
+    dport: int
+    proto: int
+
+
+@bs.record_for(Stats)
+class StatsRec(NamedTuple):
+    packets: int
+    bytes: int
+
+
+@bs.record_for(FlowVal)
+class FlowValRec(NamedTuple):
+    stats: StatsRec
+    comm: str
+    last_ns: int
+
+
+@bs.record_for(U64Key)
+class U64KeyRec(NamedTuple):
+    id: int
+    zero: int
+
+
+@bs.record_for(U64Val)
+class U64ValRec(NamedTuple):
+    seq: int
+    zero: int
+
+
+class FlowRecs(bs.HashMap[FlowKeyRec, FlowValRec]):
+    pass
+
+
+class U64Recs(bs.HashMap[U64KeyRec, U64ValRec]):
     pass
 
 
@@ -164,10 +206,11 @@ class Form:
     fill: Callable[[], None]
 
 
-def schema_forms(label: str, hcls: Any, qcls: Any, data: tuple[Any, Any], port: tuple[str, int] | None,
+def schema_forms(label: str, hcls: Any, rcls: Any, qcls: Any, data: tuple[Any, Any], port: tuple[str, int] | None,
                  sum_field: tuple[tuple[str, ...], int], exe: Path, n: int, batch: int) -> tuple[list[Form], Any]:
     keys, vals = data
     h = hcls.create(max_entries=n)
+    r = rcls.from_fd(h.fileno())
     q = qcls.create(max_entries=n)
     assert list(q.drain()) == []  # loads the batch-pop program outside the timed runs
 
@@ -210,6 +253,13 @@ def schema_forms(label: str, hcls: Any, qcls: Any, data: tuple[Any, Any], port: 
                 c += 1
         return c
 
+    def records_form() -> int:
+        c = 0
+        with r.drain(batch_size=batch) as d:
+            for _k, _v in d:
+                c += 1
+        return c
+
     forms = [
         Form(f"{label}: C libbpf LOOKUP_AND_DELETE_BATCH into one array", f"{label} drain",
              lambda: run_c(exe, h, "drain", str(batch)), fh),
@@ -218,6 +268,7 @@ def schema_forms(label: str, hcls: Any, qcls: Any, data: tuple[Any, Any], port: 
         Form(f"{label}: drain().polars()", f"{label} drain", lambda: timed(polars_form), fh),
         Form(f"{label}: drain().columns()", f"{label} drain", lambda: timed(columns_form), fh),
         Form(f"{label}: drain() to models", f"{label} drain", lambda: timed(models_form), fh),
+        Form(f"{label}: drain() to records", f"{label} drain", lambda: timed(records_form), fh),
     ]
     if port is not None:
         pname, poff = port
@@ -263,7 +314,7 @@ def schema_forms(label: str, hcls: Any, qcls: Any, data: tuple[Any, Any], port: 
         Form(f"{label}: C libbpf pop loop", f"{label} queue", lambda: run_c(exe, q, "pop"), fq),
         Form(f"{label}: QueueMap.drain().numpy() (batch pop)", f"{label} queue", lambda: timed(q_numpy), fq),
     ]
-    return forms, (h, q)
+    return forms, (h, r, q)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,9 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     assert FlowKey.layout.size == 16 and FlowVal.layout.size == 40
     dport_off = FlowKey.layout.field("dport").offset
     bytes_off = FlowVal.layout.field("stats").offset + Stats.layout.field("bytes").offset
-    f1, maps1 = schema_forms("realistic", Flows, FlowQueue, realistic_data(n), ("dport", dport_off),
+    f1, maps1 = schema_forms("realistic", Flows, FlowRecs, FlowQueue, realistic_data(n), ("dport", dport_off),
                              (("stats", "bytes"), bytes_off), exe, n, batch)
-    f2, maps2 = schema_forms("all-u64", U64s, U64Queue, u64_data(n), None, (("seq",), 0), exe, n, batch)
+    f2, maps2 = schema_forms("all-u64", U64s, U64Recs, U64Queue, u64_data(n), None, (("seq",), 0), exe, n, batch)
     forms = f1 + f2
     if args.filter:
         import re

@@ -6,11 +6,13 @@ converted from those arrays column by column (a copy per column; byte order made
 
 from __future__ import annotations
 
+import enum
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bpfschema.errors import MissingExtraError
+from bpfschema.errors import LayoutError, MissingExtraError
+from bpfschema.layout._columns import cstring_texts
 from bpfschema.layout._ctypes import (
     ArrayType,
     BitfieldsType,
@@ -115,22 +117,43 @@ def _native(np: Any, col: Any) -> Any:
 
 def _strings(pa: Any, np: Any, col: Any, length: int, strings: str) -> Any:
     m = col.shape[0]
-    raw = np.ascontiguousarray(col).view(np.uint8).reshape(m, length)
-    first_min = raw.argmin(axis=1)  # the first NUL where there is one (one pass, no m x n temporary)
-    lens = np.where(raw[np.arange(m), first_min] == 0, first_min, length).astype(np.int64)
+    raw = col.reshape(m).view(np.dtype((np.uint8, (length,))))  # (m, length) bytes, strided: no copy
+    lens, data = cstring_texts(np, raw, length, False)
     offsets = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(lens, out=offsets[1:])
-    data = raw[np.arange(length) < lens[:, None]]  # row-major compaction: the text of each row, in order
     bufs = [None, pa.py_buffer(offsets), pa.py_buffer(data)]
     if strings == "bytes":
         return pa.Array.from_buffers(pa.large_binary(), m, bufs)
     arr = pa.Array.from_buffers(pa.large_string(), m, bufs)
+    if not data.size or int(data.max()) < 0x80:
+        return arr  # ASCII: valid UTF-8
     try:
         arr.validate(full=True)
     except pa.ArrowInvalid:  # bytes that are not UTF-8: decode row by row, replacing them
         texts = [bytes(data[offsets[i] : offsets[i + 1]]).decode("utf-8", "replace") for i in range(m)]
         arr = pa.array(texts, type=pa.large_string())
     return arr
+
+
+def _enum_dictionary(pa: Any, np: Any, py: type[enum.Enum], ints: Any) -> Any:
+    """An enum column as an Arrow dictionary array: indices into the members' names (declaration order).
+
+    Raises:
+        LayoutError: a value that is no member of the enum (as decoding it to a model would).
+    """
+    members = list(py)
+    values = np.array([int(m.value) for m in members], dtype=np.int64)
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    raw = ints.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    pos = np.clip(np.searchsorted(ordered, raw), 0, len(ordered) - 1) if len(ordered) else np.zeros(len(raw), int)
+    ok = ordered[pos] == raw if len(ordered) else np.zeros(len(raw), bool)
+    if not ok.all():
+        bad = int(raw[int(np.argmin(ok))])
+        raise LayoutError("arrow", f"{bad} is not a member of enum {py.__name__}")
+    width = np.int8 if len(members) <= 127 else np.int16 if len(members) <= 32767 else np.int32
+    indices = order[pos].astype(width)
+    return pa.DictionaryArray.from_arrays(pa.array(indices), pa.array([m.name for m in members], pa.string()))
 
 
 def _leaf(pa: Any, np: Any, ct: CType, col: Any, strings: str, extra: int = 0) -> Any:
@@ -140,6 +163,9 @@ def _leaf(pa: Any, np: Any, ct: CType, col: Any, strings: str, extra: int = 0) -
         inner = _leaf(pa, np, ct, col.reshape((n * k, *col.shape[2:])), strings, extra - 1)
         return pa.FixedSizeListArray.from_arrays(inner, k)
     if isinstance(ct, MappedType):
+        py = ct.py_type
+        if isinstance(py, type) and issubclass(py, enum.Enum) and not issubclass(py, enum.Flag):
+            return _enum_dictionary(pa, np, py, _leaf(pa, np, ct.base, col, strings))
         return _leaf(pa, np, ct.base, col, strings)
     if isinstance(ct, ArrayType):
         n, k = col.shape[0], col.shape[1]

@@ -22,6 +22,7 @@ from bpfschema.layout._codecs import (
     record_type,
     sizeof,
 )
+from bpfschema.layout._columns import columns_type
 from bpfschema.layout._ctypes import (
     ArrayType,
     BitDeclType,
@@ -68,6 +69,7 @@ __all__ = [
     "StructType",
     "UnionType",
     "codec_for",
+    "columns_type",
     "ctype_of",
     "enum_type",
     "numpy_dtype",

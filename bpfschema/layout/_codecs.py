@@ -60,19 +60,28 @@ class FastCodec(Generic[T]):
         """Size in bytes of one encoded value."""
         return self._size
 
-    def decode_columns(self, buf: Buffer, count: int, stride: int, /) -> tuple[list[Any], ...]:
+    def decode_columns(self, buf: Buffer, count: int, stride: int, /) -> tuple[Any, ...]:
         """Decode ``count`` values every ``stride`` bytes as one list per field (see :attr:`column_names`).
 
-        The fastest typed form for batches: numeric fields are read with one ``memoryview.cast`` pass each, with
-        no Python object per entry; mapped fields (addresses, enums) convert their column; other fields (strings,
-        arrays, nested structs) are decoded by a codec of the field's type over the batch at the field's offset, one
-        value per entry; only bitfields come from decoding whole entries.
+        The fastest typed form for batches: numeric fields are read with one C-level pass each, with no Python
+        object per entry but the values; mapped fields (addresses, enums) convert their column; a nested struct's
+        column is its own columns (a :func:`~bpfschema.layout.columns_type` named tuple); ``char[n]`` columns are
+        cut and decoded in bulk when numpy is installed; other fields (arrays, byte arrays) are decoded by a codec
+        of the field's type over the batch at the field's offset, one value per entry; only bitfields come from
+        decoding whole entries. A struct's columns are an instance of its ``columns_type`` (``cols.sport``).
 
         Raises:
             LayoutError: bytes that do not decode.
             SchemaError: the codec is a raw codec (flat tuples have no fields).
         """
-        cols: tuple[list[Any], ...] = self._columns_codec().decode_columns(buf, count, stride)
+        cc = self._columns_codec()
+        try:
+            cols: tuple[Any, ...] = cc.decode_columns(buf, count, stride)
+        except LayoutError:
+            raise
+        except Exception as exc:  # a conversion refused a value (an unknown enum member...): which entry
+            mv = memoryview(buf)
+            raise self._locate(mv, count, stride, exc) from exc
         return cols
 
     @property

@@ -124,15 +124,23 @@ class _Cursor(Generic[T]):
     not reference the drain itself unless asked to (the cycle would delay the put-back of an abandoned drain).
     """
 
-    __slots__ = ("base", "broken", "closed", "done", "it", "limit", "n", "raw", "src", "unreturned")
+    __slots__ = ("base", "broken", "closed", "done", "ebase", "end", "it", "limit", "n", "pend", "raw", "src",
+                 "unreturned", "whole")
 
     def __init__(self, src: ChunkSource[T], limit: int | None):
         self.src = src
         self.limit = limit
         self.raw: object = None  # the chunk taken and not finished (source-specific), None: none
-        self.it: Iterator[T] | None = None  # over the deliverable prefix of the chunk; None: not exposed yet
-        self.n = 0  # length of that prefix
-        self.base = 0  # entries delivered before the current chunk
+        self.it: Iterator[T] | None = None  # over the part of the chunk being delivered; None: not exposed yet
+        self.n = 0  # length of the deliverable prefix of the chunk
+        # A chunk may be decoded and delivered a part at a time (see next_part): ``it`` runs over the part that
+        # ends at entry ``end`` of the chunk. A part switch records ``pend = (new iterator, its end)`` first, then
+        # swaps ``it`` (the commit), then ``end``: taken() is exact between any two of those stores.
+        self.end = 0
+        self.pend: tuple[object, int] = (None, 0)
+        self.whole = False  # decode whole chunks (batches(): one list per chunk)
+        self.base = 0  # items delivered before the current chunk (what ``limit`` counts)
+        self.ebase = 0  # map entries they stand for (a batch item of the raw/columns/chunk views: its entries)
         self.done = False
         self.closed = False
         self.unreturned: list[T] = []
@@ -141,7 +149,16 @@ class _Cursor(Generic[T]):
     def taken(self) -> int:
         """Entries of the current chunk handed out so far."""
         it = self.it
-        return 0 if it is None else self.n - length_hint(it)
+        if it is None:
+            return 0
+        pit, pend = self.pend
+        return (pend if pit is it else self.end) - length_hint(it)
+
+    def entries(self, raw: object, items: int) -> int:
+        """How many map entries the first ``items`` items of chunk ``raw`` stand for (views whose items are whole
+        batches count their entries)."""
+        count = getattr(self.src, "entries_delivered", None)
+        return items if count is None or not items else int(count(raw, items))
 
     def finish(self) -> list[T]:
         """Give the current chunk back to its source (call inside a critical section)."""
@@ -153,10 +170,12 @@ class _Cursor(Generic[T]):
         if it is not None:
             collections.deque(it, maxlen=0)  # iterators still held by chains must not hand out what goes back
         failed = self.src.finish(raw, delivered)
+        self.ebase += self.entries(raw, delivered)
         self.base += delivered
         self.raw = None
         self.it = None
         self.n = 0
+        self.pend = (None, 0)
         if failed:
             self.unreturned.extend(failed)
         return failed
@@ -181,17 +200,52 @@ class _Cursor(Generic[T]):
                     self.raw = raw  # recorded together with the take: the point of the critical section
                     break
             src.backoff()
+        part = 0 if self.whole else getattr(src, "part", 0)
         try:
-            items = src.decode(raw)
+            if part:  # decoded a part at a time: the objects of a part die before the next is built
+                total = src.size(raw)  # type: ignore[attr-defined]
+                if want is not None and total > want:
+                    total = want
+                items = src.decode_part(raw, 0, min(part, total))  # type: ignore[attr-defined]
+            else:
+                items = src.decode(raw)
+                if want is not None and len(items) > want:
+                    items = items[:want]
+                total = len(items)
         except Exception as e:
             with critical():
                 err = src.undecodable(raw, e)
                 self.raw = None
             raise err from e
-        if want is not None and len(items) > want:
-            items = items[:want]
-        self.n = len(items)
+        self.n = total
+        self.end = len(items)
         self.it = iter(items)  # the commit: from here on, the iterator's position counts deliveries
+        return True
+
+    def next_part(self) -> bool:
+        """Decode the next part of the current chunk and make it the one being delivered; False if none is left.
+
+        Call only when the current part's iterator is exhausted."""
+        raw, lo, src = self.raw, self.end, self.src
+        if raw is None or self.it is None or lo >= self.n or self.closed:
+            return False
+        hi = min(self.n, lo + src.part)  # type: ignore[attr-defined]
+        try:
+            items = src.decode_part(raw, lo, hi)  # type: ignore[attr-defined]
+        except Exception as e:
+            with critical():  # entries before ``lo`` were delivered; the source resolves the rest
+                err = src.undecodable_from(raw, lo, e)  # type: ignore[attr-defined]
+                self.base += lo
+                self.ebase += lo
+                self.raw = None
+                self.it = None
+                self.n = 0
+                self.pend = (None, 0)
+            raise err from e
+        it = iter(items)
+        self.pend = (it, hi)
+        self.it = it  # the commit
+        self.end = hi
         return True
 
 
@@ -207,6 +261,9 @@ def _chunk_iterators(cur: _Cursor[T], keepalive: object) -> Iterator[Iterator[T]
             yield it
             continue
         try:
+            if it is not None and cur.end < cur.n and cur.next_part():
+                yield cur.it  # type: ignore[misc]
+                continue
             more = cur.refill()
         except BaseException:
             if keepalive is None:  # the chain behind next(drain) ends with this error
@@ -274,9 +331,11 @@ class Drain(Generic[T]):
 
     @property
     def delivered(self) -> int:
-        """Number of entries handed to the caller so far."""
+        """Number of map entries handed to the caller so far (whichever view delivered them: a batch of
+        :meth:`raw`, :meth:`columns` or :meth:`numpy_chunks` counts its entries)."""
         cur = self._cur
-        return cur.base + cur.taken()
+        raw = cur.raw
+        return cur.ebase + (cur.entries(raw, cur.taken()) if raw is not None else 0)
 
     @property
     def pending(self) -> int:
@@ -290,6 +349,7 @@ class Drain(Generic[T]):
         A chunk counts as delivered when it is handed out (``list`` consumes the chunk's iterator in C, straight
         to the caller). ``limit`` is honoured.
         """
+        self._cur.whole = True  # one list per batch syscall (a chunk being delivered in parts finishes in parts)
         return map(list, _chunk_iterators(self._cur, self))
 
     # -- views ------------------------------------------------------------------------------------------------
@@ -364,9 +424,11 @@ class Drain(Generic[T]):
                             collections.deque(it, maxlen=0)  # other iterators must not hand these out now
                         failed = adopt(raw, delivered, upto, acc)
                         cur.base += delivered
+                        cur.ebase += delivered
                         cur.raw = None
                         cur.it = None
                         cur.n = 0
+                        cur.pend = (None, 0)
                         if failed:
                             cur.unreturned.extend(failed)
             while not (cur.done or cur.closed):
@@ -387,6 +449,7 @@ class Drain(Generic[T]):
                     cur.unreturned.extend(extra)
             result = build(acc)
             cur.base += acc.n
+            cur.ebase += acc.n
             cur.done = True
             yield result  # the hand-off (resumed once by max(), still inside the try)
         except BaseException as e:
@@ -428,7 +491,9 @@ class Drain(Generic[T]):
         with critical():
             cur.finish()
             left = None if cur.limit is None else max(0, cur.limit - cur.base)
-            cur.src = _ArrayChunks(cast("ArraySource", cur.src), build, entries, left)
+            own = getattr(cur.src, "array_chunks", None)  # a source's own chunking (queues: one batch each)
+            src = own(build, entries, left) if own is not None else None
+            cur.src = src if src is not None else _ArrayChunks(cast("ArraySource", cur.src), build, entries, left)
             cur.limit = None
         return cast("Drain[Arrays]", self)
 
@@ -563,6 +628,9 @@ class _ArrayChunks:
 
     def decode(self, raw: Accumulator) -> list[Any]:
         return [self._build(raw)]
+
+    def entries_delivered(self, raw: Accumulator, items: int) -> int:
+        return raw.n
 
     def finish(self, raw: Accumulator, delivered: int) -> list[Any]:
         failed = [] if delivered else self._inner.put_back(raw, 0, raw.n)

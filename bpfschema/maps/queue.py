@@ -455,6 +455,16 @@ class _QueueSource(Generic[V]):
             acc.n += n
         return self.finish(raw, max(upto, delivered))
 
+    def array_chunks(self, build: Any, entries: int, left: int | None) -> object | None:
+        """The chunk source of :meth:`Drain.numpy_chunks`: one batch of the scratch map per chunk (so a chunk taken
+        and not handed out stays pending, in order, like an entry view's batch); None without batch pop."""
+        if not self._batch:
+            return None  # values popped one syscall each: the generic chunks (undelivered ones are pushed back)
+        src = _QueueArraySource(self._m, min(self._size or entries, entries), self._batch)
+        src._left = left
+        src._build = build
+        return src
+
     def view(self, kind: str, left: int | None) -> _QueueSource[Any]:
         if kind == "columns":
             src = _QueueColumnsSource(self._m, self._size, self._batch, as_batches=True)
@@ -592,6 +602,49 @@ class _QueueColumnsSource(_QueueSource[Any]):
             return self._one(raw)
         self._deadline = 0.0
         return self._range(*raw)
+
+    def entries_delivered(self, raw: Any, items: int) -> int:
+        return 1 if isinstance(raw, bytes) else int(raw[1] - raw[0])
+
+
+class _QueueArraySource(_QueueColumnsSource):
+    """Chunks of one :class:`~bpfschema.maps.drain.Arrays` per scratch batch (``Drain.numpy_chunks``): the values
+    stay in the scratch map until the chunk is handed out, so an undelivered chunk remains pending, in order."""
+
+    __slots__ = ("_build",)
+
+    def __init__(self, m: _PushPopMap[Any], batch_size: int | None, batch_pop: bool):
+        _QueueSource.__init__(self, m, batch_size, batch_pop)
+        self._as_batches = True
+        self._left = None
+        self._vs = m._info.value_size
+        self._span = 1 << 62  # a chunk's one item stands for all its values
+        self._build: Any = None
+
+    def _arrays(self, data: bytes, n: int) -> list[Any]:
+        acc = Accumulator(0, self._vs, max(n, 1))
+        acc.value_view()[: n * self._vs] = data
+        acc.n = n
+        return [self._build(acc)]
+
+    def _one(self, raw: bytes) -> list[Any]:
+        return self._arrays(raw, 1)
+
+    def _range(self, lo: int, hi: int) -> list[Any]:
+        bp = self._bp
+        assert bp.scratch is not None
+        return self._arrays(bp.scratch.read(lo, hi), hi - lo)
+
+    def undecodable(self, raw: Any, cause: Exception) -> BaseException:
+        # Building the arrays failed (not one value): the whole chunk stays pending (a single pop goes back).
+        failed = self.finish(raw, 0)
+        if failed:
+            return DrainIncompleteError("numpy_chunks", f"building arrays failed ({cause}); the values could not "
+                                        "go back", map_name=self.map_name, entries=failed)
+        return cause
+
+    def view(self, kind: str, left: int | None) -> _QueueSource[Any]:
+        return _QueueSource(self._m, self._size, self._batch).view(kind, left)
 
 
 class QueueMap(_PushPopMap[V], register=True):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 import pytest
 
@@ -71,13 +72,20 @@ def test_abandoned_drain_puts_back_on_gc() -> None:
         assert len(list(m.keys())) == 39
 
 
+def _held_keys(m: Any, raw: Any, lo: int, hi: int) -> list[Any]:
+    """The keys of entries ``lo..hi`` of a chunk a drain holds (decoded from its bytes: a chunk is decoded a part
+    at a time as it is delivered)."""
+    ks = m._info.key_size
+    return [m._dec_k(raw.keys[i * ks : (i + 1) * ks]) for i in range(lo, hi)]
+
+
 def test_put_back_conflict_is_reported_not_dropped() -> None:
     with filled_hash(20) as m:
         with pytest.raises(bs.DrainIncompleteError) as ei, m.drain(batch_size=20) as d:
             first = next(d)
             # While those entries are out of the map, a producer re-creates two of them with new values.
-            cur = d._cur  # the chunk held by the drain: decoded entries, the first `taken()` delivered
-            pending_keys = [k for k, _ in cur.raw.items[cur.taken() : cur.taken() + 2]]  # type: ignore[attr-defined]
+            cur = d._cur  # the chunk held by the drain: its entries' bytes, the first `taken()` delivered
+            pending_keys = _held_keys(m, cur.raw, cur.taken(), cur.taken() + 2)
             for k in pending_keys:
                 m[k] = v64(999)
         lost = ei.value.entries
@@ -179,8 +187,20 @@ def test_drain_batches_reports_entries_it_could_not_put_back() -> None:
     with filled_hash(20) as m:
         with pytest.raises(bs.DrainIncompleteError) as ei, m.drain_batches(batch_size=20) as batches:
             next(batches.drain)  # take one entry on its own: the rest of the batch is held, undelivered
-            held = [k for k, _ in batches.drain._cur.raw.items[1:3]]  # type: ignore[attr-defined]
+            held = _held_keys(m, batches.drain._cur.raw, 1, 3)
             for k in held:
                 m[k] = v64(999)  # re-created meanwhile: these two cannot go back
         assert sorted(e[0] for e in ei.value.entries) == sorted(held)  # type: ignore[index]
         assert len(list(m.keys())) == 19
+
+
+def test_batches_are_whole_syscall_batches_while_entries_are_decoded_in_parts() -> None:
+    from bpfschema.maps.keyed import _BatchDrainSource
+
+    with filled_hash(300) as m:
+        assert _BatchDrainSource.part < 300
+        sizes = [len(b) for b in m.drain_batches(batch_size=300)]
+        assert sum(sizes) == 300 and max(sizes) > _BatchDrainSource.part
+    with filled_hash(300) as m, m.drain(batch_size=300) as d:
+        got = list(d)
+        assert len(got) == 300 == d.delivered and len({k for k, _ in got}) == 300

@@ -212,6 +212,28 @@ def test_hash_drain_interrupted_at_every_line(consume: Consume) -> None:
     assert fired * SWEEP_STRIDE > 300  # guards against a harness that never fires
 
 
+@pytest.mark.parametrize("consume", [_for, _next, _early_exit, _limit, _mixed],
+                         ids=["for", "next", "early-exit", "limit", "next-then-numpy"])
+def test_hash_drain_decoded_in_parts_interrupted_at_every_line(consume: Consume,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks decoded a part at a time (parts of 3 in batches of 4): the part switches inside a chunk are swept."""
+    from bpfschema.maps.keyed import _BatchDrainSource
+
+    monkeypatch.setattr(_BatchDrainSource, "part", 3)
+    fired = _run_all(_hash(), consume, _hash_rest, _hash_entries())
+    assert fired * SWEEP_STRIDE > 300
+
+
+@pytest.mark.parametrize("consume", [_for, _next, _early_exit, _limit], ids=["for", "next", "early-exit", "limit"])
+def test_hash_drain_decoded_in_parts_interrupted_at_every_bytecode(consume: Consume,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from bpfschema.maps.keyed import _BatchDrainSource
+
+    monkeypatch.setattr(_BatchDrainSource, "part", 3)
+    fired = _run_all(_hash(), consume, _hash_rest, _hash_entries(), opcodes=True)
+    assert fired * SWEEP_STRIDE > 2000
+
+
 def test_hash_drain_interrupted_at_every_bytecode() -> None:
     fired = _run_all(_hash(), _for, _hash_rest, _hash_entries(), opcodes=True)
     assert fired * SWEEP_STRIDE > 2000

@@ -180,8 +180,8 @@ def instances(cls: type[bs.Struct]) -> st.SearchStrategy[Any]:
 
 
 def as_record_tree(value: object) -> object:
-    """A model as nested plain tuples (to compare with records)."""
-    if isinstance(value, bs.Struct):
+    """A model (struct or union) as nested plain tuples (to compare with records)."""
+    if isinstance(value, bs.Struct | bs.Union):
         return tuple(as_record_tree(v) for v in value.__dict__.values())
     if isinstance(value, tuple):
         return tuple(as_record_tree(v) for v in value)
@@ -195,6 +195,14 @@ def from_container(value: object) -> object:
     if isinstance(value, list):
         return tuple(from_container(v) for v in value)
     return value
+
+
+def column_rows(col: Any, count: int) -> list[Any]:
+    """A column as one value per row: a nested struct's columns (a tuple of columns) become one tuple per row."""
+    if isinstance(col, tuple):
+        return list(zip(*(column_rows(c, count) for c in col), strict=True)) if col else [()] * count
+    assert isinstance(col, list) and len(col) == count
+    return col
 
 
 def same(a: object, b: object) -> bool:
