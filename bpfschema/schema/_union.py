@@ -160,7 +160,7 @@ def _parts(cls: type[_UnionBase]) -> list[tuple[str, Any, Any, int]]:
 
 
 def _setup(cls: type[_UnionBase], *, align: int | None, c_name: str | None) -> None:
-    from bpfschema.schema._struct import _C_IDENT, _slot_default
+    from bpfschema.schema._struct import _C_IDENT, _slot_default, field_c_name
 
     name = cls.__name__
     if c_name is not None and not (isinstance(c_name, str) and _C_IDENT.fullmatch(c_name)):
@@ -185,7 +185,7 @@ def _setup(cls: type[_UnionBase], *, align: int | None, c_name: str | None) -> N
         anon = any(type(x).__name__ == "_AnonymousMarker" for x in info.metadata)
         if anon and not isinstance(ct, StructType | UnionType):
             raise SchemaError("declare", f"{where}: only a struct or union member can be anonymous")
-        members.append(Member(fname, ct, falign, c_name="" if anon else None))
+        members.append(Member(fname, ct, falign, c_name=field_c_name(info.metadata)))
     if not members:
         raise SchemaError("declare", f"union {name} has no members")
     try:
