@@ -116,6 +116,8 @@ def test_corpus(tmp_path: Path) -> None:
             print(f"  {n:4d} not loaded: {reason}")
         for line in counts.not_loaded:
             print("  not loaded:", line)
+        for line in counts.kernel_owned:
+            print("  compared without its kernel-owned list/tree heads:", line)
         for line in counts.unwritten:
             print("  nothing written:", line)
         for line in counts.problems:
