@@ -281,8 +281,9 @@ class _SchemaWriter:
         natural = max(max(m.ctype.size for m in ut.members), 1)
         align = max(m.ctype.alignment for m in ut.members)
         size = (natural + align - 1) // align * align
-        if not all(ok for _, (_, ok) in fields) or size != ut.size:
+        if not all(ok for _, (_, ok) in fields) or ut.size not in (size, natural):
             return None
+        packed = ut.size != size  # __attribute__((packed)): no tail padding
         name = _ident(camel(ut.name) or "Union", self.taken)
         self.names[key] = name
         used: set[str] = set()
@@ -297,7 +298,7 @@ class _SchemaWriter:
             pat = re.compile(r"(?<![\w.])(" + "|".join(sorted(shadowed)) + r")(?=[\[\],])")
             body = [ln.split(": ", 1)[0] + ": " + pat.sub(lambda mt: self.imp.ref("builtins", mt.group(1)),
                                                           ln.split(": ", 1)[1]) for ln in body]
-        self.lines += [f"class {name}({self.bs('Union')}, c_name={ut.name!r}):",
+        self.lines += [f"class {name}({self.bs('Union')}, c_name={ut.name!r}{', packed=True' if packed else ''}):",
                        f'    """``union {ut.name}`` ({ut.size} bytes), from BTF: every member reads the same bytes."""',
                        "", *body, "", ""]
         self.classes.append(name)
