@@ -6,6 +6,7 @@ value holds them fail the open-time BTF check). Also: map flags bpfschema has no
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import pytest
@@ -85,3 +86,13 @@ def test_generated_flags_without_a_name_stay_numbers() -> None:
 def _u32() -> tuple[btf.Btf, int]:
     b = btf.Btf()
     return b, b.add(btf.BtfInt("unsigned int", 4, 32))
+
+
+def test_header_keeps_flags_without_a_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "flagged_schema.py").write_text(
+        "import bpfschema as bs\n"
+        "inner = bs.MapSpec(name='inner', type=bs.MapType.ARRAY, value=bs.u32, max_entries=3,\n"
+        "                   flags=bs.MapFlags.INNER_MAP | bs.MapFlags(1 << 20))\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    header = codegen.generate_header([codegen.load("flagged_schema")])
+    assert "__uint(map_flags, BPF_F_INNER_MAP | 0x100000);" in header, header
