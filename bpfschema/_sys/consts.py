@@ -108,11 +108,14 @@ class MapFlags(enum.IntFlag):
     NUMA_NODE = 1 << 2
     RDONLY = 1 << 3
     WRONLY = 1 << 4
+    STACK_BUILD_ID = 1 << 5
     ZERO_SEED = 1 << 6
     RDONLY_PROG = 1 << 7
     WRONLY_PROG = 1 << 8
     CLONE = 1 << 9
     MMAPABLE = 1 << 10
+    PRESERVE_ELEMS = 1 << 11
+    INNER_MAP = 1 << 12
 
 
 # file_flags of OBJ_GET / open_flags of MAP_GET_FD_BY_ID

@@ -236,16 +236,19 @@ class _SchemaWriter:
         used: set[str] = set()
         typedefs = {m.name: m.typedef for m in st.members if m.typedef}
         anonymous = {m.name: m.c_name == "" for m in st.members}
+        c_names = {m.name: m.c_spelling for m in st.members}
         for fl in members:
             if isinstance(fl.ctype, BitfieldsType) and bits_mode is not None:
                 for bf in fl.ctype.bitfields:
-                    fields.append((_ident(bf.name, used), self.bitfield(bf), fl.offset, -1))
+                    ident = _ident(bf.name, used)
+                    fields.append((ident, self.c_named(self.bitfield(bf), bf.c_spelling, ident), fl.offset, -1))
                 continue
             ann, ok = self.field(fl.ctype)
             exact &= ok
             if anonymous.get(fl.name) and isinstance(fl.ctype, StructType | UnionType) and ok:
                 ann = self.annotated(ann, self.bs("Anonymous"))  # declared in place in C: `union { ... };`
             ident = _ident(fl.name, used)
+            ann = self.c_named(ann, c_names.get(fl.name, fl.name), ident)
             if fl.name in typedefs:
                 self.notes[(name, ident)] = f", {typedefs[fl.name]}"
             fields.append((ident, ann, fl.offset, fl.size))
@@ -278,27 +281,40 @@ class _SchemaWriter:
         natural = max(max(m.ctype.size for m in ut.members), 1)
         align = max(m.ctype.alignment for m in ut.members)
         size = (natural + align - 1) // align * align
-        if not all(ok for _, (_, ok) in fields) or size != ut.size:
+        if not all(ok for _, (_, ok) in fields) or ut.size not in (size, natural):
             return None
+        packed = ut.size != size  # __attribute__((packed)): no tail padding
         name = _ident(camel(ut.name) or "Union", self.taken)
         self.names[key] = name
         used: set[str] = set()
         body = []
         for m, (ann, _) in fields:
-            c = f"  # C: {m.c_spelling}" if m.c_spelling and m.c_spelling != m.name else ""
             if m.c_name == "" and isinstance(m.ctype, StructType | UnionType):
                 ann = self.annotated(ann, self.bs("Anonymous"))
-            body.append(f"    {_ident(m.name, used)}: {ann}{c}")
+            ident = _ident(m.name, used)
+            body.append(f"    {ident}: {self.c_named(ann, m.c_spelling, ident)}")
         shadowed = {ln.split(":", 1)[0].strip() for ln in body} & _BUILTINS
         if shadowed:
             pat = re.compile(r"(?<![\w.])(" + "|".join(sorted(shadowed)) + r")(?=[\[\],])")
             body = [ln.split(": ", 1)[0] + ": " + pat.sub(lambda mt: self.imp.ref("builtins", mt.group(1)),
                                                           ln.split(": ", 1)[1]) for ln in body]
-        self.lines += [f"class {name}({self.bs('Union')}, c_name={ut.name!r}):",
+        self.lines += [f"class {name}({self.bs('Union')}, c_name={ut.name!r}{', packed=True' if packed else ''}):",
                        f'    """``union {ut.name}`` ({ut.size} bytes), from BTF: every member reads the same bytes."""',
                        "", *body, "", ""]
         self.classes.append(name)
         return name
+
+    def c_named(self, ann: str, c_name: str, ident: str) -> str:
+        """``ann`` with ``bs.CName(c_name)`` added when the Python name is not the C name (the class then keeps
+        the C name in its C declaration and BTF, and matches the program's BTF member by it). Not for names C
+        declarations cannot have: a function's static variable is ``func.var`` in a data section's BTF."""
+        if not c_name or c_name == ident or not re.fullmatch(r"[A-Za-z_]\w*", c_name, re.ASCII):
+            return ann
+        meta = f"{self.bs('CName')}({c_name!r})"
+        head = f"{self.imp.ref('typing', 'Annotated')}["
+        if ann.startswith(head) and ann.endswith("]"):
+            return f"{ann[:-1]}, {meta}]"
+        return self.annotated(ann, meta)
 
     def bitfield(self, bf: BitField) -> str:
         """The annotation of one bitfield: ``Annotated[int, bs.Bits(bs.u32, 3)]`` (the enum or bool for those)."""
@@ -506,12 +522,15 @@ def schema_source(maps: Sequence[BtfMap], imp: _Imports, *, globals_: Sequence[o
             parts.append(f"max_entries={max(m.max_entries, 1)}")
         flags = MapFlags(m.flags) & ~MapFlags.NO_PREALLOC if m.type == MapType.LPM_TRIE else MapFlags(m.flags)
         if flags:
-            parts.append("flags=" + " | ".join(f"{w.bs('MapFlags')}.{f.name}" for f in MapFlags
-                                               if f and f in flags and f.name))
+            named = [f for f in MapFlags if f and f in flags and f.name]
+            unnamed = int(flags) & ~sum(named)  # bits MapFlags has no name for: kept as a number
+            parts.append("flags=" + " | ".join([*(f"{w.bs('MapFlags')}.{f.name}" for f in named),
+                                                *([f"{w.bs('MapFlags')}({unnamed:#x})"] if unnamed else [])]))
         if m.map_extra:
             parts.append(f"map_extra={m.map_extra}")
         specs += comment_lines(f"{m.name}: {n}" for n in notes)
-        specs.append(f"{var} = {w.bs('MapSpec')}({', '.join(parts)})")
+        line = f"{var} = {w.bs('MapSpec')}({', '.join(parts)})"
+        specs += [line] if len(line) <= 120 else [f"{var} = {w.bs('MapSpec')}(", *(f"    {p}," for p in parts), ")"]
     for d in globals_:
         assert isinstance(d, Datasec)
         if d.ctype is None:

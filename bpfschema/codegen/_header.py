@@ -67,7 +67,9 @@ def generate_header(mods: list[SchemaModule]) -> str:
             if spec.type.name == "LPM_TRIE":
                 flags |= MapFlags.NO_PREALLOC
             if flags:
-                names = " | ".join(f"BPF_F_{f.name}" for f in MapFlags if f and f in flags and f.name)
+                named = [f for f in MapFlags if f and f in flags and f.name]
+                unnamed = int(flags) & ~sum(named)  # bits MapFlags has no name for: as a number
+                names = " | ".join([*(f"BPF_F_{f.name}" for f in named), *([f"{unnamed:#x}"] if unnamed else [])])
                 lines.append(f"\t__uint(map_flags, {names});")
             if spec.map_extra:
                 lines.append(f"\t__uint(map_extra, {spec.map_extra});")

@@ -65,11 +65,15 @@ class ObjectDesc:
     unsupported: tuple[str, ...] = ()  # maps of kinds bpfschema has no class for (left out)
 
 
-def _ident(name: str, taken: set[str]) -> str:
+#: Builtins the view classes' annotations use: a property of that name would hide it from the rest of the class.
+_SHADOWING = frozenset({"bool", "bytes", "float", "int", "str", "tuple"})
+
+
+def _ident(name: str, taken: set[str], reserved: frozenset[str] | set[str] = _RESERVED) -> str:
     n = re.sub(r"\W", "_", name).strip("_") or "x"
     if n[0].isdigit():
         n = "x" + n
-    if keyword.iskeyword(n) or n in _RESERVED:
+    if keyword.iskeyword(n) or n in reserved:
         n += "_"
     base, i = n, 1
     while n in taken:
@@ -133,7 +137,7 @@ def add_skeleton(text: str, desc: ObjectDesc) -> str:
                  f'    """``{sec.section}`` of {desc.source}: {when}."""', ""]
         vtaken: set[str] = {"section"}
         for v in sorted(sec.variables, key=lambda v: v.offset):
-            attr = _ident(v.name, vtaken)
+            attr = _ident(v.name, vtaken, _RESERVED | _SHADOWING)
             t = py_type(v.ctype)
             lines += [
                 "    @property",

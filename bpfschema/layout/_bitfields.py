@@ -50,7 +50,7 @@ def place_bitfields(name: str, members: Sequence[Member], *, packed: bool = Fals
         align = 1 if start == prev_end else first_align
         if _round_up(prev_end, align) != start:  # pragma: no cover - the rules above always give one of the two
             raise SchemaError("declare", f"struct {name}: cannot place bitfield {run[0][0].name}")
-        fields = tuple(BitField(m.name, p - start * 8, d.bits, d.base) for m, d, p in run)
+        fields = tuple(BitField(m.name, p - start * 8, d.bits, d.base, c_name=m.c_name) for m, d, p in run)
         gname = f"__bitfields{run_group}"
         run_group += 1
         out.append(Member(gname, BitfieldsType(end - start, fields, align, decl_align)))

@@ -613,6 +613,8 @@ class UnionType(CType):
         align: an alignment larger than the members' (``__attribute__((aligned(n)))``).
         py_cls: the :class:`bpfschema.Union` subclass whose instances stand for values (``None`` for unions read
             from BTF: records only).
+        packed: ``__attribute__((packed))``: members aligned to 1 unless they have an explicit alignment, so the
+            size is the largest member's.
 
     Raises:
         SchemaError: no members, duplicate names, or ``byte_size`` smaller than a member.
@@ -623,6 +625,7 @@ class UnionType(CType):
     byte_size: int | None = None
     align: int | None = None
     py_cls: type | None = None
+    packed: bool = False
 
     def __post_init__(self) -> None:
         if not self.members:
@@ -639,7 +642,7 @@ class UnionType(CType):
 
     @property
     def alignment(self) -> int:
-        a = max(max(m.align or 1, m.ctype.alignment) for m in self.members)
+        a = max(max(m.align or 1, 1 if self.packed else m.ctype.alignment) for m in self.members)
         return max(a, self.align or 1)
 
     @property

@@ -178,7 +178,7 @@ class UnionLayout:
         name: the C union tag.
         size: ``sizeof`` in bytes (the largest member, rounded up to the alignment).
         alignment: ``_Alignof`` in bytes (the largest member alignment).
-        packed: always ``False``.
+        packed: whether the union is ``__attribute__((packed))``.
         members: every member (all at offset 0); unions have no padding members.
         fields: the same as ``members``.
     """
@@ -188,9 +188,10 @@ class UnionLayout:
         self.name = utype.name
         self.size = utype.size
         self.alignment = utype.alignment
-        self.packed = False
+        self.packed = utype.packed
         self.members = tuple(
-            FieldLayout(m.name, 0, m.ctype.size, max(m.align or 1, m.ctype.alignment), m.ctype.c_type(), False,
+            FieldLayout(m.name, 0, m.ctype.size, max(m.align or 1, 1 if utype.packed else m.ctype.alignment),
+                        m.ctype.c_type(), False,
                         m.ctype)
             for m in utype.members
         )
@@ -281,7 +282,8 @@ def _declare(st: StructType | UnionType, names: dict[int, str]) -> str:
             dims = "".join(f"[{d}]" for d in m.ctype.c_dims)
             attr = f" __attribute__((aligned({m.align})))" if m.align is not None else ""
             lines.append(f"\t{_c_base(m.ctype, names)} {m.c_spelling or m.name}{dims}{attr};")
-        lines.append("};" if st.align is None else f"}} __attribute__((aligned({st.align})));")
+        attrs = (["packed"] if st.packed else []) + ([f"aligned({st.align})"] if st.align is not None else [])
+        lines.append(f"}} __attribute__(({', '.join(attrs)}));" if attrs else "};")
         return "\n".join(lines)
     lines = [f"struct {names[id(st)]} {{"]
     by_name = {m.name: m for m in st.members}

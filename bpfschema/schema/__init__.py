@@ -43,7 +43,7 @@ from bpfschema.schema._fields import (
     u32,
     u64,
 )
-from bpfschema.schema._struct import Anonymous, Struct
+from bpfschema.schema._struct import Anonymous, CName, Struct
 from bpfschema.schema._union import Union
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "Array",
     "Bits",
     "Bytes",
+    "CName",
     "CString",
     "FieldType",
     "Flex",

@@ -25,7 +25,7 @@ from bpfschema.layout import (
 )
 from bpfschema.layout._resolve import find_ctype, resolve_field
 
-__all__ = ["Anonymous", "Struct"]
+__all__ = ["Anonymous", "CName", "Struct"]
 
 _RESERVED = frozenset({"layout", "Record", "to_bytes", "from_bytes"})
 
@@ -43,6 +43,36 @@ class _AnonymousMarker:
 #: bs.Anonymous]`` is declared in place (``union { ... };``) in the C declaration and in BTF, so C code reads its
 #: members directly (``x.v4``); Python still reads them through the field (``x.addr.v4``). The layout is the same.
 Anonymous = _AnonymousMarker()
+
+
+class CName:
+    """``Annotated`` metadata giving a field the C name it has in C declarations and BTF when that name cannot be
+    its Python name: ``opaque: Annotated[tuple[int, ...], bs.Array(bs.u64, 2), bs.CName("__opaque")]`` is
+    ``__u64 __opaque[2]`` in the generated header and in the BTF bpfschema writes, and matches a program's BTF
+    member ``__opaque`` (``bpfschema gen --from-*`` writes it for C names Python changes: leading underscores,
+    keywords, pydantic's names).
+
+    Raises:
+        ArgumentError: ``name`` is not a C identifier (a ``ValueError``).
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        if not (isinstance(name, str) and _C_IDENT.fullmatch(name)):
+            raise ArgumentError("CName", f"{name!r} is not a C identifier", argument="name")
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"bs.CName({self.name!r})"
+
+
+def field_c_name(metadata: list[Any] | tuple[Any, ...]) -> str | None:
+    """The C name a field's ``Annotated`` metadata gives it (``bs.CName``), ``""`` for ``bs.Anonymous``, else
+    None."""
+    if any(type(x).__name__ == "_AnonymousMarker" for x in metadata):
+        return ""
+    return next((x.name for x in reversed(metadata) if isinstance(x, CName)), None)
 _SLOTS = ("__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
 
 
@@ -205,7 +235,7 @@ def _members(cls: type[Struct]) -> list[Member]:
                 if anon and not isinstance(ct, StructType | UnionType):
                     raise SchemaError("declare", f"{where}: only a struct or union field can be anonymous")
                 members.pop(name, None)
-                members[name] = Member(name, ct, field_align, c_name="" if anon else None)
+                members[name] = Member(name, ct, field_align, c_name=field_c_name(info.metadata))
                 continue
             resolved = _eval_classvar(klass, name, ann)
             if resolved is None:

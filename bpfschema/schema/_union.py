@@ -59,7 +59,9 @@ class _UnionBase(BaseModel):
     Records (:attr:`Record`) have every member; a record built by hand may leave members ``None``: the others are
     written.
 
-    Class keywords: ``align=N`` (``__attribute__((aligned(N)))``), ``c_name="addr"`` (the union tag in C).
+    Class keywords: ``align=N`` (``__attribute__((aligned(N)))``), ``packed=True`` (``__attribute__((packed))``:
+    alignment 1 unless a member or ``align`` says otherwise, so the size is the largest member's),
+    ``c_name="addr"`` (the union tag in C).
 
     Typing: under mypy the class's ``__init__`` takes every member as an optional keyword of its declared type
     (with the ``bpfschema.schema.mypy_plugin`` enabled; without it, any keyword is accepted).
@@ -80,7 +82,8 @@ class _UnionBase(BaseModel):
     Record: ClassVar[type[tuple[Any, ...]]]
     __bpf_ctype__: ClassVar[UnionType]
 
-    def __init_subclass__(cls, *, align: int | None = None, c_name: str | None = None, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, align: int | None = None, c_name: str | None = None, packed: bool = False,
+                          **kwargs: Any) -> None:
         # Every member gets a default so that pydantic accepts any subset; the validator below fills them in.
         for name, ann in inspect.get_annotations(cls).items():
             text = ann if isinstance(ann, str) else repr(ann)
@@ -91,9 +94,9 @@ class _UnionBase(BaseModel):
 
     @classmethod
     def __pydantic_init_subclass__(cls, *, align: int | None = None, c_name: str | None = None,
-                                   **kwargs: Any) -> None:
+                                   packed: bool = False, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        _setup(cls, align=align, c_name=c_name)
+        _setup(cls, align=align, c_name=c_name, packed=packed)
 
     @model_validator(mode="after")
     def _bpf_views(self) -> Self:
@@ -159,8 +162,8 @@ def _parts(cls: type[_UnionBase]) -> list[tuple[str, Any, Any, int]]:
     return parts
 
 
-def _setup(cls: type[_UnionBase], *, align: int | None, c_name: str | None) -> None:
-    from bpfschema.schema._struct import _C_IDENT, _slot_default
+def _setup(cls: type[_UnionBase], *, align: int | None, c_name: str | None, packed: bool = False) -> None:
+    from bpfschema.schema._struct import _C_IDENT, _slot_default, field_c_name
 
     name = cls.__name__
     if c_name is not None and not (isinstance(c_name, str) and _C_IDENT.fullmatch(c_name)):
@@ -185,13 +188,15 @@ def _setup(cls: type[_UnionBase], *, align: int | None, c_name: str | None) -> N
         anon = any(type(x).__name__ == "_AnonymousMarker" for x in info.metadata)
         if anon and not isinstance(ct, StructType | UnionType):
             raise SchemaError("declare", f"{where}: only a struct or union member can be anonymous")
-        members.append(Member(fname, ct, falign, c_name="" if anon else None))
+        members.append(Member(fname, ct, falign, c_name=field_c_name(info.metadata)))
     if not members:
         raise SchemaError("declare", f"union {name} has no members")
     try:
         if align is not None and (not isinstance(align, int) or align <= 0 or align & (align - 1)):
             raise SchemaError("declare", f"alignment must be a positive power of two, not {align!r}")
-        ut = UnionType(c_name or name, tuple(members), align=align, py_cls=cls)
+        if not isinstance(packed, bool):
+            raise SchemaError("declare", f"packed must be True or False, not {packed!r}")
+        ut = UnionType(c_name or name, tuple(members), align=align, py_cls=cls, packed=packed)
     except SchemaError as exc:
         raise SchemaError("declare", f"{name}: {exc.detail}") from None
     setattr_ = type.__setattr__
@@ -222,7 +227,8 @@ if TYPE_CHECKING:
 
         def __init__(self, **members: object) -> None: ...
 
-        def __init_subclass__(cls, *, align: int | None = None, c_name: str | None = None) -> None: ...
+        def __init_subclass__(cls, *, align: int | None = None, c_name: str | None = None,
+                              packed: bool = False) -> None: ...
 
         @property
         def model_fields_set(self) -> set[str]: ...

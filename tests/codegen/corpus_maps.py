@@ -39,6 +39,10 @@ from bpfschema.layout import (
 #: Kinds whose entries user space writes with plain key/value updates and bpftool dumps.
 WRITABLE = {bs.MapType.HASH, bs.MapType.ARRAY, bs.MapType.PERCPU_HASH, bs.MapType.PERCPU_ARRAY,
             bs.MapType.LRU_HASH, bs.MapType.LRU_PERCPU_HASH, bs.MapType.LPM_TRIE}
+#: Kernel-owned fields of map values (BTF-special structs): user space cannot write them, and a lookup returns
+#: list and tree heads initialised to point at the lookup's own kernel buffer (INIT_LIST_HEAD, RB_ROOT_CACHED), so
+#: two lookups (bpfschema's, bpftool's) see different bytes.
+KERNEL_OWNED = {"bpf_list_head", "bpf_list_node", "bpf_rb_root", "bpf_rb_node"}
 PER_CPU = {bs.MapType.PERCPU_HASH, bs.MapType.PERCPU_ARRAY, bs.MapType.LRU_PERCPU_HASH}
 
 
@@ -50,6 +54,8 @@ class MapCounts:
     equal: int = 0  # every entry decoded like bpftool
     problems: list[str] = field(default_factory=list)
     not_loaded: list[str] = field(default_factory=list)
+    unwritten: list[str] = field(default_factory=list)  # writable maps that accepted none of the random entries
+    kernel_owned: list[str] = field(default_factory=list)  # maps compared without their KERNEL_OWNED fields
 
 
 class Mismatch(AssertionError):
@@ -145,6 +151,8 @@ def compare(ct: CType, ours: Any, theirs: Any, path: str) -> None:
             compare(ct.elem, a, b, f"{path}[{i}]")
         return
     if isinstance(ct, StructType | UnionType):
+        if ct.name in KERNEL_OWNED:
+            return  # the kernel writes its own pointers there on every lookup: no data to compare
         _compare_members(ct, ours, theirs, path)
         return
     raise Mismatch(f"{path}: no comparison for {ct!r}")
@@ -263,15 +271,18 @@ def check_object(obj_path: str, module: ModuleType, counts: MapCounts, seed: int
     try:
         obj = BpfObject.open(obj_path)
     except BpfError as e:
-        counts.not_loaded.append(f"{os.path.basename(obj_path)}: open: {str(e)[:160]}")
+        counts.not_loaded.append(f"{os.path.basename(obj_path)}: open: {_why(e, obj_path)}")
         return
     with obj:
+        if any(obj.map_type(name) == bs.MapType.STRUCT_OPS for name in obj.map_names):
+            counts.not_loaded.append(f"{os.path.basename(obj_path)}: struct_ops: never loaded here")
+            return
         for p in obj.programs.values():
             p.set_autoload(False)
         try:
             obj.load()
         except BpfError as e:
-            counts.not_loaded.append(f"{os.path.basename(obj_path)}: load: {str(e)[:160]}")
+            counts.not_loaded.append(f"{os.path.basename(obj_path)}: load: {_why(e, obj_path)}")
             return
         for name in obj.map_names:
             if obj.is_internal_map(name):
@@ -290,10 +301,13 @@ def check_object(obj_path: str, module: ModuleType, counts: MapCounts, seed: int
                 continue
             spec = specs[cls.spec.name]
             with m:
-                _fill(m, spec, rng)
+                refused = _fill(m, spec, rng)
                 if not any(True for _ in m.keys()):
+                    counts.unwritten.append(f"{where}: {refused}")
                     continue
                 counts.written += 1
+                if _has_kernel_owned(ctype_of(spec.value)):
+                    counts.kernel_owned.append(where)
                 try:
                     _compare_map(m, spec)
                 except (Mismatch, KeyError, TypeError, ValueError) as e:
@@ -302,21 +316,46 @@ def check_object(obj_path: str, module: ModuleType, counts: MapCounts, seed: int
                 counts.equal += 1
 
 
-def _fill(m: Any, spec: bs.MapSpec, rng: random.Random) -> None:
+def _has_kernel_owned(ct: CType) -> bool:
+    if isinstance(ct, StructType | UnionType):
+        return ct.name in KERNEL_OWNED or any(_has_kernel_owned(m.ctype) for m in ct.members)
+    if isinstance(ct, ArrayType):
+        return _has_kernel_owned(ct.elem)
+    return False
+
+
+def _why(e: Exception, obj_path: str) -> str:
+    """libbpf's reason for refusing an object: its last log line, else the error without the object's path."""
+    text = str(e).replace(obj_path, "OBJ")
+    lines = [ln.strip() for ln in text.replace("; libbpf:", "\nlibbpf:").splitlines()
+             if ln.strip().startswith("libbpf:")]
+    return (lines[-1] if lines else text)[:240]
+
+
+def _fill(m: Any, spec: bs.MapSpec, rng: random.Random) -> str:
+    """Write up to 6 random entries; the kernel's last refusal, if any."""
     per_cpu = spec.type in PER_CPU
     n = min(spec.max_entries, 6)
+    refused = ""
     for i in range(n):
         if spec.type in (bs.MapType.ARRAY, bs.MapType.PERCPU_ARRAY):
             key: Any = rng.randrange(spec.max_entries) if i else 0
         else:
             key = _random_value(spec.key, rng)
+        if spec.type == bs.MapType.LPM_TRIE:  # a prefix length the trie accepts: at most the key's data bits
+            kc = bs.codec_for(spec.key)
+            raw = bytearray(kc.encode(key))
+            raw[:4] = rng.randrange((len(raw) - 4) * 8 + 1).to_bytes(4, "little")
+            key = kc.decode(bytes(raw))
         value = _random_value(spec.value, rng)
         if per_cpu:
             value = [value if c % 2 == 0 else _random_value(spec.value, rng) for c in range(m._vc.ncpus)]
         try:
             m[key] = value
-        except bs.BpfError:
+        except bs.BpfError as e:
+            refused = str(e)[:200]
             continue  # the kernel refuses this key (an LPM prefix longer than the key, ...)
+    return refused
 
 
 def _compare_map(m: Any, spec: bs.MapSpec) -> None:

@@ -129,3 +129,25 @@ def test_address_idioms_decode_like_bpftool(tmp_path: Path, bpffs: Path) -> None
         assert [got[c.id] for c in conns] == conns
         assert got[100].src == IPv4Address("10.0.0.1") and got[100].peer.v6[:4] == bytes([192, 168, 0, 1])
         _compare_map(m, gen.conns)  # bpftool prints {"s_addr": ...} and {"in6_u": {...}}: the same values
+
+
+def test_selftests_shapes_decode_like_bpftool(tmp_path: Path) -> None:
+    """The corpus check (tests/codegen/corpus_maps.py) on the selftests' shapes: libbpf creates the object's maps,
+    random values written through the generated classes (which open with the BTF check on: `__opaque`,
+    `__reserved`, `class` must match by their C names) read back equal to bpftool's `formatted` dump."""
+    from bpfschema.objects import libbpf_version
+    from tests.codegen.corpus_maps import MapCounts, check_object
+
+    from .bpfbuild import unavailable
+
+    try:
+        libbpf_version()
+    except bs.LibbpfUnavailableError as e:
+        unavailable(str(e))
+    tool("bpftool")
+    mod, _ = generate(FIXTURES / "gen_corpus_shapes.bpf.c", tmp_path)
+    counts = MapCounts()
+    check_object(str(tmp_path / "gen_corpus_shapes.bpf.o"), mod, counts, seed=3)
+    assert not counts.not_loaded and not counts.problems, (counts.not_loaded, counts.problems)
+    assert counts.loaded == 6  # inner_a, inner_b, outer, events, values, locks
+    assert counts.writable == counts.written == counts.equal == 4  # inner_a, inner_b, values, locks

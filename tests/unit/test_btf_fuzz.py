@@ -2,7 +2,9 @@
 never another exception, and no input takes more than a bounded time.
 
 The seeds are the ``.BTF`` sections of the clang-compiled fixtures under tests/bpf (compiled here, never
-committed). Each case mutates one seed: bytes flipped, header lengths and offsets changed, the data truncated, type
+committed); gen_corpus_shapes.bpf.c gives them the shapes of the kernel's BPF selftests (maps of maps, type and
+declaration tags, a spin lock in a value, ``func.var`` statics in a data section, ``__``-prefixed members). Each
+case mutates one seed: bytes flipped, header lengths and offsets changed, the data truncated, type
 ids pointed out of range or back at their referrers (cycles through pointers, typedefs, arrays, struct members),
 sizes, counts and bit offsets set to extremes, names replaced by ones that matter (``key``, ``__be16``, ``char``).
 The pipeline is what ``bpfschema gen --from-object`` and the map tools do with BTF: parse, ``describe``,
@@ -107,10 +109,10 @@ def _ref_fields(t: Any) -> list[str]:
     return [f for f in ("type", "index_type", "return_type") if hasattr(t, f)]
 
 
-def mutate_model(rng: random.Random, b: Btf) -> None:
-    """One change to one type: a reference, a number, a name or a member."""
+def mutate_model(rng: random.Random, b: Btf, i: int | None = None) -> None:
+    """One change to one type (type ``i``, or one at random): a reference, a number, a name or a member."""
     n = len(b.types)
-    i = rng.randrange(1, n)
+    i = rng.randrange(1, n) if i is None else i
     t: Any = b.types[i]
 
     def some_id() -> int:
@@ -210,10 +212,28 @@ def _run(label: str, fn: Callable[[], None], failures: list[str], slowest: list[
 
 
 def test_mutated_object_btf_gives_only_btf_error(seeds: list[bytes]) -> None:
-    rng = random.Random(20261129)
+    _fuzz(seeds, random.Random(20261129), CASES)
+
+
+def test_mutated_selftests_shapes_give_only_btf_error(seeds: list[bytes], tmp_path: Path) -> None:
+    """The selftests' shapes alone (tests/bpf/gen_corpus_shapes.bpf.c), with the mutations aimed at the kinds they
+    add: tags, variables and data sections, pointers to map definitions (maps of maps). (``seeds``: for its
+    skip without clang.)"""
+    obj = tmp_path / "shapes.o"
+    subprocess.run(["clang", "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c",
+                    str(FIXTURES / "gen_corpus_shapes.bpf.c"), "-o", str(obj)], check=True, timeout=300)
+    seed = elf_sections(obj.read_bytes())[".BTF"]
+    kinds = (btf.BtfTypeTag, btf.BtfDeclTag, btf.BtfVar, btf.BtfDatasec, btf.BtfPtr)
+    b = btf.parse_btf(seed)
+    targets = [i for i, t in enumerate(b.types) if isinstance(t, kinds)]
+    assert len(targets) >= 8, targets  # the fixture has them all
+    _fuzz([seed], random.Random(12), max(CASES // 3, 50), targets=targets)
+
+
+def _fuzz(seeds: list[bytes], rng: random.Random, cases: int, targets: list[int] | None = None) -> None:
     failures: list[str] = []
     slowest = [0.0]
-    for case in range(CASES):
+    for case in range(cases):
         seed = rng.choice(seeds)
         if case % 3 == 0:
             data = mutate_bytes(rng, seed)
@@ -224,7 +244,7 @@ def test_mutated_object_btf_gives_only_btf_error(seeds: list[bytes]) -> None:
             if rng.random() < 0.3:
                 make_cycle(rng, b)
             else:
-                mutate_model(rng, b)
+                mutate_model(rng, b, rng.choice(targets) if targets else None)
         _run(f"case {case} (model)", functools.partial(pipeline, b), failures, slowest)
 
         def written_back(b: Btf = b) -> None:
@@ -235,14 +255,14 @@ def test_mutated_object_btf_gives_only_btf_error(seeds: list[bytes]) -> None:
             pipeline(btf.parse_btf(data))
 
         _run(f"case {case} (written back)", written_back, failures, slowest)
-    assert not failures, f"{len(failures)} of {CASES} cases: " + "; ".join(failures[:10])
+    assert not failures, f"{len(failures)} of {cases} cases: " + "; ".join(failures[:10])
     assert slowest[0] < BOUND
 
 
 def test_mutated_elf_gives_only_btf_error(seeds: list[bytes], tmp_path: Path) -> None:
     """The ELF reader in front of the BTF reader: flipped header bytes and truncations of a real object."""
     objects = []
-    for src in (FIXTURES / "gen_kinds.bpf.c", FIXTURES / "gen_globals.bpf.c"):
+    for src in (FIXTURES / "gen_kinds.bpf.c", FIXTURES / "gen_globals.bpf.c", FIXTURES / "gen_corpus_shapes.bpf.c"):
         obj = tmp_path / (src.stem + ".o")
         subprocess.run(["clang", "-O2", "-g", "-target", "bpf", "-I/usr/include/x86_64-linux-gnu", "-c", str(src),
                         "-o", str(obj)], check=True, timeout=300)

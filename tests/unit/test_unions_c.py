@@ -292,3 +292,80 @@ def test_anonymous_union_member_compiles_in_place(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match="only a struct or union field can be anonymous"):
         _meta(bs.Struct)("B4", (bs.Struct,), {"__annotations__": {"a": Annotated[int, bs.u8, bs.Anonymous]},
                                               "__module__": __name__})
+
+
+class PackedU(bs.Union, packed=True):
+    word: bs.u32
+    raw: bs.Bytes[5]
+
+
+class PackedAligned(bs.Union, packed=True, align=2):
+    wide: bs.u64
+    tag: bs.u8
+    three: bs.Array[bs.u8, 3]
+
+
+class PackedMemberAligned(bs.Union, packed=True):
+    word: Annotated[int, bs.u32, bs.Align(4)]
+    raw: bs.Bytes[6]
+
+
+class HoldsPacked(bs.Struct):
+    a: bs.u8
+    u: PackedU
+    b: bs.u16
+    pa: PackedAligned
+    pm: PackedMemberAligned
+
+
+@pytest.mark.parametrize("compiler", ["gcc", "clang"])
+def test_packed_unions_match_the_compiler(compiler: str, tmp_path: Path) -> None:
+    """``packed=True``: no tail padding and alignment 1 (unless ``align`` or a member's ``bs.Align`` says more), as
+    gcc and clang lay out ``__attribute__((packed))`` unions, alone and as struct members; the bytes of values
+    assigned in C decode and encode the same."""
+    cc = shutil.which(compiler)
+    if cc is None:
+        pytest.skip(f"{compiler} is not installed")
+    assert (PackedU.layout.size, PackedU.layout.alignment) == (5, 1)
+    assert "} __attribute__((packed));" in PackedU.layout.c_declaration()
+    assert "} __attribute__((packed, aligned(2)));" in PackedAligned.layout.c_declaration()
+    decl = HoldsPacked.layout.c_declaration()
+    fields = ("a", "u", "b", "pa", "pm")
+    main = ["int main(void) { struct HoldsPacked h; unsigned char *p = (unsigned char *)&h; memset(&h, 0, sizeof h);",
+            " h.a = 7; h.u.word = 0x01020304; h.b = 0xbeef; h.pa.wide = 0x1122334455667788ULL; h.pm.word = 9;",
+            ' printf("%zu %zu %zu %zu %zu %zu\\n", sizeof h, _Alignof(struct HoldsPacked), sizeof(union PackedU),'
+            ' _Alignof(union PackedU), sizeof(union PackedAligned), sizeof(union PackedMemberAligned));',
+            *(f' printf("%zu ", offsetof(struct HoldsPacked, {f}));' for f in fields),
+            ' printf("\\n"); for (size_t i = 0; i < sizeof h; i++) printf("%02x", p[i]); printf("\\n"); return 0; }']
+    src = "#include <stdio.h>\n#include <stddef.h>\n#include <string.h>\n#include <linux/types.h>\n" + decl + \
+        "\n".join(main)
+    sizes, offsets, hexbytes = _compile_and_run(cc, src, tmp_path)
+    lay = HoldsPacked.layout
+    assert sizes.split() == [str(x) for x in (lay.size, lay.alignment, PackedU.layout.size,
+                                              PackedU.layout.alignment, PackedAligned.layout.size,
+                                              PackedMemberAligned.layout.size)], decl
+    assert offsets.split() == [str(lay.field(f).offset) for f in fields], decl
+    h = HoldsPacked.from_bytes(bytes.fromhex(hexbytes))
+    assert (h.a, h.u.word, h.b, h.pa.wide, h.pm.word) == (7, 0x01020304, 0xBEEF, 0x1122334455667788, 9)
+    assert h.to_bytes().hex() == hexbytes
+
+
+def test_packed_union_from_btf_is_generated_packed(tmp_path: Path) -> None:
+    """A packed union in a program's BTF (its size is its largest member's) becomes ``packed=True`` instead of raw
+    bytes, and the class reproduces BTF's layout."""
+    import bpfschema.btf as btf
+    from bpfschema import codegen
+    from bpfschema.layout import ctype_of
+
+    b, (tid,) = btf.btf_of(ctype_of(HoldsPacked))
+    m = codegen.BtfMap("held", bs.MapType.ARRAY, 1, 0, None, btf.ctype_from_btf(b, tid), 4, HoldsPacked.layout.size,
+                       0)
+    text = codegen.generate_from_btf([m], source="test", module_name="packed_maps")
+    assert "class PackedU(_bs.Union, c_name='PackedU', packed=True):" in text, text
+    from tests.codegen.test_gen_objects import _import
+
+    (tmp_path / "packed_maps.py").write_text(text)
+    mod = _import(tmp_path / "packed_maps.py")
+    assert mod.HoldsPacked.layout.size == HoldsPacked.layout.size and mod.PackedU.layout.alignment == 1
+    raw = bytes(range(HoldsPacked.layout.size))
+    assert mod.HoldsPacked.from_bytes(raw).to_bytes() == raw
