@@ -674,9 +674,13 @@ class EventStream(Generic[T]):
         if self._stopped:
             return
         self._end_leases()  # first: interrupted after it, a later close() (or __del__) still ends them
-        self._stopped = True
         self._sync()
-        self._cur = self._cur._replace(ring=None)
+        # The items not handed out are dropped (an in-place array among them would pin its ring space for as
+        # long as the closed stream lives); the count delivered stays. Stopped last: interrupted before it,
+        # a later close() does all of this again (idempotent).
+        c = self._cur
+        self._cur = c._replace(ring=None, n=c.n - length_hint(c.li), it=iter(()), li=iter(()))
+        self._stopped = True
 
     def __enter__(self) -> EventStream[T]:
         return self
