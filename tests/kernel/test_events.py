@@ -128,6 +128,70 @@ def test_variable_length_and_dispatch() -> None:
         rb2.decoding(bs.Dispatch("nope", {1: Head}))
 
 
+@bs.record_for(Head)
+class HeadRec(NamedTuple):
+    kind: int
+    length: int
+
+
+@pytest.mark.parametrize("head", [Head, HeadRec], ids=["model", "NamedTuple"])
+def test_variable_length_batches_decode_in_order_and_stop_at_each_bad_record(head: type) -> None:
+    """A chunk of mixed tags and sizes is decoded as a batch (heads together, groups per tag); the records before
+    a bad one are delivered, each bad one raises DecodeError with its bytes, and the records after it follow."""
+    def tail(n: int) -> bytes:
+        return struct.pack("=II", 1, n) + bytes(range(n))
+
+    def exe(pid: int) -> bytes:
+        return struct.pack("=IIQ", 2, pid, pid * 10)
+
+    with bs.RingBuffer.create(rb_spec()) as rb:
+        typed = rb.decoding(bs.Dispatch("kind", {1: bs.Tail(head), 2: Exec}))
+        good = [tail(5), exe(7), tail(0), tail(12), exe(8), exe(9), tail(3)]
+        producers.ringbuf_output(rb, good)
+        got = list(typed.drain())
+        assert [type(g).__name__ for g in got] == ["TailEvent", "Exec", "TailEvent", "TailEvent", "Exec", "Exec",
+                                                   "TailEvent"]
+        assert [(g.head.length, g.tail) for g in got if isinstance(g, bs.TailEvent)] == [
+            (5, bytes(range(5))), (0, b""), (12, bytes(range(12))), (3, bytes(range(3)))]
+        assert all(isinstance(g.head, head) for g in got if isinstance(g, bs.TailEvent))
+        assert [(g.pid, g.uid) for g in got if isinstance(g, Exec)] == [(7, 70), (8, 80), (9, 90)]
+        bad_tag, short = struct.pack("=II", 9, 0), b"\x01\x00"
+        producers.ringbuf_output(rb, [tail(4), exe(1), bad_tag, exe(2), short, tail(6), exe(3)])
+        it = iter(typed.drain())
+        assert next(it).tail == bytes(range(4)) and next(it).pid == 1
+        with pytest.raises(bs.DecodeError) as ei:
+            next(it)
+        assert ei.value.raw == [bad_tag] and "tag kind=9" in str(ei.value)
+        assert next(typed.drain()).pid == 2  # a new stream goes on after the bad record
+        with pytest.raises(bs.DecodeError) as ei:
+            next(typed.drain())
+        assert ei.value.raw == [short]
+        assert [(type(g).__name__) for g in typed.drain()] == ["TailEvent", "Exec"]
+        assert rb.pending_bytes() == 0
+        # One size for a whole chunk (the ring's uniform scan): heads every stride bytes, tails after them.
+        producers.ringbuf_output(rb, [tail(5)] * 20)
+        got = list(rb.decoding(bs.Tail(head)).drain())
+        assert len(got) == 20 and {(g.head.kind, g.head.length, g.tail) for g in got} == {(1, 5, bytes(range(5)))}
+        # A uniform chunk of records shorter than the head: each one is an error with its bytes.
+        producers.ringbuf_output(rb, [b"abc"] * 3)
+        it = iter(rb.decoding(bs.Tail(head)).drain())
+        for _ in range(3):
+            with pytest.raises(bs.DecodeError) as ei:
+                next(it)
+            assert ei.value.raw == [b"abc"]
+        assert rb.pending_bytes() == 0
+
+
+def test_variable_length_batches_of_a_perf_buffer_keep_the_padding_in_the_tail() -> None:
+    with bs.PerfEventArray.create(bs.MapSpec(type=bs.MapType.PERF_EVENT_ARRAY, name="vperf")) as pa, \
+            pa.open_buffer(pages=2) as pb:
+        cpu = sorted(os.sched_getaffinity(0))[0]
+        ev.perf_sequence(pa, 10, size=24, start=5, cpu=cpu)
+        got = list(pb.decoding(bs.Tail(Seq)).drain())
+        # a 24-byte sample is padded to 28 (4-byte size + data, ending on 8 bytes): 8 tail bytes + 4 of padding
+        assert [g.head.seq for g in got] == list(range(5, 15)) and {len(g.tail) for g in got} == {12}
+
+
 def test_events_timeout_and_wakeup_from_kernel_write() -> None:
     with bs.RingBuffer.create(rb_spec()) as rb:
         t0 = time.monotonic()
