@@ -46,6 +46,8 @@ T = TypeVar("T")
 
 #: Most records per chunk for the per-record forms (bytes, typed records).
 CHUNK_RECORDS = 4096
+#: Seconds between looks at the rings while waiting with ring space pinned by a kept in-place view.
+PINNED_POLL = 0.05
 #: Most records per chunk for the batch forms (raw batches, numpy arrays, columns): a whole contiguous span.
 BATCH_RECORDS = 1 << 20
 
@@ -521,6 +523,7 @@ class EventStream(Generic[T]):
                 continue
             if not self._wait or waiter is None:
                 return
+            left_t: float | None = None
             if self._timeout is not None:
                 now = time.monotonic()
                 if idle_since is None:
@@ -528,9 +531,14 @@ class EventStream(Generic[T]):
                 left_t = self._timeout - (now - idle_since)
                 if left_t <= 0:
                     return
-                waiter.wait(left_t)
+            if any(r.leases for r in self._rings):
+                # Ring space pinned by a view kept from an in-place batch: the kernel counts it unread, so epoll
+                # reports a ring buffer readable at once (waiting would spin) and a perf ring may never wake us
+                # (its producer finds no room). Sleep, then look again: once the view is dropped, the next
+                # commit gives the space back. Records meanwhile wait up to PINNED_POLL seconds.
+                time.sleep(PINNED_POLL if left_t is None else min(left_t, PINNED_POLL))
             else:
-                waiter.wait(None)
+                waiter.wait(left_t)
 
     def __iter__(self) -> Iterator[T]:
         flat = self._flat
