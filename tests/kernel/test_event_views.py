@@ -339,11 +339,12 @@ def test_waiting_resumes_once_a_kept_in_place_view_is_dropped(via: str, monkeypa
         assert fill.failures > 0
         poller = bs.Poller([rb]) if via == "poller" else None
         stream = poller.events(timeout=5) if poller is not None else rb.events(timeout=5)
-        batches = stream.raw(copy=False)
+        batches: Iterator[Any] = stream.raw(copy=False)
 
         def take() -> bs.RawRecords:
             item = next(batches)
-            return item[1] if poller is not None else item  # type: ignore[no-any-return]
+            b: bs.RawRecords = item[1] if poller is not None else item  # a Poller tags each batch with its buffer
+            return b
 
         b = take()
         assert len(b) == fill.attempts - fill.failures
