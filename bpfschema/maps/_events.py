@@ -28,7 +28,7 @@ import sys
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
-from operator import length_hint
+from operator import itemgetter, length_hint
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
@@ -46,6 +46,8 @@ T = TypeVar("T")
 
 #: Most records per chunk for the per-record forms (bytes, typed records).
 CHUNK_RECORDS = 4096
+#: Seconds between looks at the rings while waiting with ring space pinned by a kept in-place view.
+PINNED_POLL = 0.05
 #: Most records per chunk for the batch forms (raw batches, numpy arrays, columns): a whole contiguous span.
 BATCH_RECORDS = 1 << 20
 
@@ -521,6 +523,7 @@ class EventStream(Generic[T]):
                 continue
             if not self._wait or waiter is None:
                 return
+            left_t: float | None = None
             if self._timeout is not None:
                 now = time.monotonic()
                 if idle_since is None:
@@ -528,9 +531,14 @@ class EventStream(Generic[T]):
                 left_t = self._timeout - (now - idle_since)
                 if left_t <= 0:
                     return
-                waiter.wait(left_t)
+            if any(r.leases for r in self._rings):
+                # Ring space pinned by a view kept from an in-place batch: the kernel counts it unread, so epoll
+                # reports a ring buffer readable at once (waiting would spin) and a perf ring may never wake us
+                # (its producer finds no room). Sleep, then look again: once the view is dropped, the next
+                # commit gives the space back. Records meanwhile wait up to PINNED_POLL seconds.
+                time.sleep(PINNED_POLL if left_t is None else min(left_t, PINNED_POLL))
             else:
-                waiter.wait(None)
+                waiter.wait(left_t)
 
     def __iter__(self) -> Iterator[T]:
         flat = self._flat
@@ -674,9 +682,13 @@ class EventStream(Generic[T]):
         if self._stopped:
             return
         self._end_leases()  # first: interrupted after it, a later close() (or __del__) still ends them
-        self._stopped = True
         self._sync()
-        self._cur = self._cur._replace(ring=None)
+        # The items not handed out are dropped (an in-place array among them would pin its ring space for as
+        # long as the closed stream lives); the count delivered stays. Stopped last: interrupted before it,
+        # a later close() does all of this again (idempotent).
+        c = self._cur
+        self._cur = c._replace(ring=None, n=c.n - length_hint(c.li), it=iter(()), li=iter(()))
+        self._stopped = True
 
     def __enter__(self) -> EventStream[T]:
         return self
@@ -788,13 +800,7 @@ class TypedDecoder(Decoder[T]):
             _check_len(s.size, size, self.slack)
             out: list[T] = self.codec.decode_many(memoryview(s.buf)[s.offset:], s.n, s.stride)
             return out
-        dec = self.dec
-        for r in s.raws:
-            if not size <= len(r) <= size + self.slack:
-                _check_len(len(r), size, self.slack)
-        if self.slack:
-            return [dec(r[:size]) for r in s.raws]
-        return list(map(dec, s.raws))
+        return decode_heads(self.codec, s.raws, size, size + self.slack)
 
     def one(self, raw: bytes) -> T:
         _check_len(len(raw), self.size, self.slack)
@@ -1000,17 +1006,56 @@ class ColumnsDecoder(Decoder[Any]):
         return self.make(self.codec.decode_columns(raw[: self.size], 1, self.size), 1)
 
 
+def decode_heads(codec: Any, raws: list[bytes], size: int, most: int) -> list[Any]:
+    """The first ``size`` bytes of every record of ``raws`` (records of mixed lengths) decoded by ``codec``: the
+    heads are joined into one buffer (C-level calls) and decoded by ``decode_many``, not one by one. Raises
+    ``LayoutError`` if a record is shorter than ``size`` or longer than ``most``; the caller then decodes one by
+    one to find which (see ``EventStream._partial``)."""
+    shortest = min(map(len, raws))
+    longest = max(map(len, raws)) if most < sys.maxsize or shortest == size else -1
+    if shortest < size or longest > most:
+        for raw in raws:
+            _check_len(len(raw), size, most - size)
+    joined = b"".join(raws) if longest == size else b"".join(map(itemgetter(slice(0, size)), raws))
+    out: list[Any] = codec.decode_many(joined, len(raws), size)
+    return out
+
+
+def _pairs(make: Callable[[Any, bytes], Any], heads: list[Any], tails: Iterator[bytes] | list[bytes]) -> list[Any]:
+    """``make(head, tail)`` for each pair; a NamedTuple class is filled with ``tuple.__new__`` (C-level, no
+    Python ``__new__`` call per record)."""
+    if isinstance(make, type) and issubclass(make, tuple) and getattr(make, "_fields", None) == ("head", "tail"):
+        return list(map(tuple.__new__, itertools.repeat(make), zip(heads, tails, strict=True)))
+    return list(map(make, heads, tails))
+
+
 class TailDecoder(Decoder[Any]):
-    """A fixed head followed by a variable-length tail: ``(head, tail_bytes)`` as ``make(head, tail)``."""
+    """A fixed head followed by a variable-length tail: ``(head, tail_bytes)`` as ``make(head, tail)``.
+
+    A scan is decoded as a batch: the heads of all its records by one ``decode_many`` (over the ring copy with
+    the records' stride when they are all of one size, else over the heads joined), the tails sliced by C-level
+    calls."""
 
     def __init__(self, codec: Any, make: Callable[[Any, bytes], Any]):
+        self.codec = codec
         self.size: int = codec.size
         self.dec = codec.decode
         self.make = make
 
     def items(self, s: Scan) -> list[Any]:
-        raws = s.raws if s.raws is not None else split_uniform(s.buf, s.offset, s.n, s.size, s.stride)
-        return list(map(self.one, raws))
+        size = self.size
+        raws = s.raws
+        if raws is None:  # one size: heads straight from the copy, tails every `stride` bytes after them
+            if s.size < size:
+                self.one(bytes(s.size))  # raises the error for a short record
+            heads: list[Any] = self.codec.decode_many(memoryview(s.buf)[s.offset:], s.n, s.stride)
+            tails = (split_uniform(s.buf, s.offset + size, s.n, s.size - size, s.stride) if s.size > size
+                     else [b""] * s.n)
+            return _pairs(self.make, heads, tails)
+        if not raws:
+            return []
+        heads = decode_heads(self.codec, raws, size, sys.maxsize)
+        return _pairs(self.make, heads, map(itemgetter(slice(size, None)), raws))
 
     def one(self, raw: bytes) -> Any:
         size = self.size
@@ -1019,6 +1064,11 @@ class TailDecoder(Decoder[Any]):
 
             raise LayoutError("decode", f"record of {len(raw)} bytes is shorter than the {size}-byte head")
         return self.make(self.dec(raw[:size]), raw[size:])
+
+
+def _raws_scan(raws: list[bytes]) -> Scan:
+    """A scan of the records ``raws`` for a decoder's ``items`` (positions are not used there)."""
+    return Scan(raws, None, 0, len(raws), 0, 0, (), (), 0, 0)
 
 
 class DispatchDecoder(Decoder[Any]):
@@ -1030,11 +1080,26 @@ class DispatchDecoder(Decoder[Any]):
         self.tag = struct.Struct(fmt)
         self.offset = offset
         self.decoders = decoders
+        self.by_key = {(tag,): d for tag, d in decoders.items()}  # keyed as `unpack_from` returns the tag
         self.name = name
 
     def items(self, s: Scan) -> list[Any]:
+        """The records grouped by tag (C-level: ``compress`` over the tags), each group decoded as a batch by
+        its type's decoder, the results put back in ring order (``next`` over the groups' iterators). An
+        unknown tag or a short record raises here; the caller then decodes one by one to find which."""
         raws = s.raws if s.raws is not None else split_uniform(s.buf, s.offset, s.n, s.size, s.stride)
-        return list(map(self.one, raws))
+        if not raws:
+            return []
+        keys = list(map(self.tag.unpack_from, raws, itertools.repeat(self.offset)))
+        kinds = set(keys)
+        by_key = self.by_key
+        if len(kinds) == 1:
+            return by_key[keys[0]].items(_raws_scan(raws))
+        groups = {}
+        for k in kinds:
+            dec = by_key[k]
+            groups[k] = iter(dec.items(_raws_scan(list(itertools.compress(raws, map(k.__eq__, keys))))))
+        return list(map(next, map(groups.__getitem__, keys)))
 
     def one(self, raw: bytes) -> Any:
         try:

@@ -138,21 +138,28 @@ class _PerfRing(Ring):
         losts: list[int] = []
         pos0, lost0 = pos, lost
         o = 0
-        while o + 8 <= avail and len(raws) < want:
-            typ, _misc, rsize = _HDR.unpack_from(buf, o)
+        # Records of mixed sizes, one by one (the hot loop: samples first, few operations each).
+        header, u32 = _HDR.unpack_from, _U32.unpack_from
+        take, end, at_lost = raws.append, ends.append, losts.append
+        left = want
+        while o + 8 <= avail and left > 0:
+            typ, _misc, rsize = header(buf, o)
             if rsize < 8 or o + rsize > avail:  # a corrupt ring (stop rather than spin), or beyond this copy
                 break
             if typ == _SAMPLE:
-                n = _U32.unpack_from(buf, o + 8)[0]
-                raws.append(buf[o + 12: o + 12 + n])
-            elif typ == _LOST:
+                (n,) = u32(buf, o + 8)
+                take(buf[o + 12: o + 12 + n])
+                o += rsize
+                pos += rsize
+                end(pos)
+                at_lost(lost)
+                left -= 1
+                continue
+            if typ == _LOST:
                 lost += _U64.unpack_from(buf, o + 16)[0]
             o += rsize
             pos += rsize
-            if typ == _SAMPLE:
-                ends.append(pos)
-                losts.append(lost)
-            elif raws:
+            if raws:
                 ends[-1] = pos
                 losts[-1] = lost
             else:

@@ -22,7 +22,8 @@ V = TypeVar("V", default=bytes)
 
 _BUSY = 1 << 31
 _DISCARD = 1 << 30
-_LEN = ~(_BUSY | _DISCARD) & 0xFFFFFFFF
+_FLAGS = _BUSY | _DISCARD
+_LEN = ~_FLAGS & 0xFFFFFFFF
 _HDR = 8
 _U64 = struct.Struct("=Q")
 _U32 = struct.Struct("=I")
@@ -93,21 +94,28 @@ class _RbRing(Ring):
         ends: list[int] = []
         pos0 = pos
         mask, data = self.mask, self.data
-        while pos < prod and len(raws) < want:
+        # Records of mixed sizes, one by one (the hot loop: few operations per record). A word without the BUSY
+        # and DISCARD bits is the record's length.
+        unpack = _U32.unpack_from
+        take, end = raws.append, ends.append
+        left = want
+        while pos < prod and left > 0:
             off = data + (pos & mask)
-            word = _U32.unpack_from(m, off)[0]
-            if word & _BUSY:
-                break  # reserved, not yet committed: records after it must wait too
-            length = word & _LEN
-            pos += (length + _HDR + 7) & ~7
-            if word & _DISCARD:
+            (word,) = unpack(m, off)
+            if word & _FLAGS:
+                if word & _BUSY:
+                    break  # reserved, not yet committed: records after it must wait too
+                pos += ((word & _LEN) + _HDR + 7) & ~7  # discarded: skipped
                 if raws:
                     ends[-1] = pos
                 else:
                     pos0 = pos
                 continue
-            raws.append(m[off + _HDR: off + _HDR + length])
-            ends.append(pos)
+            off += _HDR
+            take(m[off: off + word])
+            pos += (word + _HDR + 7) & ~7
+            end(pos)
+            left -= 1
         if not raws and pos0 == self.state[0]:
             return None
         return Scan(raws, None, 0, len(raws), 0, 0, ends, [lost] * len(raws), pos0, lost)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import itertools
 import mmap
 import os
 import struct
@@ -17,6 +19,7 @@ import pytest
 
 import bpfschema as bs
 import bpfschema.maps._events as events_mod
+from bpfschema._sys import perf as perf_abi
 from bpfschema.testing import events as ev
 from bpfschema.testing import producers
 
@@ -125,6 +128,70 @@ def test_variable_length_and_dispatch() -> None:
         rb2.decoding(bs.Dispatch("nope", {1: Head}))
 
 
+@bs.record_for(Head)
+class HeadRec(NamedTuple):
+    kind: int
+    length: int
+
+
+@pytest.mark.parametrize("head", [Head, HeadRec], ids=["model", "NamedTuple"])
+def test_variable_length_batches_decode_in_order_and_stop_at_each_bad_record(head: type) -> None:
+    """A chunk of mixed tags and sizes is decoded as a batch (heads together, groups per tag); the records before
+    a bad one are delivered, each bad one raises DecodeError with its bytes, and the records after it follow."""
+    def tail(n: int) -> bytes:
+        return struct.pack("=II", 1, n) + bytes(range(n))
+
+    def exe(pid: int) -> bytes:
+        return struct.pack("=IIQ", 2, pid, pid * 10)
+
+    with bs.RingBuffer.create(rb_spec()) as rb:
+        typed = rb.decoding(bs.Dispatch("kind", {1: bs.Tail(head), 2: Exec}))
+        good = [tail(5), exe(7), tail(0), tail(12), exe(8), exe(9), tail(3)]
+        producers.ringbuf_output(rb, good)
+        got = list(typed.drain())
+        assert [type(g).__name__ for g in got] == ["TailEvent", "Exec", "TailEvent", "TailEvent", "Exec", "Exec",
+                                                   "TailEvent"]
+        assert [(g.head.length, g.tail) for g in got if isinstance(g, bs.TailEvent)] == [
+            (5, bytes(range(5))), (0, b""), (12, bytes(range(12))), (3, bytes(range(3)))]
+        assert all(isinstance(g.head, head) for g in got if isinstance(g, bs.TailEvent))
+        assert [(g.pid, g.uid) for g in got if isinstance(g, Exec)] == [(7, 70), (8, 80), (9, 90)]
+        bad_tag, short = struct.pack("=II", 9, 0), b"\x01\x00"
+        producers.ringbuf_output(rb, [tail(4), exe(1), bad_tag, exe(2), short, tail(6), exe(3)])
+        it = iter(typed.drain())
+        assert next(it).tail == bytes(range(4)) and next(it).pid == 1
+        with pytest.raises(bs.DecodeError) as ei:
+            next(it)
+        assert ei.value.raw == [bad_tag] and "tag kind=9" in str(ei.value)
+        assert next(typed.drain()).pid == 2  # a new stream goes on after the bad record
+        with pytest.raises(bs.DecodeError) as ei:
+            next(typed.drain())
+        assert ei.value.raw == [short]
+        assert [(type(g).__name__) for g in typed.drain()] == ["TailEvent", "Exec"]
+        assert rb.pending_bytes() == 0
+        # One size for a whole chunk (the ring's uniform scan): heads every stride bytes, tails after them.
+        producers.ringbuf_output(rb, [tail(5)] * 20)
+        got = list(rb.decoding(bs.Tail(head)).drain())
+        assert len(got) == 20 and {(g.head.kind, g.head.length, g.tail) for g in got} == {(1, 5, bytes(range(5)))}
+        # A uniform chunk of records shorter than the head: each one is an error with its bytes.
+        producers.ringbuf_output(rb, [b"abc"] * 3)
+        it = iter(rb.decoding(bs.Tail(head)).drain())
+        for _ in range(3):
+            with pytest.raises(bs.DecodeError) as ei:
+                next(it)
+            assert ei.value.raw == [b"abc"]
+        assert rb.pending_bytes() == 0
+
+
+def test_variable_length_batches_of_a_perf_buffer_keep_the_padding_in_the_tail() -> None:
+    with bs.PerfEventArray.create(bs.MapSpec(type=bs.MapType.PERF_EVENT_ARRAY, name="vperf")) as pa, \
+            pa.open_buffer(pages=2) as pb:
+        cpu = sorted(os.sched_getaffinity(0))[0]
+        ev.perf_sequence(pa, 10, size=24, start=5, cpu=cpu)
+        got = list(pb.decoding(bs.Tail(Seq)).drain())
+        # a 24-byte sample is padded to 28 (4-byte size + data, ending on 8 bytes): 8 tail bytes + 4 of padding
+        assert [g.head.seq for g in got] == list(range(5, 15)) and {len(g.tail) for g in got} == {12}
+
+
 def test_events_timeout_and_wakeup_from_kernel_write() -> None:
     with bs.RingBuffer.create(rb_spec()) as rb:
         t0 = time.monotonic()
@@ -214,7 +281,8 @@ def _interrupt_at(k: int) -> Any:
     return glob, count
 
 
-@pytest.mark.parametrize("form", ["records", "raw", "inplace", "events", "poller", "aevents"])
+@pytest.mark.parametrize("form", ["records", "raw", "inplace", "numpy-inplace", "arrow", "events", "poller",
+                                  "aevents"])
 @pytest.mark.parametrize("kind", ["ring", "perf"])
 def test_keyboard_interrupt_at_every_line_loses_and_repeats_nothing(kind: str, form: str) -> None:
     """The sweep runs in a child interpreter: under pytest's own hooks a traced KeyboardInterrupt stalls it."""
@@ -229,6 +297,24 @@ def test_keyboard_interrupt_at_every_line_loses_and_repeats_nothing(kind: str, f
     assert "swept" in r.stdout
 
 
+def _event_mappings() -> list[str]:
+    """This process's mappings of bpf maps and perf events (ring buffers, perf rings)."""
+    with open("/proc/self/maps") as f:
+        return sorted(line.split()[-1] for line in f if "bpf-map" in line or "perf_event" in line)
+
+
+def _kernel_unread(buf: Any) -> int:
+    """Bytes the kernel still counts as unread (producer minus consumer position) over the buffer's rings."""
+    total = 0
+    for r in buf._rings:
+        if isinstance(buf, bs.RingBuffer):
+            total += struct.unpack_from("=Q", r.prod)[0] - struct.unpack_from("=Q", r.cons)[0]
+        else:
+            total += (struct.unpack_from("=Q", r.mm, perf_abi.DATA_HEAD_OFFSET)[0]
+                      - struct.unpack_from("=Q", r.mm, perf_abi.DATA_TAIL_OFFSET)[0])
+    return total
+
+
 def interrupt_sweep(kind: str, form: str = "records") -> None:
     """Raise KeyboardInterrupt at line event k of the consumer modules, for k = 1, 2, ... until a whole
     consumption finishes without reaching line k; check delivered + left in the ring == produced, no repeats.
@@ -236,20 +322,27 @@ def interrupt_sweep(kind: str, form: str = "records") -> None:
     ``form`` ``"raw"`` takes :meth:`EventStream.raw` batches (kept as they come, C-level ``append``, and read
     after the sweep step: a batch handed out is delivered even if reading it is interrupted)."""
     total = 12
-    with bs.RingBuffer.create(rb_spec()) as rb, bs.PerfEventArray.create(
+    # numpy(copy=False) and arrow() read typed buffers (records of the one size of `Seq`, 16 bytes)
+    typed = form in ("numpy-inplace", "arrow")
+    ring_cls: Any = SeqRing if typed else bs.RingBuffer
+    perf_cls: Any = SeqPerf if typed else bs.PerfEventArray
+    maps0 = _event_mappings()
+    with ring_cls.create(rb_spec()) as rb, perf_cls.create(
             bs.MapSpec(type=bs.MapType.PERF_EVENT_ARRAY, name="kbd")) as pa, pa.open_buffer(pages=2) as pb:
         buf: Any = rb if kind == "ring" else pb
         cpu = sorted(os.sched_getaffinity(0))[0]
+        mapped = _event_mappings()
 
         def produce(start: int, n: int) -> None:
-            # two record sizes: the uniform fast path and the per-record walk both run
+            # two record sizes: the uniform fast path and the per-record walk both run (typed: two runs of 16)
             half = n // 2
+            size2 = 16 if typed else 24
             if kind == "ring":
                 ev.ringbuf_sequence(rb, half, size=16, start=start)
-                ev.ringbuf_sequence(rb, n - half, size=24, start=start + half)
+                ev.ringbuf_sequence(rb, n - half, size=size2, start=start + half)
             else:
                 ev.perf_sequence(pa, half, size=16, start=start, cpu=cpu)
-                ev.perf_sequence(pa, n - half, size=24, start=start + half, cpu=cpu)
+                ev.perf_sequence(pa, n - half, size=size2, start=start + half, cpu=cpu)
 
         k = 1
         interrupted = 0
@@ -277,6 +370,20 @@ def interrupt_sweep(kind: str, form: str = "records") -> None:
                             copies.append((bytes(b.data), list(b.offsets), b.size, b._lengths))
                         for b in buf.drain().raw(copy=False):
                             copies.append((bytes(b.data), list(b.offsets), b.size, b._lengths))
+                elif form == "numpy-inplace":
+                    # numpy(copy=False): each array read within its step by C-level calls only; the generator
+                    # expressions drop each array before the next step (nothing pins ring space afterwards)
+                    with buf.drain(limit=total // 3) as d:
+                        delivered.extend(itertools.chain.from_iterable(
+                            a["seq"].tolist() for a in d.numpy(copy=False)))
+                        delivered.extend(itertools.chain.from_iterable(
+                            a["seq"].tolist() for a in buf.drain().numpy(copy=False)))
+                elif form == "arrow":
+                    with buf.drain(limit=total // 3) as d:
+                        delivered.extend(itertools.chain.from_iterable(
+                            t.column("seq").to_pylist() for t in d.arrow()))
+                        delivered.extend(itertools.chain.from_iterable(
+                            t.column("seq").to_pylist() for t in buf.drain().arrow()))
                 elif form == "events":  # the waiting path: takes what is there, waits, times out
                     with buf.events(timeout=0.002) as d:
                         for r in d:
@@ -305,16 +412,19 @@ def interrupt_sweep(kind: str, form: str = "records") -> None:
                 sys.settrace(None)
             delivered += [struct.unpack_from("=Q", r)[0] for b in batches for r in b]
             delivered += [struct.unpack_from("=Q", data, o)[0] for data, offs, _, _ in copies for o in offs]
-            rest = [struct.unpack_from("=Q", r)[0] for r in buf.drain()]
+            rest = [r.seq for r in buf.drain()] if typed else [struct.unpack_from("=Q", r)[0] for r in buf.drain()]
             assert sorted(delivered + rest) == list(range(start, start + total)), f"interrupt at line {k}"
+            # everything read: the kernel's consumer position is at its producer's (no ring space left pinned)
+            assert _kernel_unread(buf) == 0, f"interrupt at line {k}: ring space still pinned"
+            assert _event_mappings() == mapped, f"interrupt at line {k}: a ring mapping appeared or vanished"
             if count[0] < k:
                 break  # the whole consumption ran without reaching line k: every line was tried
             k += 1
             start += total
         assert k > 20 and interrupted >= (k - 1) // 2  # raised inside a __del__, Python reports and drops it
-        import gc
-
         gc.collect()
         leaked = len(os.listdir("/proc/self/fd")) - fds0
         assert leaked <= 0, f"{leaked} fds leaked by interrupted runs"
         print(f"swept {k - 1} lines, {interrupted} interrupts")
+    gc.collect()
+    assert _event_mappings() == maps0, "a ring mapping outlived its buffer"
