@@ -181,6 +181,8 @@ class RingBuffer(CodecMap[bytes, V], EventBuffer[V], register=True):
         if self._cons is None or self._prod is None:
             raise BpfPermissionError("consume", "the ring buffer was opened read-only: the kernel maps none of its "
                                                 "pages for such an fd, so it cannot be read", map_name=self._name)
+        if self._cons.closed or self._prod.closed:
+            raise ValueError(f"ring buffer {self._name!r} is closed")
         return self._cons, self._prod
 
     def __iter__(self) -> Iterator[V]:
@@ -188,7 +190,12 @@ class RingBuffer(CodecMap[bytes, V], EventBuffer[V], register=True):
         return iter(self.drain())
 
     def pending_bytes(self) -> int:
-        """Bytes produced but not yet consumed (producer position minus consumer position)."""
+        """Bytes produced but not yet consumed (producer position minus consumer position).
+
+        Raises:
+            ValueError: the ring buffer is closed.
+            BpfPermissionError: it was opened read-only (the kernel maps none of its pages for such an fd).
+        """
         cons_map, prod_map = self._mapped()
         self._sync_streams()
         return int(_U64.unpack_from(prod_map, 0)[0] - _U64.unpack_from(cons_map, 0)[0])

@@ -71,6 +71,9 @@ def test_raw_batches_of_a_ring_buffer_uniform_and_mixed() -> None:
         assert [len(r) for r in records] == [16] * 10 + [24] * 10 + [5]
         assert batches[0].size == 16 and len(batches[0]) == 10  # the uniform prefix is one batch
         assert rb.pending_bytes() == 0
+    # Closed: the ring is unmapped; asking for its pending bytes names the buffer instead of mmap's own error.
+    with pytest.raises(ValueError, match=r"ring buffer .* is closed"):
+        rb.pending_bytes()
 
 
 def test_raw_batches_of_a_perf_buffer_keep_the_kernel_padding(
