@@ -27,10 +27,10 @@ import warnings
 from collections.abc import Iterator
 from operator import attrgetter, length_hint
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, Protocol, TypeVar, cast, get_args, overload
 
 from .._sys.signals import critical
-from ..errors import ArgumentError, DrainIncompleteError, NotSupportedError
+from ..errors import ArgumentError, DrainIncompleteError, NotSupportedError, SchemaError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 R = TypeVar("R")
+KC = TypeVar("KC")
+VC = TypeVar("VC")
 
 #: How the array views turn ``char[n]`` into Arrow/polars columns: UTF-8 strings, or bytes.
 StringPolicy = Literal["str", "bytes"]
@@ -379,15 +381,46 @@ class Drain(Generic[T]):
         """
         return cast("Drain[RawBatch]", self._switch("raw"))
 
-    def columns(self) -> Drain[ColumnBatch]:
+    @overload
+    def columns(self) -> Drain[ColumnBatch]: ...
+
+    @overload
+    def columns(self, of: type[ColumnBatch[KC, VC]]) -> Drain[ColumnBatch[KC, VC]]: ...
+
+    def columns(self, of: object = None) -> Drain[Any]:
         """This drain as columns: one :class:`~bpfschema.maps.ColumnBatch` per batch, a list per field.
 
-        Queues and stacks give batches with no key columns. Same contract as :meth:`raw`.
+        Queues and stacks give batches with no key columns (``keys`` is ``()``). Same contract as :meth:`raw`.
+
+        Args:
+            of: the batch type, for type checkers: ``ColumnBatch[FlowKeyColumns, FlowStatsColumns]`` with
+                :func:`~bpfschema.layout.columns_for` classes (a generated map class has it as ``Batch``). Checked
+                against the first batch: its keys and values must be instances of those classes.
 
         Raises:
             NotSupportedError: no columnar form (per-CPU values, a codec without columns, per-element drains).
+            SchemaError: a batch's keys or values are not instances of the classes ``of`` names (raised before
+                that batch is delivered; it goes back to the map).
         """
-        return cast("Drain[ColumnBatch]", self._switch("columns"))
+        drain = self._switch("columns")
+        if of is not None:
+            args = get_args(of)
+            if len(args) != 2:
+                raise ArgumentError("columns", f"must be ColumnBatch[KeyColumns, ValueColumns], got {of!r}",
+                                    argument="of", map_name=self._src.map_name)
+            m = getattr(self._cur.src, "_m", None)
+            for want, side in zip(args, ("_kc", "_vc"), strict=True):
+                if not (isinstance(want, type) and hasattr(want, "_fields")):
+                    continue  # a plain tuple type (queue keys, undeclared columns): nothing to check
+                codec = getattr(m, side, None)
+                make = getattr(codec, "_columns_codec", None)
+                have = getattr(make(), "_make", None) if make is not None else None
+                if have is not want:
+                    raise SchemaError("columns", f"{'keys' if side == '_kc' else 'values'} of this drain are "
+                                                 f"{getattr(have, '__qualname__', have)!r}, not "
+                                                 f"{want.__qualname__!r} (declare it with layout.columns_for "
+                                                 f"before the map is made)", map_name=self._src.map_name)
+        return drain
 
     def _collect(self, build: Any) -> Any:
         # max() of the one-item generator runs it to its end in C: the result leaves the generator at a yield

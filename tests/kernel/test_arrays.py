@@ -413,3 +413,4 @@ def test_an_enum_value_with_no_member_fails_the_arrow_view_and_nothing_is_lost()
             m.drain().arrow()
         assert len(m.items().numpy().keys) == 10  # all put back
         assert int(m.drain().numpy().keys["proto"].max()) == 99  # numpy keeps the integers
+
