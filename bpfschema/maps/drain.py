@@ -356,9 +356,23 @@ class Drain(Generic[T]):
 
     # -- views ------------------------------------------------------------------------------------------------
 
+    def _unwrap(self) -> None:
+        """Leave the generic :meth:`numpy_chunks` source for the one it takes from (the next view continues where
+        the chunks stopped, within the same ``limit``); the chunk taken and not handed out goes back first."""
+        cur = self._cur
+        unwrap = getattr(cur.src, "unwrap", None)
+        if unwrap is None:
+            return
+        with critical():
+            cur.finish()
+            inner, left = unwrap()
+            cur.src = inner
+            cur.limit = None if left is None else cur.base + left
+
     def _switch(self, kind: str) -> Drain[Any]:
         """Continue this drain with chunk items of another form (``"raw"``, ``"columns"``): the rest of a chunk
         being delivered goes back first, and ``limit`` keeps counting entries."""
+        self._unwrap()
         cur = self._cur
         view = getattr(cur.src, "view", None)
         if view is None:
@@ -497,6 +511,7 @@ class Drain(Generic[T]):
 
     def _builder(self, kind: str, **options: object) -> Any:
         builder = ARRAY_BUILDERS[kind]  # registered by bpfschema.arrays, which bpfschema/__init__ imports
+        self._unwrap()  # after numpy_chunks(): continue from the source the chunks were taken from
         codecs = getattr(self._cur.src, "array_codecs", None)
         if codecs is None:
             raise NotSupportedError("drain", "this drain has no array form (it needs a batch path: "
@@ -509,7 +524,8 @@ class Drain(Generic[T]):
         for maps larger than it. Each chunk's entries are written by the kernel straight into its arrays; a
         chunk counts as delivered when it is handed out (same contract as :meth:`raw`). ``limit`` counts entries
         exactly (a hash bucket is never split, so a chunk may hold a few more than ``entries``; entries taken past
-        the limit go back).
+        the limit go back). Any view after it (``numpy()``, ``columns()``, ``numpy_chunks()``...) continues where
+        the chunks stopped.
 
         Raises:
             ArgumentError: ``entries`` < 1.
@@ -658,6 +674,10 @@ class _ArrayChunks:
                 acc.n = left
             self._left = left - acc.n
         return acc
+
+    def unwrap(self) -> tuple[ArraySource, int | None]:
+        """The source these chunks are taken from, and the entry budget left (to continue in another view)."""
+        return self._inner, self._left
 
     def decode(self, raw: Accumulator) -> list[Any]:
         return [self._build(raw)]
