@@ -24,7 +24,7 @@ import collections
 import itertools
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from operator import attrgetter, length_hint
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, Protocol, TypeVar, cast, get_args, overload
@@ -442,7 +442,7 @@ class Drain(Generic[T]):
         # generator is dropped. One line, so that no line of this library runs after the result exists.
         return max(self._collect_gen(build))
 
-    def _collect_gen(self, build: Any) -> Iterator[Any]:
+    def _collect_gen(self, build: Any) -> Generator[Any, None, None]:
         """Take the rest of the drain (up to ``limit``) straight into one pair of buffers; ``build(acc)`` (which
         must not keep taking) makes the result. Anything taken and not handed out goes back.
 
@@ -498,7 +498,10 @@ class Drain(Generic[T]):
             cur.base += acc.n
             cur.ebase += acc.n
             cur.done = True
-            yield result  # the hand-off (resumed once by max(), still inside the try)
+            # The hand-off: max() takes the result here and resumes the generator once; ``return (yield ...)``
+            # leaves nothing after the resumption but the RETURN_VALUE itself (an implicit return would run
+            # LOAD_CONST None outside the try, where an exception would lose the result and the entries).
+            return (yield result)
         except BaseException as e:
             with critical():
                 failed = asrc.put_back(acc, 0, acc.n)
