@@ -8,13 +8,17 @@ import typing as _typing
 import benchmarks.bench_schema as _benchmarks_bench_schema
 import bpfschema as _bs
 import bpfschema.codegen as _bpfschema_codegen
+import bpfschema.layout as _bpfschema_layout
+import bpfschema.maps as _bpfschema_maps
 
 __all__ = [
+    "BenchKeyColumns",
     "BenchKeyRecord",
     "BenchMap",
     "BenchQueueMap",
     "BenchQueueRecordMap",
     "BenchRecordMap",
+    "BenchValueColumns",
     "BenchValueRecord",
 ]
 
@@ -39,6 +43,22 @@ class BenchValueRecord(_typing.NamedTuple):
     zero: int  # offset 8, __u64
 
 
+@_bpfschema_layout.columns_for(_benchmarks_bench_schema.BenchKey)
+class BenchKeyColumns(_typing.NamedTuple):
+    """Columns of ``BenchKey``: a list per field, as ``drain().columns()`` decodes them."""
+
+    id: list[int]
+    zero: list[int]
+
+
+@_bpfschema_layout.columns_for(_benchmarks_bench_schema.BenchValue)
+class BenchValueColumns(_typing.NamedTuple):
+    """Columns of ``BenchValue``: a list per field, as ``drain().columns()`` decodes them."""
+
+    seq: list[int]
+    zero: list[int]
+
+
 @_typing.final
 class BenchMap(_bs.HashMap[_benchmarks_bench_schema.BenchKey, _benchmarks_bench_schema.BenchValue]):
     """Map ``bench_hash``: ``BPF_MAP_TYPE_HASH``, key ``BenchKey`` (16 bytes), value ``BenchValue`` (16
@@ -53,6 +73,11 @@ class BenchMap(_bs.HashMap[_benchmarks_bench_schema.BenchKey, _benchmarks_bench_
         name='bench_hash',
     )
 
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[BenchKeyColumns, BenchValueColumns]]
+    ] = _bpfschema_maps.ColumnBatch[BenchKeyColumns, BenchValueColumns]
+
 
 @_typing.final
 class BenchRecordMap(_bs.HashMap[BenchKeyRecord, BenchValueRecord]):
@@ -61,6 +86,11 @@ class BenchRecordMap(_bs.HashMap[BenchKeyRecord, BenchValueRecord]):
     """
 
     spec: _typing.ClassVar[_bs.MapSpec] = BenchMap.spec
+
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[BenchKeyColumns, BenchValueColumns]]
+    ] = _bpfschema_maps.ColumnBatch[BenchKeyColumns, BenchValueColumns]
 
 
 @_typing.final
@@ -75,6 +105,11 @@ class BenchQueueMap(_bs.QueueMap[_benchmarks_bench_schema.BenchValue]):
         name='bench_queue',
     )
 
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[tuple[()], BenchValueColumns]]
+    ] = _bpfschema_maps.ColumnBatch[tuple[()], BenchValueColumns]
+
 
 @_typing.final
 class BenchQueueRecordMap(_bs.QueueMap[BenchValueRecord]):
@@ -83,3 +118,8 @@ class BenchQueueRecordMap(_bs.QueueMap[BenchValueRecord]):
     """
 
     spec: _typing.ClassVar[_bs.MapSpec] = BenchQueueMap.spec
+
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[tuple[()], BenchValueColumns]]
+    ] = _bpfschema_maps.ColumnBatch[tuple[()], BenchValueColumns]

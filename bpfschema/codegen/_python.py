@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import bpfschema as bs
 
 from ..layout import ctype_of
+from ..layout._columns import column_fields
 from ..layout._ctypes import (
     ArrayType,
     BitfieldsType,
@@ -102,6 +103,7 @@ class _Emitter:
         self.structs: list[StructType | UnionType] = []  # every struct/union reachable from a map, in order
         self._struct_ids: set[int] = set()
         self.record_names: dict[int, str] = {}
+        self.columns_names: dict[int, str] = {}  # id(struct) -> its columns class
         self.map_names: dict[int, tuple[str, str]] = {}  # id(MapDecl) -> (class, record class)
 
     # -- naming Python objects ----------------------------------------------------------------------------
@@ -212,6 +214,62 @@ class _Emitter:
             out.append(f"    {fname}: {ann}{ignore}  # {where}")
         return out
 
+    def columns_class(self, st: StructType | UnionType) -> list[str]:
+        """``class FlowKeyColumns(NamedTuple)``: the struct's :func:`~bpfschema.layout.columns_type` with typed
+        columns (``list[int]``; a nested struct's column is its own columns class), bound with ``columns_for``."""
+        name = self.columns_names[id(st)]
+        cls = st.py_cls
+        assert cls is not None
+        out = [
+            f"@{self.imp.ref('bpfschema.layout', 'columns_for')}({self.obj_ref(cls, st.name)})",
+            f"class {name}({self.imp.ref('typing', 'NamedTuple')}):",
+            f'    """Columns of ``{cls.__name__}``: a list per field, as ``drain().columns()`` decodes them."""',
+            "",
+        ]
+        fields = column_fields(st)
+        bits = {bf.name: bf.ctype for fl in st.layout.fields if isinstance(fl.ctype, BitfieldsType)
+                for bf in fl.ctype.bitfields}
+        shadowed = {f[0] for f in fields} & (_BUILTIN_TYPES | {"list"})
+        for fname, _, ctype in fields:
+            if ctype is None:  # a bitfield (decoded from whole entries): its value type
+                ann = f"list[{self.py_type(bits[fname])}]"
+            elif isinstance(ctype, StructType | UnionType):
+                ann = self.columns_names[id(ctype)]
+            else:
+                ann = f"list[{self.py_type(ctype)}]"
+            if shadowed:
+                ann = re.sub(r"(?<![\w.])(" + "|".join(sorted(shadowed)) + r")(?!\w)",
+                             lambda mt: self.imp.ref("builtins", mt.group(1)), ann)
+            ignore = "  # type: ignore[assignment]" if fname in _TUPLE_ATTRS else ""
+            out.append(f"    {fname}: {ann}{ignore}")
+        return out
+
+    def batch_type(self, kind: type[Map], types: dict[str, object]) -> str | None:
+        """``ColumnBatch[KeyColumns, ValueColumns]`` of a map whose drain has columns and whose key or value is a
+        struct (None otherwise)."""
+        from ..maps.array import _ArrayBase
+        from ..maps.keyed import KeyedMap
+        from ..maps.lpm import LpmTrieMap
+        from ..maps.queue import _PushPopMap
+
+        # No batch ops on arrays (no drain), LPM tries (per-element drain), per-CPU values (no columns).
+        if issubclass(kind, KeyedMap) and not issubclass(kind, _ArrayBase | LpmTrieMap) and not kind._percpu:
+            roles = ["key", "value"]
+        elif issubclass(kind, _PushPopMap):
+            roles = ["value"]
+        else:
+            return None
+        cts = [ctype_of(types[r]) if types[r] is not bytes else None for r in roles]
+        if not any(isinstance(ct, StructType | UnionType) for ct in cts):
+            return None
+        args = [] if len(roles) == 2 else ["tuple[()]"]
+        for ct in cts:
+            if isinstance(ct, StructType | UnionType):
+                args.append(self.columns_names[id(ct)])
+            else:
+                args.append(f"tuple[list[{self.py_type(ct) if ct is not None else 'bytes'}]]")
+        return f"{self.imp.ref('bpfschema.maps', 'ColumnBatch')}[{', '.join(args)}]"
+
     # -- maps ---------------------------------------------------------------------------------------------
 
     def kind_of(self, m: SchemaModule, spec: bs.MapSpec, attr: str) -> type[Map]:
@@ -253,6 +311,11 @@ class _Emitter:
             summary = self.summary(spec, kind, types)
             spec_lines = self.spec_lines(spec)
             body = [*self.docstring(summary), "", *spec_lines]
+            batch = self.batch_type(kind, types)
+            batch_lines = [] if batch is None else [
+                "", "    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).",
+                f"    Batch: {self.imp.ref('typing', 'ClassVar')}[", f"        type[{batch}]", f"    ] = {batch}"]
+            body += batch_lines
             final = self.imp.ref("typing", "final")
             cls_lines = [f"@{final}", *_class_header(cname, kind_ref, args.split(", ")), *body]
             out.append((cname, cls_lines))
@@ -260,7 +323,7 @@ class _Emitter:
                    for r in roles):
                 rbody = [*self.docstring(summary + " Decodes structs to records."), "",
                          f"    spec: {self.imp.ref('typing', 'ClassVar')}[{self.imp.ref('bpfschema', 'MapSpec')}] = "
-                         f"{cname}.spec"]
+                         f"{cname}.spec", *batch_lines]
                 out.append((rname, [f"@{final}", *_class_header(rname, kind_ref, rec_args), *rbody]))
         return out
 
@@ -348,10 +411,19 @@ def generate_python(mods: list[SchemaModule], *, imports: _Imports | None = None
             name = f"{base}{n}"
         used.add(name)
         e.record_names[id(st)] = name
+    for st in e.structs:
+        base = (st.py_cls.__name__ if st.py_cls is not None else camel(st.name)) + "Columns"
+        name, n = base, 1
+        while name in used:
+            n += 1
+            name = f"{base}{n}"
+        used.add(name)
+        e.columns_names[id(st)] = name
     classes: list[tuple[str, list[str]]] = []
     for m in mods:
         classes += e.map_classes(m)
     records = [(e.record_names[id(st)], e.record_class(st)) for st in e.structs if st.py_cls is not None]
+    records += [(e.columns_names[id(st)], e.columns_class(st)) for st in e.structs if st.py_cls is not None]
     checks = []
     for st in e.structs:
         if st.py_cls is None or inline or not isinstance(st, StructType):

@@ -12,6 +12,7 @@ the schema layer's field types and struct classes carry.
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from bpfschema.errors import SchemaError
 from bpfschema.layout._bitfields import place_bitfields
 from bpfschema.layout._codecs import (
     FastCodec,
@@ -22,7 +23,7 @@ from bpfschema.layout._codecs import (
     record_type,
     sizeof,
 )
-from bpfschema.layout._columns import columns_type
+from bpfschema.layout._columns import bind_columns_type, columns_type
 from bpfschema.layout._ctypes import (
     ArrayType,
     BitDeclType,
@@ -69,6 +70,7 @@ __all__ = [
     "StructType",
     "UnionType",
     "codec_for",
+    "columns_for",
     "columns_type",
     "ctype_of",
     "enum_type",
@@ -104,6 +106,40 @@ def record_for(struct: object) -> Callable[[type[R]], type[R]]:
     def bind(cls: type[R]) -> type[R]:
         record_codec(struct, cls)  # validates now, not at first use
         cls.__bpf_struct__ = struct  # type: ignore[attr-defined]
+        return cls
+
+    return bind
+
+
+def columns_for(struct: object) -> Callable[[type[R]], type[R]]:
+    """Class decorator: declare a ``NamedTuple`` of typed columns as the :func:`columns_type` of ``struct``, so
+    that column batches of it are instances of that class and type checkers know each column's type.
+
+    ```python
+    @bs.layout.columns_for(FlowKey)
+    class FlowKeyColumns(NamedTuple):
+        saddr: list[IPv4Address]
+        sport: list[int]
+        ...
+
+    for b in flows.drain().columns(bs.ColumnBatch[FlowKeyColumns, FlowStatsColumns]):
+        b.keys.sport  # list[int]
+    ```
+
+    Generated modules (``bpfschema gen``) declare one per struct. Bind before the first map of ``struct`` decodes
+    columns (codecs keep the class they were built with).
+
+    Raises:
+        SchemaError: ``struct`` is not a struct or union, or the named tuple's fields are not its columns, in order
+            (checked at decoration).
+    """
+
+    def bind(cls: type[R]) -> type[R]:
+        st = struct if isinstance(struct, StructType | UnionType) else ctype_of(struct)
+        if not isinstance(st, StructType | UnionType):
+            raise SchemaError("declare", f"{struct!r} is not a struct type; columns types exist only for structs")
+        bind_columns_type(st, cls)
+        cls.__bpf_columns_of__ = struct  # type: ignore[attr-defined]
         return cls
 
     return bind

@@ -33,7 +33,7 @@ from bpfschema.layout._ctypes import (
     UnionType,
 )
 
-__all__ = ["ColumnsCodec", "column_fields", "columns_type", "cstring_texts"]
+__all__ = ["ColumnsCodec", "bind_columns_type", "column_fields", "columns_type", "cstring_texts"]
 
 _UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
 _SIGNED = {1: "b", 2: "h", 4: "i", 8: "q"}
@@ -81,6 +81,24 @@ def columns_type(ctype: StructType | UnionType) -> type[tuple[Any, ...]]:
         cls = nt
     _column_types[ctype] = cls
     return cls
+
+
+def bind_columns_type(ctype: StructType | UnionType, cls: type[tuple[Any, ...]]) -> None:
+    """Make ``cls`` (a named tuple, e.g. a generated ``FlowKeyColumns``) the :func:`columns_type` of ``ctype``, so
+    that columns decoded from now on are its instances.
+
+    Raises:
+        SchemaError: ``cls`` is not a named tuple whose fields are the struct's columns, in order.
+    """
+    from bpfschema.errors import SchemaError
+
+    names = tuple(name for name, _, _ in column_fields(ctype))
+    fields = getattr(cls, "_fields", None)
+    if not (isinstance(cls, type) and issubclass(cls, tuple)) or fields != names:
+        raise SchemaError("declare", f"{getattr(cls, '__name__', cls)!r} cannot be the columns of "
+                                     f"{ctype.name or 'an anonymous struct'}: expected a NamedTuple with fields "
+                                     f"{names}, got {fields}")
+    _column_types[ctype] = cls  # codecs built before keep the class they had (bind before making maps)
 
 
 def _numeric(off: int, t: CType) -> Column | None:

@@ -24,13 +24,13 @@ import collections
 import itertools
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from operator import attrgetter, length_hint
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, Protocol, TypeVar, cast, get_args, overload
 
 from .._sys.signals import critical
-from ..errors import ArgumentError, DrainIncompleteError, NotSupportedError
+from ..errors import ArgumentError, DrainIncompleteError, NotSupportedError, SchemaError
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 R = TypeVar("R")
+KC = TypeVar("KC")
+VC = TypeVar("VC")
 
 #: How the array views turn ``char[n]`` into Arrow/polars columns: UTF-8 strings, or bytes.
 StringPolicy = Literal["str", "bytes"]
@@ -354,9 +356,23 @@ class Drain(Generic[T]):
 
     # -- views ------------------------------------------------------------------------------------------------
 
+    def _unwrap(self) -> None:
+        """Leave the generic :meth:`numpy_chunks` source for the one it takes from (the next view continues where
+        the chunks stopped, within the same ``limit``); the chunk taken and not handed out goes back first."""
+        cur = self._cur
+        unwrap = getattr(cur.src, "unwrap", None)
+        if unwrap is None:
+            return
+        with critical():
+            cur.finish()
+            inner, left = unwrap()
+            cur.src = inner
+            cur.limit = None if left is None else cur.base + left
+
     def _switch(self, kind: str) -> Drain[Any]:
         """Continue this drain with chunk items of another form (``"raw"``, ``"columns"``): the rest of a chunk
         being delivered goes back first, and ``limit`` keeps counting entries."""
+        self._unwrap()
         cur = self._cur
         view = getattr(cur.src, "view", None)
         if view is None:
@@ -379,15 +395,46 @@ class Drain(Generic[T]):
         """
         return cast("Drain[RawBatch]", self._switch("raw"))
 
-    def columns(self) -> Drain[ColumnBatch]:
+    @overload
+    def columns(self) -> Drain[ColumnBatch]: ...
+
+    @overload
+    def columns(self, of: type[ColumnBatch[KC, VC]]) -> Drain[ColumnBatch[KC, VC]]: ...
+
+    def columns(self, of: object = None) -> Drain[Any]:
         """This drain as columns: one :class:`~bpfschema.maps.ColumnBatch` per batch, a list per field.
 
-        Queues and stacks give batches with no key columns. Same contract as :meth:`raw`.
+        Queues and stacks give batches with no key columns (``keys`` is ``()``). Same contract as :meth:`raw`.
+
+        Args:
+            of: the batch type, for type checkers: ``ColumnBatch[FlowKeyColumns, FlowStatsColumns]`` with
+                :func:`~bpfschema.layout.columns_for` classes (a generated map class has it as ``Batch``). Checked
+                against the first batch: its keys and values must be instances of those classes.
 
         Raises:
             NotSupportedError: no columnar form (per-CPU values, a codec without columns, per-element drains).
+            SchemaError: a batch's keys or values are not instances of the classes ``of`` names (raised before
+                that batch is delivered; it goes back to the map).
         """
-        return cast("Drain[ColumnBatch]", self._switch("columns"))
+        drain = self._switch("columns")
+        if of is not None:
+            args = get_args(of)
+            if len(args) != 2:
+                raise ArgumentError("columns", f"must be ColumnBatch[KeyColumns, ValueColumns], got {of!r}",
+                                    argument="of", map_name=self._src.map_name)
+            m = getattr(self._cur.src, "_m", None)
+            for want, side in zip(args, ("_kc", "_vc"), strict=True):
+                if not (isinstance(want, type) and hasattr(want, "_fields")):
+                    continue  # a plain tuple type (queue keys, undeclared columns): nothing to check
+                codec = getattr(m, side, None)
+                make = getattr(codec, "_columns_codec", None)
+                have = getattr(make(), "_make", None) if make is not None else None
+                if have is not want:
+                    raise SchemaError("columns", f"{'keys' if side == '_kc' else 'values'} of this drain are "
+                                                 f"{getattr(have, '__qualname__', have)!r}, not "
+                                                 f"{want.__qualname__!r} (declare it with layout.columns_for "
+                                                 f"before the map is made)", map_name=self._src.map_name)
+        return drain
 
     def _collect(self, build: Any) -> Any:
         # max() of the one-item generator runs it to its end in C: the result leaves the generator at a yield
@@ -395,7 +442,7 @@ class Drain(Generic[T]):
         # generator is dropped. One line, so that no line of this library runs after the result exists.
         return max(self._collect_gen(build))
 
-    def _collect_gen(self, build: Any) -> Iterator[Any]:
+    def _collect_gen(self, build: Any) -> Generator[Any, None, None]:
         """Take the rest of the drain (up to ``limit``) straight into one pair of buffers; ``build(acc)`` (which
         must not keep taking) makes the result. Anything taken and not handed out goes back.
 
@@ -451,7 +498,10 @@ class Drain(Generic[T]):
             cur.base += acc.n
             cur.ebase += acc.n
             cur.done = True
-            yield result  # the hand-off (resumed once by max(), still inside the try)
+            # The hand-off: max() takes the result here and resumes the generator once; ``return (yield ...)``
+            # leaves nothing after the resumption but the RETURN_VALUE itself (an implicit return would run
+            # LOAD_CONST None outside the try, where an exception would lose the result and the entries).
+            return (yield result)
         except BaseException as e:
             with critical():
                 failed = asrc.put_back(acc, 0, acc.n)
@@ -464,6 +514,7 @@ class Drain(Generic[T]):
 
     def _builder(self, kind: str, **options: object) -> Any:
         builder = ARRAY_BUILDERS[kind]  # registered by bpfschema.arrays, which bpfschema/__init__ imports
+        self._unwrap()  # after numpy_chunks(): continue from the source the chunks were taken from
         codecs = getattr(self._cur.src, "array_codecs", None)
         if codecs is None:
             raise NotSupportedError("drain", "this drain has no array form (it needs a batch path: "
@@ -476,7 +527,8 @@ class Drain(Generic[T]):
         for maps larger than it. Each chunk's entries are written by the kernel straight into its arrays; a
         chunk counts as delivered when it is handed out (same contract as :meth:`raw`). ``limit`` counts entries
         exactly (a hash bucket is never split, so a chunk may hold a few more than ``entries``; entries taken past
-        the limit go back).
+        the limit go back). Any view after it (``numpy()``, ``columns()``, ``numpy_chunks()``...) continues where
+        the chunks stopped.
 
         Raises:
             ArgumentError: ``entries`` < 1.
@@ -625,6 +677,10 @@ class _ArrayChunks:
                 acc.n = left
             self._left = left - acc.n
         return acc
+
+    def unwrap(self) -> tuple[ArraySource, int | None]:
+        """The source these chunks are taken from, and the entry budget left (to continue in another view)."""
+        return self._inner, self._left
 
     def decode(self, raw: Accumulator) -> list[Any]:
         return [self._build(raw)]

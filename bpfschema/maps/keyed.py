@@ -40,6 +40,10 @@ V = TypeVar("V", default=bytes)
 VW = TypeVar("VW", default=bytes)
 T = TypeVar("T")
 D = TypeVar("D")
+#: The columns of a :class:`ColumnBatch` whose struct has no declared columns class: one list per field.
+Columns = tuple[list[object], ...]
+KC = TypeVar("KC", default=Columns)
+VC = TypeVar("VC", default=Columns)
 
 _ENOENT = _errno.ENOENT
 _ENOSPC = _errno.ENOSPC
@@ -1126,26 +1130,32 @@ class RawBatch(NamedTuple):
     value_stride: int
 
 
-class ColumnBatch(NamedTuple):
+class ColumnBatch(NamedTuple, Generic[KC, VC]):
     """One batch of a :meth:`KeyedMap.drain_columns`: ``keys[i]``/``values[i]`` is the column of field
     ``key_names[i]``/``value_names[i]`` (a struct has one column per field, any other type one, ``"value"``).
 
     For a struct, ``keys``/``values`` are an instance of :func:`bpfschema.layout.columns_type` (``b.keys.dport``);
-    a nested struct's column is its own columns (``b.values.stats.bytes``), not a list of models."""
+    a nested struct's column is its own columns (``b.values.stats.bytes``), not a list of models.
 
-    keys: tuple[list[object], ...]
-    values: tuple[list[object], ...]
+    Generic in the two columns types (``ColumnBatch[FlowKeyColumns, FlowStatsColumns]``, both
+    :func:`bpfschema.layout.columns_for` classes, as generated modules declare): pass it to
+    :meth:`Drain.columns <bpfschema.maps.drain.Drain.columns>` and type checkers know each column's type."""
+
+    keys: KC
+    values: VC
     entries: int
     key_names: tuple[str, ...]
     value_names: tuple[str, ...]
 
     def key(self, name: str) -> list[object]:
         """The key column of field ``name``. Raises ``ValueError`` for an unknown field."""
-        return self.keys[self.key_names.index(name)]
+        keys: Columns = self.keys  # type: ignore[assignment]
+        return keys[self.key_names.index(name)]
 
     def value(self, name: str) -> list[object]:
         """The value column of field ``name``. Raises ``ValueError`` for an unknown field."""
-        return self.values[self.value_names.index(name)]
+        values: Columns = self.values  # type: ignore[assignment]
+        return values[self.value_names.index(name)]
 
 
 class _RawBatchSource(_BatchDrainSource[Any, Any]):

@@ -7,10 +7,12 @@ import typing as _typing
 
 import bpfschema as _bs
 import bpfschema.codegen as _bpfschema_codegen
+import bpfschema.layout as _bpfschema_layout
 import examples.bootstrap.schema as _examples_bootstrap_schema
 
 __all__ = [
     "ExecStartMap",
+    "ProcEventColumns",
     "ProcEventRecord",
     "ProcEventsMap",
     "ProcEventsRecordMap",
@@ -31,6 +33,19 @@ class ProcEventRecord(_typing.NamedTuple):
     duration_ns: int  # offset 16, __u64
     comm: str  # offset 24, char[16]
     filename: str  # offset 40, char[128]
+
+
+@_bpfschema_layout.columns_for(_examples_bootstrap_schema.ProcEvent)
+class ProcEventColumns(_typing.NamedTuple):
+    """Columns of ``ProcEvent``: a list per field, as ``drain().columns()`` decodes them."""
+
+    pid: list[int]
+    ppid: list[int]
+    exit_code: list[int]
+    exit_event: list[bool]
+    duration_ns: list[int]
+    comm: list[str]
+    filename: list[str]
 
 
 @_typing.final

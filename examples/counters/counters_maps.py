@@ -7,9 +7,11 @@ import typing as _typing
 
 import bpfschema as _bs
 import bpfschema.codegen as _bpfschema_codegen
+import bpfschema.layout as _bpfschema_layout
 import schemas.counters as _schemas_counters
 
 __all__ = [
+    "CounterColumns",
     "CounterRecord",
     "PerPidMap",
     "StatsMap",
@@ -28,6 +30,16 @@ class CounterRecord(_typing.NamedTuple):
     bytes: int  # offset 8, __u64
     drops: int  # offset 16, __u32
     errors: int  # offset 20, __u32
+
+
+@_bpfschema_layout.columns_for(_schemas_counters.Counter)
+class CounterColumns(_typing.NamedTuple):
+    """Columns of ``Counter``: a list per field, as ``drain().columns()`` decodes them."""
+
+    packets: list[int]
+    bytes: list[int]
+    drops: list[int]
+    errors: list[int]
 
 
 @_typing.final

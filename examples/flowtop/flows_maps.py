@@ -8,13 +8,18 @@ import typing as _typing
 
 import bpfschema as _bs
 import bpfschema.codegen as _bpfschema_codegen
+import bpfschema.layout as _bpfschema_layout
+import bpfschema.maps as _bpfschema_maps
 import schemas.flows as _schemas_flows
 
 __all__ = [
     "EventsMap",
     "EventsRecordMap",
+    "FlowEventColumns",
     "FlowEventRecord",
+    "FlowKeyColumns",
     "FlowKeyRecord",
+    "FlowStatsColumns",
     "FlowStatsRecord",
     "FlowsMap",
     "FlowsRecordMap",
@@ -57,6 +62,37 @@ class FlowStatsRecord(_typing.NamedTuple):
     last_seen_ns: int  # offset 24, __u64
 
 
+@_bpfschema_layout.columns_for(_schemas_flows.FlowKey)
+class FlowKeyColumns(_typing.NamedTuple):
+    """Columns of ``FlowKey``: a list per field, as ``drain().columns()`` decodes them."""
+
+    saddr: list[_ipaddress.IPv4Address]
+    daddr: list[_ipaddress.IPv4Address]
+    sport: list[int]
+    dport: list[int]
+    proto: list[_schemas_flows.Proto]
+
+
+@_bpfschema_layout.columns_for(_schemas_flows.FlowEvent)
+class FlowEventColumns(_typing.NamedTuple):
+    """Columns of ``FlowEvent``: a list per field, as ``drain().columns()`` decodes them."""
+
+    kind: list[_schemas_flows.EventKind]
+    len: list[int]
+    ts_ns: list[int]
+    flow: FlowKeyColumns
+
+
+@_bpfschema_layout.columns_for(_schemas_flows.FlowStats)
+class FlowStatsColumns(_typing.NamedTuple):
+    """Columns of ``FlowStats``: a list per field, as ``drain().columns()`` decodes them."""
+
+    packets: list[int]
+    bytes: list[int]
+    first_seen_ns: list[int]
+    last_seen_ns: list[int]
+
+
 @_typing.final
 class EventsMap(_bs.QueueMap[_schemas_flows.FlowEvent]):
     """Map ``flow_events``: ``BPF_MAP_TYPE_QUEUE``, value ``FlowEvent`` (32 bytes), max_entries 4096."""
@@ -69,6 +105,11 @@ class EventsMap(_bs.QueueMap[_schemas_flows.FlowEvent]):
         name='flow_events',
     )
 
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[tuple[()], FlowEventColumns]]
+    ] = _bpfschema_maps.ColumnBatch[tuple[()], FlowEventColumns]
+
 
 @_typing.final
 class EventsRecordMap(_bs.QueueMap[FlowEventRecord]):
@@ -77,6 +118,11 @@ class EventsRecordMap(_bs.QueueMap[FlowEventRecord]):
     """
 
     spec: _typing.ClassVar[_bs.MapSpec] = EventsMap.spec
+
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[tuple[()], FlowEventColumns]]
+    ] = _bpfschema_maps.ColumnBatch[tuple[()], FlowEventColumns]
 
 
 @_typing.final
@@ -93,6 +139,11 @@ class FlowsMap(_bs.LruHashMap[_schemas_flows.FlowKey, _schemas_flows.FlowStats])
         name='flows',
     )
 
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[FlowKeyColumns, FlowStatsColumns]]
+    ] = _bpfschema_maps.ColumnBatch[FlowKeyColumns, FlowStatsColumns]
+
 
 @_typing.final
 class FlowsRecordMap(_bs.LruHashMap[FlowKeyRecord, FlowStatsRecord]):
@@ -101,3 +152,8 @@ class FlowsRecordMap(_bs.LruHashMap[FlowKeyRecord, FlowStatsRecord]):
     """
 
     spec: _typing.ClassVar[_bs.MapSpec] = FlowsMap.spec
+
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[FlowKeyColumns, FlowStatsColumns]]
+    ] = _bpfschema_maps.ColumnBatch[FlowKeyColumns, FlowStatsColumns]

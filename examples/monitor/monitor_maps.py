@@ -8,12 +8,16 @@ import typing as _typing
 
 import bpfschema as _bs
 import bpfschema.codegen as _bpfschema_codegen
+import bpfschema.layout as _bpfschema_layout
+import bpfschema.maps as _bpfschema_maps
 import schemas.monitor as _schemas_monitor
 
 __all__ = [
+    "CountKeyColumns",
     "CountKeyRecord",
     "CountsMap",
     "CountsRecordMap",
+    "EventColumns",
     "EventRecord",
     "EventsMap",
     "EventsRecordMap",
@@ -47,6 +51,29 @@ class EventRecord(_typing.NamedTuple):
     filename: str  # offset 46, char[64]
 
 
+@_bpfschema_layout.columns_for(_schemas_monitor.CountKey)
+class CountKeyColumns(_typing.NamedTuple):
+    """Columns of ``CountKey``: a list per field, as ``drain().columns()`` decodes them."""
+
+    kind: list[_schemas_monitor.EventKind]
+    comm: list[str]
+
+
+@_bpfschema_layout.columns_for(_schemas_monitor.Event)
+class EventColumns(_typing.NamedTuple):
+    """Columns of ``Event``: a list per field, as ``drain().columns()`` decodes them."""
+
+    kind: list[_schemas_monitor.EventKind]
+    pid: list[int]
+    ppid: list[int]
+    uid: list[int]
+    ts_ns: list[int]
+    daddr: list[_ipaddress.IPv4Address]
+    dport: list[int]
+    comm: list[str]
+    filename: list[str]
+
+
 @_typing.final
 class CountsMap(_bs.HashMap[_schemas_monitor.CountKey, _bs.u64]):
     """Map ``counts``: ``BPF_MAP_TYPE_HASH``, key ``CountKey`` (20 bytes), value ``u64`` (8 bytes),
@@ -61,6 +88,11 @@ class CountsMap(_bs.HashMap[_schemas_monitor.CountKey, _bs.u64]):
         name='counts',
     )
 
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[CountKeyColumns, tuple[list[int]]]]
+    ] = _bpfschema_maps.ColumnBatch[CountKeyColumns, tuple[list[int]]]
+
 
 @_typing.final
 class CountsRecordMap(_bs.HashMap[CountKeyRecord, _bs.u64]):
@@ -69,6 +101,11 @@ class CountsRecordMap(_bs.HashMap[CountKeyRecord, _bs.u64]):
     """
 
     spec: _typing.ClassVar[_bs.MapSpec] = CountsMap.spec
+
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[CountKeyColumns, tuple[list[int]]]]
+    ] = _bpfschema_maps.ColumnBatch[CountKeyColumns, tuple[list[int]]]
 
 
 @_typing.final

@@ -6,12 +6,16 @@ from __future__ import annotations
 import typing as _typing
 
 import bpfschema as _bs
+import bpfschema.layout as _bpfschema_layout
+import bpfschema.maps as _bpfschema_maps
 import bpfschema.objects as _bpfschema_objects
 
 __all__ = [
     "Bss",
+    "BssColumns",
     "BssRecord",
     "CountKey",
+    "CountKeyColumns",
     "CountKeyRecord",
     "CountsMap",
     "CountsRecordMap",
@@ -20,6 +24,7 @@ __all__ = [
     "MonitorObject",
     "MonitorRodata",
     "Rodata",
+    "RodataColumns",
     "RodataRecord",
 ]
 
@@ -78,6 +83,29 @@ class RodataRecord(_typing.NamedTuple):
     filter_tgid: int  # offset 0, __u32
 
 
+@_bpfschema_layout.columns_for(CountKey)
+class CountKeyColumns(_typing.NamedTuple):
+    """Columns of ``CountKey``: a list per field, as ``drain().columns()`` decodes them."""
+
+    kind: list[int]
+    comm: list[str]
+
+
+@_bpfschema_layout.columns_for(Bss)
+class BssColumns(_typing.NamedTuple):
+    """Columns of ``Bss``: a list per field, as ``drain().columns()`` decodes them."""
+
+    dropped: list[int]
+    filtered: list[int]
+
+
+@_bpfschema_layout.columns_for(Rodata)
+class RodataColumns(_typing.NamedTuple):
+    """Columns of ``Rodata``: a list per field, as ``drain().columns()`` decodes them."""
+
+    filter_tgid: list[int]
+
+
 @_typing.final
 class CountsMap(_bs.HashMap[CountKey, _bs.u64]):
     """Map ``counts``: ``BPF_MAP_TYPE_HASH``, key ``CountKey`` (20 bytes), value ``u64`` (8 bytes),
@@ -92,6 +120,11 @@ class CountsMap(_bs.HashMap[CountKey, _bs.u64]):
         name='counts',
     )
 
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[CountKeyColumns, tuple[list[int]]]]
+    ] = _bpfschema_maps.ColumnBatch[CountKeyColumns, tuple[list[int]]]
+
 
 @_typing.final
 class CountsRecordMap(_bs.HashMap[CountKeyRecord, _bs.u64]):
@@ -100,6 +133,11 @@ class CountsRecordMap(_bs.HashMap[CountKeyRecord, _bs.u64]):
     """
 
     spec: _typing.ClassVar[_bs.MapSpec] = CountsMap.spec
+
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[CountKeyColumns, tuple[list[int]]]]
+    ] = _bpfschema_maps.ColumnBatch[CountKeyColumns, tuple[list[int]]]
 
 
 @_typing.final

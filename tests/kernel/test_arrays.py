@@ -413,3 +413,30 @@ def test_an_enum_value_with_no_member_fails_the_arrow_view_and_nothing_is_lost()
             m.drain().arrow()
         assert len(m.items().numpy().keys) == 10  # all put back
         assert int(m.drain().numpy().keys["proto"].max()) == 99  # numpy keeps the integers
+
+
+@pytest.mark.parametrize("then", ["numpy", "arrow", "columns", "numpy_chunks", "raw"])
+def test_a_view_after_numpy_chunks_continues_where_the_chunks_stopped(then: str) -> None:
+    """numpy()/arrow()/columns()/raw()/numpy_chunks() after numpy_chunks(): the rest of the drain, within limit."""
+    with Flows.create(max_entries=4096) as m:
+        pairs = [_flow(i) for i in range(1000)]
+        assert producers.write_entries(m, [(k.to_bytes(), v.to_bytes()) for k, v in pairs]) == [0] * 1000
+        with m.drain(batch_size=64, limit=600) as d:
+            first = next(d.numpy_chunks(entries=100))
+            ids = [int(x) for x in first.keys["id"]]
+            assert len(ids) == 100
+            if then == "numpy":
+                ids += [int(x) for x in d.numpy().keys["id"]]
+            elif then == "arrow":
+                ids += d.arrow().column("key.id").to_pylist()
+            elif then == "columns":
+                ids += [i for b in d.columns() for i in b.keys.id]  # type: ignore[attr-defined]
+            elif then == "raw":
+                ids += [int.from_bytes(b.keys[j * 12 + 8:j * 12 + 12], sys.byteorder) for b in d.raw()
+                        for j in range(b.entries)]
+            else:
+                ids += [int(x) for c in d.numpy_chunks(entries=150) for x in c.keys["id"]]
+            assert d.delivered == 600
+        assert len(ids) == len(set(ids)) == 600
+        rest = {k.id for k in m.keys()}
+        assert len(rest) == 400 and rest.isdisjoint(ids)

@@ -13,7 +13,18 @@ import pytest
 
 from bpfschema import codegen
 from bpfschema._sys import ops
-from tests.codegen.cases.flows.expected import EventsMap, EventsRecordMap, FlowsMap, FlowsRecordMap
+from bpfschema.errors import ArgumentError, MapEmptyError, SchemaError
+from bpfschema.maps import ColumnBatch
+from bpfschema.testing import producers
+from tests.codegen.cases.flows.expected import (
+    EventColumns,
+    EventsMap,
+    EventsRecordMap,
+    FlowKeyColumns,
+    FlowsMap,
+    FlowsRecordMap,
+    FlowStatsColumns,
+)
 from tests.codegen.cases.flows.schema import Event, FlowKey, FlowStats, Proto
 from tests.tools import require_file, require_tool
 
@@ -93,3 +104,44 @@ def test_header_compiles_and_the_program_writes_what_python_decodes(tmp_path: Pa
     with EventsMap.from_pin(maps / "events") as events:
         seqs = [(e.seq, e.flow) for e in events.drain()]
     assert seqs == [(i, sample(i)[0]) for i in range(1, 4)]
+
+
+def test_generated_columns_classes_are_what_drains_yield() -> None:
+    """The kernel writes the entries; drain().columns(Map.Batch) hands out instances of the generated
+    ``FlowKeyColumns``/``FlowStatsColumns`` (nested: ``FlowKeyColumns`` inside ``EventColumns``)."""
+    samples = [sample(i) for i in range(1, 41)]
+    with FlowsMap.create() as flows, EventsMap.create() as events:
+        assert producers.write_entries(flows, [(k.to_bytes(), v.to_bytes()) for k, v, _ in samples]) == [0] * 40
+        assert producers.push_values(events, [e.to_bytes() for _, _, e in samples]) == [0] * 40
+        got: dict[int, tuple[object, ...]] = {}
+        with flows.drain(batch_size=16) as d:
+            for b in d.columns(FlowsMap.Batch):
+                assert type(b.keys) is FlowKeyColumns and type(b.values) is FlowStatsColumns
+                assert b.keys._fields == tuple(FlowKeyColumns.__annotations__)
+                for i in range(b.entries):
+                    got[b.keys.sport[i]] = (b.keys.saddr[i], b.keys.proto[i], b.values.packets[i],
+                                            b.values.comm[i], b.values.hist[i])
+        assert got == {k.sport: (k.saddr, k.proto, v.packets, v.comm, v.hist) for k, v, _ in samples}
+        assert all(type(p) is Proto and type(h) is tuple for _, p, _, _, h in got.values())  # as annotated
+        seqs: list[int] = []
+        with events.drain() as q:
+            for eb in q.columns(EventsMap.Batch):
+                assert eb.keys == () and type(eb.values) is EventColumns
+                assert type(eb.values.flow) is FlowKeyColumns
+                assert eb.values.flow.saddr == [s[0].saddr for s in samples[len(seqs):len(seqs) + eb.entries]]
+                seqs += eb.values.seq
+        assert seqs == list(range(1, 41))
+        assert list(flows.keys()) == []
+        with pytest.raises(MapEmptyError):
+            events.peek()
+
+
+def test_columns_of_checks_the_batch_type_and_loses_nothing() -> None:
+    with FlowsMap.create() as flows:
+        k, v, _ = sample(1)
+        assert producers.write_entries(flows, [(k.to_bytes(), v.to_bytes())]) == [0]
+        with flows.drain() as d, pytest.raises(SchemaError, match="FlowStatsColumns"):
+            d.columns(ColumnBatch[FlowKeyColumns, FlowKeyColumns])
+        with flows.drain() as d, pytest.raises(ArgumentError, match="of"):
+            d.columns(FlowKeyColumns)  # type: ignore[arg-type]
+        assert dict(flows.items()) == {k: v}  # nothing was taken

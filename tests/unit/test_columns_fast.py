@@ -93,3 +93,33 @@ def test_an_unknown_enum_value_is_a_decode_error() -> None:
     bad[Val.layout.field("proto").offset] = 99
     with pytest.raises(bs.LayoutError, match="entry 1"):
         bs.codec_for(Val).decode_columns(bytes(raw) + bytes(bad), 2, len(raw))
+
+
+def test_columns_for_binds_a_declared_class_and_checks_its_fields() -> None:
+    from typing import NamedTuple
+
+    from bpfschema.errors import SchemaError
+    from bpfschema.layout import columns_for, columns_type
+
+    class Pt(bs.Struct):
+        x: bs.u32
+        y: bs.be16
+
+    class PtColumns(NamedTuple):
+        x: list[int]
+        y: list[int]
+
+    assert columns_for(Pt)(PtColumns) is PtColumns
+    assert columns_type(Pt.__bpf_ctype__) is PtColumns
+    cols = bs.codec_for(Pt).decode_columns(Pt(x=1, y=2).to_bytes() + Pt(x=3, y=4).to_bytes(), 2, 8)
+    assert type(cols) is PtColumns and cols == PtColumns(x=[1, 3], y=[2, 4])
+
+    class Swapped(NamedTuple):
+        y: list[int]
+        x: list[int]
+
+    with pytest.raises(SchemaError, match=r"expected a NamedTuple with fields \('x', 'y'\)"):
+        columns_for(Pt)(Swapped)
+    with pytest.raises(SchemaError, match="not a struct"):
+        columns_for(bs.u32)(PtColumns)
+    assert columns_type(Pt.__bpf_ctype__) is PtColumns  # a refused class binds nothing

@@ -8,15 +8,18 @@ import typing as _typing
 
 import bpfschema as _bs
 import bpfschema.codegen as _bpfschema_codegen
+import bpfschema.layout as _bpfschema_layout
 import tests.codegen.cases.counters.schema as _tests_codegen_cases_counters_schema
 
 __all__ = [
     "AllowMap",
     "AllowRecordMap",
+    "CounterColumns",
     "CounterRecord",
     "LogMap",
     "LogRecordMap",
     "PerPidMap",
+    "PrefixColumns",
     "PrefixRecord",
     "SlotsMap",
     "SlotsRecordMap",
@@ -41,6 +44,22 @@ class CounterRecord(_typing.NamedTuple):
 
     packets: int  # offset 0, __u64
     drops: int  # offset 8, __u32
+
+
+@_bpfschema_layout.columns_for(_tests_codegen_cases_counters_schema.Prefix)
+class PrefixColumns(_typing.NamedTuple):
+    """Columns of ``Prefix``: a list per field, as ``drain().columns()`` decodes them."""
+
+    prefixlen: list[int]
+    addr: list[_ipaddress.IPv4Address]
+
+
+@_bpfschema_layout.columns_for(_tests_codegen_cases_counters_schema.Counter)
+class CounterColumns(_typing.NamedTuple):
+    """Columns of ``Counter``: a list per field, as ``drain().columns()`` decodes them."""
+
+    packets: list[int]
+    drops: list[int]
 
 
 @_typing.final

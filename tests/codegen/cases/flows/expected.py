@@ -8,13 +8,18 @@ import typing as _typing
 
 import bpfschema as _bs
 import bpfschema.codegen as _bpfschema_codegen
+import bpfschema.layout as _bpfschema_layout
+import bpfschema.maps as _bpfschema_maps
 import tests.codegen.cases.flows.schema as _tests_codegen_cases_flows_schema
 
 __all__ = [
+    "EventColumns",
     "EventRecord",
     "EventsMap",
     "EventsRecordMap",
+    "FlowKeyColumns",
     "FlowKeyRecord",
+    "FlowStatsColumns",
     "FlowStatsRecord",
     "FlowsMap",
     "FlowsRecordMap",
@@ -57,6 +62,37 @@ class FlowStatsRecord(_typing.NamedTuple):
     hist: tuple[int, ...]  # offset 32, __u32[4]
 
 
+@_bpfschema_layout.columns_for(_tests_codegen_cases_flows_schema.FlowKey)
+class FlowKeyColumns(_typing.NamedTuple):
+    """Columns of ``FlowKey``: a list per field, as ``drain().columns()`` decodes them."""
+
+    saddr: list[_ipaddress.IPv4Address]
+    daddr: list[_ipaddress.IPv4Address]
+    sport: list[int]
+    dport: list[int]
+    proto: list[_tests_codegen_cases_flows_schema.Proto]
+
+
+@_bpfschema_layout.columns_for(_tests_codegen_cases_flows_schema.Event)
+class EventColumns(_typing.NamedTuple):
+    """Columns of ``Event``: a list per field, as ``drain().columns()`` decodes them."""
+
+    flow: FlowKeyColumns
+    seq: list[int]
+    typing: list[int]
+    bs: list[int]
+
+
+@_bpfschema_layout.columns_for(_tests_codegen_cases_flows_schema.FlowStats)
+class FlowStatsColumns(_typing.NamedTuple):
+    """Columns of ``FlowStats``: a list per field, as ``drain().columns()`` decodes them."""
+
+    packets: list[int]
+    bytes: list[int]
+    comm: list[str]
+    hist: list[tuple[int, ...]]
+
+
 @_typing.final
 class EventsMap(_bs.QueueMap[_tests_codegen_cases_flows_schema.Event]):
     """Map ``events``: ``BPF_MAP_TYPE_QUEUE``, value ``Event`` (32 bytes), max_entries 256."""
@@ -69,6 +105,11 @@ class EventsMap(_bs.QueueMap[_tests_codegen_cases_flows_schema.Event]):
         name='events',
     )
 
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[tuple[()], EventColumns]]
+    ] = _bpfschema_maps.ColumnBatch[tuple[()], EventColumns]
+
 
 @_typing.final
 class EventsRecordMap(_bs.QueueMap[EventRecord]):
@@ -77,6 +118,11 @@ class EventsRecordMap(_bs.QueueMap[EventRecord]):
     """
 
     spec: _typing.ClassVar[_bs.MapSpec] = EventsMap.spec
+
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[tuple[()], EventColumns]]
+    ] = _bpfschema_maps.ColumnBatch[tuple[()], EventColumns]
 
 
 @_typing.final
@@ -93,6 +139,11 @@ class FlowsMap(_bs.LruHashMap[_tests_codegen_cases_flows_schema.FlowKey, _tests_
         name='flows',
     )
 
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[FlowKeyColumns, FlowStatsColumns]]
+    ] = _bpfschema_maps.ColumnBatch[FlowKeyColumns, FlowStatsColumns]
+
 
 @_typing.final
 class FlowsRecordMap(_bs.LruHashMap[FlowKeyRecord, FlowStatsRecord]):
@@ -101,3 +152,8 @@ class FlowsRecordMap(_bs.LruHashMap[FlowKeyRecord, FlowStatsRecord]):
     """
 
     spec: _typing.ClassVar[_bs.MapSpec] = FlowsMap.spec
+
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[FlowKeyColumns, FlowStatsColumns]]
+    ] = _bpfschema_maps.ColumnBatch[FlowKeyColumns, FlowStatsColumns]

@@ -12,3 +12,7 @@ def misuse(stats: FlowStats) -> None:
     for _k, v in flows.items():
         print(v.pakets)  # a typo
     flows.push(stats)  # a hash map has no push
+    for b in flows.drain().columns(FlowsMap.Batch):
+        print(b.keys.sprot)  # a typo in a column name
+        total: list[str] = b.values.packets  # a column of integers
+        print(total)

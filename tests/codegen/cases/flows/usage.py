@@ -6,13 +6,17 @@ import ipaddress
 
 from typing_extensions import assert_type
 
+from bpfschema.maps import ColumnBatch
 from tests.codegen.cases.flows.expected import (
+    EventColumns,
     EventRecord,
     EventsMap,
     EventsRecordMap,
+    FlowKeyColumns,
     FlowKeyRecord,
     FlowsMap,
     FlowsRecordMap,
+    FlowStatsColumns,
     FlowStatsRecord,
 )
 from tests.codegen.cases.flows.schema import Event, FlowKey, FlowStats, Proto
@@ -43,3 +47,28 @@ def use() -> None:
     assert_type(e, EventRecord)
     assert_type(e.flow, FlowKeyRecord)
     assert_type(e.typing, int)
+
+
+def typed_columns() -> None:
+    flows = FlowsMap.create()
+    with flows.drain() as d:
+        for b in d.columns(FlowsMap.Batch):
+            assert_type(b.keys, FlowKeyColumns)
+            assert_type(b.keys.sport, list[int])
+            assert_type(b.keys.saddr, list[ipaddress.IPv4Address])
+            assert_type(b.keys.proto, list[Proto])
+            assert_type(b.values.comm, list[str])
+            assert_type(b.values.hist, list[tuple[int, ...]])
+            assert_type(b.values, FlowStatsColumns)
+            assert_type(b.entries, int)
+    assert_type(FlowsRecordMap.Batch, type[ColumnBatch[FlowKeyColumns, FlowStatsColumns]])
+    with EventsMap.create().drain() as q:
+        for eb in q.columns(EventsMap.Batch):
+            assert_type(eb.keys, tuple[()])
+            assert_type(eb.values, EventColumns)
+            assert_type(eb.values.flow.dport, list[int])
+            assert_type(eb.values.flow, FlowKeyColumns)
+            assert_type(eb.values.seq, list[int])
+    with flows.drain() as untyped:
+        for ub in untyped.columns():
+            assert_type(ub.keys, tuple[list[object], ...])

@@ -8,6 +8,8 @@ import typing as _typing
 
 import bpfschema as _bs
 import bpfschema.codegen as _bpfschema_codegen
+import bpfschema.layout as _bpfschema_layout
+import bpfschema.maps as _bpfschema_maps
 import tests.codegen.cases.kinds.schema as _tests_codegen_cases_kinds_schema
 
 __all__ = [
@@ -20,10 +22,15 @@ __all__ = [
     "HashMap",
     "HashRecordMap",
     "InlineTypesMap",
+    "KindsEventColumns",
     "KindsEventRecord",
+    "KindsFlagsColumns",
     "KindsFlagsRecord",
+    "KindsKeyColumns",
     "KindsKeyRecord",
+    "KindsPrefixColumns",
     "KindsPrefixRecord",
+    "KindsValueColumns",
     "KindsValueRecord",
     "LpmMap",
     "LpmRecordMap",
@@ -93,6 +100,49 @@ class KindsEventRecord(_typing.NamedTuple):
     seq: int  # offset 8, __u64
 
 
+@_bpfschema_layout.columns_for(_tests_codegen_cases_kinds_schema.KindsValue)
+class KindsValueColumns(_typing.NamedTuple):
+    """Columns of ``KindsValue``: a list per field, as ``drain().columns()`` decodes them."""
+
+    hits: list[int]
+    label: list[str]
+
+
+@_bpfschema_layout.columns_for(_tests_codegen_cases_kinds_schema.KindsFlags)
+class KindsFlagsColumns(_typing.NamedTuple):
+    """Columns of ``KindsFlags``: a list per field, as ``drain().columns()`` decodes them."""
+
+    state: list[int]
+    window: list[int]
+    delta: list[int]
+    on: list[bool]
+    tail: list[int]
+
+
+@_bpfschema_layout.columns_for(_tests_codegen_cases_kinds_schema.KindsKey)
+class KindsKeyColumns(_typing.NamedTuple):
+    """Columns of ``KindsKey``: a list per field, as ``drain().columns()`` decodes them."""
+
+    id: list[int]
+    tag: list[int]
+
+
+@_bpfschema_layout.columns_for(_tests_codegen_cases_kinds_schema.KindsPrefix)
+class KindsPrefixColumns(_typing.NamedTuple):
+    """Columns of ``KindsPrefix``: a list per field, as ``drain().columns()`` decodes them."""
+
+    prefixlen: list[int]
+    addr: list[_ipaddress.IPv4Address]
+
+
+@_bpfschema_layout.columns_for(_tests_codegen_cases_kinds_schema.KindsEvent)
+class KindsEventColumns(_typing.NamedTuple):
+    """Columns of ``KindsEvent``: a list per field, as ``drain().columns()`` decodes them."""
+
+    pid: list[int]
+    seq: list[int]
+
+
 @_typing.final
 class ArrayMap(_bs.ArrayMap[_tests_codegen_cases_kinds_schema.KindsValue]):
     """Map ``k_array``: ``BPF_MAP_TYPE_ARRAY``, value ``KindsValue`` (24 bytes), max_entries 8."""
@@ -156,6 +206,11 @@ class FlagsMap(_bs.HashMap[_bs.u32, _tests_codegen_cases_kinds_schema.KindsFlags
         name='k_flags',
     )
 
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[tuple[list[int]], KindsFlagsColumns]]
+    ] = _bpfschema_maps.ColumnBatch[tuple[list[int]], KindsFlagsColumns]
+
 
 @_typing.final
 class FlagsRecordMap(_bs.HashMap[_bs.u32, KindsFlagsRecord]):
@@ -164,6 +219,11 @@ class FlagsRecordMap(_bs.HashMap[_bs.u32, KindsFlagsRecord]):
     """
 
     spec: _typing.ClassVar[_bs.MapSpec] = FlagsMap.spec
+
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[tuple[list[int]], KindsFlagsColumns]]
+    ] = _bpfschema_maps.ColumnBatch[tuple[list[int]], KindsFlagsColumns]
 
 
 @_typing.final
@@ -180,6 +240,11 @@ class HashMap(_bs.HashMap[_tests_codegen_cases_kinds_schema.KindsKey, _tests_cod
         name='k_hash',
     )
 
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[KindsKeyColumns, KindsValueColumns]]
+    ] = _bpfschema_maps.ColumnBatch[KindsKeyColumns, KindsValueColumns]
+
 
 @_typing.final
 class HashRecordMap(_bs.HashMap[KindsKeyRecord, KindsValueRecord]):
@@ -188,6 +253,11 @@ class HashRecordMap(_bs.HashMap[KindsKeyRecord, KindsValueRecord]):
     """
 
     spec: _typing.ClassVar[_bs.MapSpec] = HashMap.spec
+
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[KindsKeyColumns, KindsValueColumns]]
+    ] = _bpfschema_maps.ColumnBatch[KindsKeyColumns, KindsValueColumns]
 
 
 @_typing.final
@@ -243,6 +313,11 @@ class LruHashMap(_bs.LruHashMap[_bs.u64, _tests_codegen_cases_kinds_schema.Kinds
         name='k_lru_hash',
     )
 
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[tuple[list[int]], KindsValueColumns]]
+    ] = _bpfschema_maps.ColumnBatch[tuple[list[int]], KindsValueColumns]
+
 
 @_typing.final
 class LruHashRecordMap(_bs.LruHashMap[_bs.u64, KindsValueRecord]):
@@ -251,6 +326,11 @@ class LruHashRecordMap(_bs.LruHashMap[_bs.u64, KindsValueRecord]):
     """
 
     spec: _typing.ClassVar[_bs.MapSpec] = LruHashMap.spec
+
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[tuple[list[int]], KindsValueColumns]]
+    ] = _bpfschema_maps.ColumnBatch[tuple[list[int]], KindsValueColumns]
 
 
 @_typing.final
@@ -330,6 +410,11 @@ class QueueMap(_bs.QueueMap[_tests_codegen_cases_kinds_schema.KindsEvent]):
         name='k_queue',
     )
 
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[tuple[()], KindsEventColumns]]
+    ] = _bpfschema_maps.ColumnBatch[tuple[()], KindsEventColumns]
+
 
 @_typing.final
 class QueueRecordMap(_bs.QueueMap[KindsEventRecord]):
@@ -338,6 +423,11 @@ class QueueRecordMap(_bs.QueueMap[KindsEventRecord]):
     """
 
     spec: _typing.ClassVar[_bs.MapSpec] = QueueMap.spec
+
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[tuple[()], KindsEventColumns]]
+    ] = _bpfschema_maps.ColumnBatch[tuple[()], KindsEventColumns]
 
 
 @_typing.final

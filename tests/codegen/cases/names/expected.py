@@ -8,9 +8,12 @@ import typing as _typing
 
 import bpfschema as _bs
 import bpfschema.codegen as _bpfschema_codegen
+import bpfschema.layout as _bpfschema_layout
+import bpfschema.maps as _bpfschema_maps
 import tests.codegen.cases.names.schema as _tests_codegen_cases_names_schema
 
 __all__ = [
+    "EvColumns",
     "EvMap",
     "EvRecord",
     "EvRecord2Map",
@@ -18,6 +21,7 @@ __all__ = [
     "FlowStats2Map",
     "FlowStats2RecordMap",
     "FlowStatsMap",
+    "TallyColumns",
     "TallyRecord",
 ]
 
@@ -48,6 +52,28 @@ class EvRecord(_typing.NamedTuple):
     tally: TallyRecord  # offset 8, struct Tally
 
 
+@_bpfschema_layout.columns_for(_tests_codegen_cases_names_schema.Tally)
+class TallyColumns(_typing.NamedTuple):
+    """Columns of ``Tally``: a list per field, as ``drain().columns()`` decodes them."""
+
+    count: list[_builtins.int]  # type: ignore[assignment]
+    index: list[_builtins.int]  # type: ignore[assignment]
+    bytes: list[_builtins.int]
+    int: list[_builtins.int]
+    str: list[_builtins.str]
+    mac: list[_builtins.bytes]
+    tags: list[tuple[_builtins.int, ...]]
+    label: list[_builtins.str]
+
+
+@_bpfschema_layout.columns_for(_tests_codegen_cases_names_schema.Ev)
+class EvColumns(_typing.NamedTuple):
+    """Columns of ``Ev``: a list per field, as ``drain().columns()`` decodes them."""
+
+    seq: list[int]
+    tally: TallyColumns
+
+
 @_typing.final
 class EvMap(_bs.QueueMap[_tests_codegen_cases_names_schema.Ev]):
     """Map ``ev``: ``BPF_MAP_TYPE_QUEUE``, value ``Ev`` (48 bytes), max_entries 8."""
@@ -60,6 +86,11 @@ class EvMap(_bs.QueueMap[_tests_codegen_cases_names_schema.Ev]):
         name='ev',
     )
 
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[tuple[()], EvColumns]]
+    ] = _bpfschema_maps.ColumnBatch[tuple[()], EvColumns]
+
 
 @_typing.final
 class EvRecordMap(_bs.QueueMap[EvRecord]):
@@ -68,6 +99,11 @@ class EvRecordMap(_bs.QueueMap[EvRecord]):
     """
 
     spec: _typing.ClassVar[_bs.MapSpec] = EvMap.spec
+
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[tuple[()], EvColumns]]
+    ] = _bpfschema_maps.ColumnBatch[tuple[()], EvColumns]
 
 
 @_typing.final
@@ -112,6 +148,11 @@ class FlowStats2Map(_bs.HashMap[_bs.Bytes[8], _tests_codegen_cases_names_schema.
         name='flow_stats',
     )
 
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[tuple[list[bytes]], TallyColumns]]
+    ] = _bpfschema_maps.ColumnBatch[tuple[list[bytes]], TallyColumns]
+
 
 @_typing.final
 class FlowStats2RecordMap(_bs.HashMap[_bs.Bytes[8], TallyRecord]):
@@ -120,3 +161,8 @@ class FlowStats2RecordMap(_bs.HashMap[_bs.Bytes[8], TallyRecord]):
     """
 
     spec: _typing.ClassVar[_bs.MapSpec] = FlowStats2Map.spec
+
+    #: The type of this map's ``drain().columns(Batch)`` batches (typed columns).
+    Batch: _typing.ClassVar[
+        type[_bpfschema_maps.ColumnBatch[tuple[list[bytes]], TallyColumns]]
+    ] = _bpfschema_maps.ColumnBatch[tuple[list[bytes]], TallyColumns]
