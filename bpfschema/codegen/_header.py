@@ -7,7 +7,8 @@ import re
 
 from .._sys.consts import MapFlags, MapType
 from ..layout import ctype_of
-from ..layout._ctypes import ArrayType, CType, MappedType, StructType, UnionType
+from ..layout._ctypes import ArrayType, BitfieldsType, CType, FlexType, IntType, MappedType, StructType, UnionType
+from ..layout._struct import c_declarations
 from ..maps import Map
 from ..maps.spec import INDEXED
 from ._load import GenerateError, SchemaModule
@@ -19,21 +20,54 @@ def _guard(source: str) -> str:
 
 def _enums(t: CType, out: dict[type[enum.Enum], None]) -> None:
     """The enum classes of the fields of ``t`` (nested structs and arrays included), in field order."""
-    if isinstance(t, StructType | UnionType):
+    if isinstance(t, StructType):
+        for fl in t.layout.members:  # placed members: bitfield groups as BitfieldsType
+            _enums(fl.ctype, out)
+    elif isinstance(t, UnionType):
         for m in t.members:
             _enums(m.ctype, out)
-    elif isinstance(t, ArrayType):
+    elif isinstance(t, BitfieldsType):
+        for bf in t.bitfields:
+            _enums(bf.ctype, out)
+    elif isinstance(t, ArrayType | FlexType) and t.elem is not None:
         _enums(t.elem, out)
     elif isinstance(t, MappedType) and issubclass(t.py_type, enum.Enum):
         out.setdefault(t.py_type)
 
 
+def _not_c_enum(t: CType) -> str | None:
+    """Why a field of type ``t`` is not declared as its C enum, for a comment; None if it is.
+
+    Only an unsigned 4-byte field of an enum whose values are all non-negative is: C (before C23) gives an enum the
+    size of ``int``, and gcc and clang make it ``unsigned int`` when no enumerator is negative, so its bytes and BTF
+    come back the same. Other widths would need a fixed underlying type (``enum Name : __u8``: C23 or a clang
+    extension). A signed enum (``int``) is kept as ``__s32``: clang before 15 writes every C enum into BTF as
+    unsigned (``Name_LOW = 4294967294``), so BTF would read its negative values back as large unsigned ones and
+    layout verification would see ``__u32``.
+    """
+    if not (isinstance(t, MappedType) and isinstance(t.base, IntType) and issubclass(t.py_type, enum.Enum)):
+        return "not an enum over an integer"
+    if issubclass(t.py_type, enum.Flag):
+        return "a set of flags"
+    if t.base.size != 4:
+        return "not int-sized"
+    if t.base.big_endian:
+        return "big-endian"
+    if t.base.signed:
+        return "signed: BTF of clang < 15 has no signed enums"
+    values = [m.value for m in t.py_type]
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        return "not unsigned int values"
+    return None
+
+
 def _enum_block(cls: type[enum.Enum], name: str) -> str | None:
-    """``enum Name { Name_MEMBER = value, ... };`` (the field itself keeps its integer type); None if not ints."""
+    """``enum Name { Name_MEMBER = value, ... };``; None if not ints."""
     members = [(m.name, m.value) for m in cls]
     if not members or not all(isinstance(v, int) and not isinstance(v, bool) for _, v in members):
         return None
-    lines = [f"/* the values of the Python enum {cls.__qualname__} */", f"enum {name} {{"]
+    note = "(its unsigned 4-byte fields are declared with it)"
+    lines = [f"/* the values of the Python enum {cls.__qualname__} {note} */", f"enum {name} {{"]
     lines += [f"\t{name}_{member} = {value}," for member, value in members]
     return "\n".join([*lines, "};"])
 
@@ -44,8 +78,10 @@ def generate_header(mods: list[SchemaModule]) -> str:
     Each map kind is declared as libbpf creates it: arrays get a ``__u32`` key type, value-only kinds no key, ring
     buffers only ``type`` and ``max_entries`` (their event structs are still declared). The uapi includes are
     skipped when ``vmlinux.h`` was included first (``__VMLINUX_H__``), so CO-RE programs can include the header.
-    Enum classes of fields become C enums of their values (``enum EventKind { EventKind_EXEC = 1, ... };``) for the
-    program to use; the fields keep their declared integer types.
+    Enum classes of fields become C enums of their values (``enum EventKind { EventKind_EXEC = 1, ... };``). An
+    unsigned 4-byte field of an enum without negative values is declared ``enum EventKind kind;``, so the program's
+    BTF names the enum; other fields keep their integer types, with a comment saying why (an enum of another size
+    needs C23; signed enums are unsigned in the BTF of clang before 15).
 
     Raises:
         GenerateError: a map kind bpfschema has no class for.
@@ -55,6 +91,7 @@ def generate_header(mods: list[SchemaModule]) -> str:
     seen: set[str] = set()
     maps: list[str] = []
     enums: dict[type[enum.Enum], None] = {}
+    structs: list[StructType] = []
     for m in mods:
         for decl in m.maps:
             spec = decl.spec
@@ -91,24 +128,34 @@ def generate_header(mods: list[SchemaModule]) -> str:
                 if st is not None:
                     _enums(st, enums)
                 if isinstance(st, StructType):  # declared even where the map cannot name it (ring buffer events)
-                    for block in st.layout.c_declaration().strip().split("\n\n"):
-                        if block not in seen:
-                            seen.add(block)
-                            blocks.append(block)
+                    structs.append(st)
             name = spec.name or decl.attr
             lines.append(f"}} {name} SEC(\".maps\");")
             maps.append("\n".join(lines))
     enum_blocks: list[str] = []
-    enum_names: set[str] = set()
+    enum_names: dict[type[enum.Enum], str] = {}
     for cls in enums:
         name, n = cls.__name__, 1
-        while name in enum_names:
+        while name in enum_names.values():
             n += 1
             name = f"{cls.__name__}_{n}"
-        enum_names.add(name)
         declared = _enum_block(cls, name)
         if declared is not None:
+            enum_names[cls] = name
             enum_blocks.append(declared)
+
+    def spell(t: CType) -> str | None:
+        if not (isinstance(t, MappedType) and t.py_type in enum_names):
+            return None
+        name = enum_names[t.py_type]
+        why = _not_c_enum(t)
+        return f"enum {name}" if why is None else f"{t.c_base} /* enum {name}: {why}, so the integer */"
+
+    for st in structs:
+        for block in c_declarations(st, spell).strip().split("\n\n"):
+            if block not in seen:
+                seen.add(block)
+                blocks.append(block)
     guard = _guard(source)
     out = [
         f"/* Code generated by bpfschema from {source}; DO NOT EDIT. */",

@@ -303,12 +303,27 @@ def union_complete_bytes(u: UnionType, encoded: list[bytes]) -> bytes:
     Members that may lose bytes when decoded (padding, strings, floats, bools, enums) are written first, exact
     ones (integers, byte arrays, arrays and padless structs of those) last, so every byte an exact member covers
     is the byte it was decoded from.
+
+    Raises:
+        ValueError: two exact members give different bytes where they overlap (a record with one member changed
+            and the others still holding the old bytes).
     """
     out = bytearray(u.size)
-    order = sorted(range(len(encoded)), key=lambda i: lossless(u.members[i].ctype))
+    exact = [lossless(m.ctype) for m in u.members]
+    order = sorted(range(len(encoded)), key=lambda i: exact[i])
+    owner = [-1] * u.size
     for i in order:
         raw = encoded[i]
         out[: len(raw)] = raw
+        owner[: len(raw)] = [i] * len(raw)
+    for i in order:
+        raw = encoded[i]
+        if exact[i] and out[: len(raw)] != raw:
+            at = next(j for j, b in enumerate(raw) if out[j] != b)
+            a, b = u.members[i].name, u.members[owner[at]].name
+            raise ValueError(f"union {u.name}: members {a!r} and {b!r} give different bytes at offset {at} "
+                             f"({raw[at]:#04x} != {out[at]:#04x}); a record writes every member it carries: "
+                             "set the others to None to write one")
     return bytes(out)
 
 

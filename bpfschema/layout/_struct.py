@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -154,8 +154,11 @@ class Layout:
         return f"<Layout struct {self.name} size={self.size} align={self.alignment}>"
 
 
-def c_declarations(top: StructType | UnionType) -> str:
-    """The C declarations of ``top`` and of every struct and union it contains, inner ones first."""
+def c_declarations(top: StructType | UnionType, spell: Callable[[CType], str | None] | None = None) -> str:
+    """The C declarations of ``top`` and of every struct and union it contains, inner ones first.
+
+    ``spell`` may name a member's (or array element's, or bitfield's) non-struct type differently (the header
+    writer spells int-sized enums ``enum Name``); ``None`` from it keeps the usual spelling."""
     order: list[StructType | UnionType] = []
     _collect_structs(top, order, set())
     names: dict[int, str] = {}
@@ -168,7 +171,7 @@ def c_declarations(top: StructType | UnionType) -> str:
             name = f"{st.name}_{n}"
         used.add(name)
         names[id(st)] = name
-    return "\n\n".join(_declare(st, names) for st in order) + "\n"
+    return "\n\n".join(_declare(st, names, spell) for st in order) + "\n"
 
 
 class UnionLayout:
@@ -261,7 +264,7 @@ def _collect_structs(t: CType, out: list[StructType | UnionType], seen: set[int]
             _collect_structs(inner, out, seen)
 
 
-def _c_base(t: CType, names: dict[int, str]) -> str:
+def _c_base(t: CType, names: dict[int, str], spell: Callable[[CType], str | None] | None = None) -> str:
     inner = t
     while isinstance(inner, ArrayType):
         inner = inner.elem
@@ -269,19 +272,21 @@ def _c_base(t: CType, names: dict[int, str]) -> str:
         return f"struct {names[id(inner)]}"
     if isinstance(inner, UnionType):
         return f"union {names[id(inner)]}"
-    return t.c_base
+    spelled = spell(inner) if spell is not None else None
+    return spelled if spelled is not None else t.c_base
 
 
-def _declare(st: StructType | UnionType, names: dict[int, str]) -> str:
+def _declare(st: StructType | UnionType, names: dict[int, str],
+             spell: Callable[[CType], str | None] | None = None) -> str:
     if isinstance(st, UnionType):
         lines = [f"union {names[id(st)]} {{"]
         for m in st.members:
             if m.c_name == "" and isinstance(m.ctype, StructType | UnionType):
-                lines += _inline(m.ctype, names, "\t")
+                lines += _inline(m.ctype, names, "\t", spell)
                 continue
             dims = "".join(f"[{d}]" for d in m.ctype.c_dims)
             attr = f" __attribute__((aligned({m.align})))" if m.align is not None else ""
-            lines.append(f"\t{_c_base(m.ctype, names)} {m.c_spelling or m.name}{dims}{attr};")
+            lines.append(f"\t{_c_base(m.ctype, names, spell)} {m.c_spelling or m.name}{dims}{attr};")
         attrs = (["packed"] if st.packed else []) + ([f"aligned({st.align})"] if st.align is not None else [])
         lines.append(f"}} __attribute__(({', '.join(attrs)}));" if attrs else "};")
         return "\n".join(lines)
@@ -299,21 +304,21 @@ def _declare(st: StructType | UnionType, names: dict[int, str]) -> str:
             attr = f" __attribute__((aligned({member.align})))"
         if isinstance(fl.ctype, BitfieldsType):
             for bf in fl.ctype.bitfields:  # storage placement is left to the compiler: exact for ABI layouts
-                lines.append(f"\t{bf.ctype.c_base} {bf.c_spelling} : {bf.bits};")
+                lines.append(f"\t{_c_base(bf.ctype, names, spell)} {bf.c_spelling} : {bf.bits};")
             continue
         if isinstance(fl.ctype, FlexType):
             assert fl.ctype.elem is not None
             cname = (member.c_spelling or fl.name) if member is not None else fl.name
             elem = fl.ctype.elem
             edims = "".join(f"[{d}]" for d in elem.c_dims)
-            lines.append(f"\t{_c_base(elem, names)} {cname}[]{edims}{attr};")
+            lines.append(f"\t{_c_base(elem, names, spell)} {cname}[]{edims}{attr};")
             continue
         if member is not None and member.c_name == "" and isinstance(fl.ctype, StructType | UnionType) \
                 and member.align is None:
-            lines += _inline(fl.ctype, names, "\t")  # an anonymous member: its fields are the outer struct's
+            lines += _inline(fl.ctype, names, "\t", spell)  # an anonymous member: its fields are the outer struct's
             continue
         cname = (member.c_spelling or fl.name) if member is not None else fl.name
-        lines.append(f"\t{_c_base(fl.ctype, names)} {cname}{dims}{attr};")
+        lines.append(f"\t{_c_base(fl.ctype, names, spell)} {cname}{dims}{attr};")
     attrs = []
     if st.packed:
         attrs.append("packed")
@@ -324,9 +329,10 @@ def _declare(st: StructType | UnionType, names: dict[int, str]) -> str:
     return "\n".join(lines)
 
 
-def _inline(t: StructType | UnionType, names: dict[int, str], indent: str) -> list[str]:
+def _inline(t: StructType | UnionType, names: dict[int, str], indent: str,
+            spell: Callable[[CType], str | None] | None = None) -> list[str]:
     """An anonymous struct or union member, declared in place: ``union { ... };``."""
-    body = _declare(t, names).split("\n")
+    body = _declare(t, names, spell).split("\n")
     kw = "union" if isinstance(t, UnionType) else "struct"
     head = f"{indent}{kw} {{"
     return [head, *(indent + ln for ln in body[1:-1]), indent + body[-1]]

@@ -9,19 +9,19 @@
 #endif
 #include <bpf/bpf_helpers.h>
 
-/* the values of the Python enum EventKind */
+/* the values of the Python enum EventKind (its unsigned 4-byte fields are declared with it) */
 enum EventKind {
 	EventKind_EXEC = 1,
 	EventKind_CONNECT = 2,
 };
 
 struct CountKey {
-	__u32 kind;
+	enum EventKind kind;
 	char comm[16];
 };
 
 struct Event {
-	__u32 kind;
+	enum EventKind kind;
 	__u32 pid;
 	__u32 ppid;
 	__u32 uid;

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import enum as _enum
 import typing as _typing
 
 import bpfschema as _bs
+import bpfschema.codegen as _bpfschema_codegen
 import bpfschema.layout as _bpfschema_layout
 import bpfschema.maps as _bpfschema_maps
 import bpfschema.objects as _bpfschema_objects
@@ -19,6 +21,7 @@ __all__ = [
     "CountKeyRecord",
     "CountsMap",
     "CountsRecordMap",
+    "EventKind",
     "EventsMap",
     "MonitorBss",
     "MonitorObject",
@@ -30,10 +33,21 @@ __all__ = [
 
 # Schemas generated from BTF.
 
+class EventKind(_enum.IntEnum):
+    """``enum EventKind``, from BTF: a value with no enumerator decodes as a pseudo-member that keeps the int."""
+
+    EventKind_EXEC = 1
+    EventKind_CONNECT = 2
+
+    @classmethod
+    def _missing_(cls, value: object) -> EventKind | None:
+        return _bpfschema_codegen.unknown_enum_member(cls, value)
+
+
 class CountKey(_bs.Struct, c_name='CountKey'):
     """``struct CountKey`` (20 bytes), from BTF."""
 
-    kind: _bs.u32  # offset 0
+    kind: _typing.Annotated[EventKind, _bs.u32]  # offset 0
     comm: _typing.Annotated[str, _bs.CString(16)]  # offset 4
 
 
@@ -64,7 +78,7 @@ events = _bs.MapSpec(name='events', type=_bs.MapType.RINGBUF, max_entries=262144
 class CountKeyRecord(_typing.NamedTuple):
     """Record form of ``CountKey`` (20 bytes): decodes about twice as fast as the model."""
 
-    kind: int  # offset 0, __u32
+    kind: EventKind  # offset 0, __u32
     comm: str  # offset 4, char[16]
 
 
@@ -87,7 +101,7 @@ class RodataRecord(_typing.NamedTuple):
 class CountKeyColumns(_typing.NamedTuple):
     """Columns of ``CountKey``: a list per field, as ``drain().columns()`` decodes them."""
 
-    kind: list[int]
+    kind: list[EventKind]
     comm: list[str]
 
 

@@ -1,5 +1,6 @@
 """The Python schema of tests/kernel/test_roundtrip_btf.py: unions (named and nested), bitfields (signed, unsigned,
-enum), enums, nested arrays and a flexible tail, in maps of several kinds."""
+enum), enums (int-sized signed and unsigned ones, which the header declares as C enums, and narrower ones, which it
+keeps as integers), nested arrays and a flexible tail, in maps of several kinds."""
 
 from __future__ import annotations
 
@@ -18,6 +19,22 @@ class Color(enum.IntEnum):
     RED = 1
     GREEN = 2
     BLUE = 12
+
+
+class Level(enum.IntEnum):
+    """Signed: C makes it an ``int``."""
+
+    LOW = -2
+    MID = 0
+    HIGH = 7
+
+
+class State(enum.IntEnum):
+    """Unsigned: C makes it an ``unsigned int``."""
+
+    NEW = 1
+    OPEN = 2
+    DONE = 0x80000000
 
 
 class Addr(bs.Union, c_name="rt_addr"):
@@ -51,6 +68,9 @@ class Value(bs.Struct, c_name="rt_value"):
     shapes: bs.Array[Shape, 2]
     comm: bs.CString[12]
     total: bs.u64
+    level: Annotated[Level, bs.s32]
+    state: Annotated[State, bs.u32]
+    states: bs.Array[Annotated[State, bs.u32], 2]
     tail: ClassVar[bs.Flex[bs.u8]]
 
 

@@ -246,8 +246,10 @@ def test_union_semantics() -> None:
     rc = bs.record_codec(Kind)
     rec: Any = Kind.Record  # statically a tuple type
     assert rc.encode(rec(5, None)) == b"\x05\0\0\0"
-    # a record that gives every member (as decoded ones do) is written through the member covering the union
-    assert rc.encode(rec(5, 6)) == b"\x06\0\0\0"
+    # a record that gives every member (as decoded ones do) writes them all: they must agree, as for a model
+    assert rc.encode(rec(6, 6)) == b"\x06\0\0\0"
+    with pytest.raises(LayoutError, match="members 'tag' and 'word' give different bytes at offset 0"):
+        rc.encode(rec(5, 6))
     with pytest.raises(LayoutError, match="Kind"):
         bs.codec_for(Kind).encode(rec(5, None))
     assert rc.encode(rec(None, 0x01020304)) == b"\x04\x03\x02\x01"
