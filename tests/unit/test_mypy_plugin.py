@@ -136,6 +136,8 @@ def _mypy(tmp_path: Path, plugin: bool, *files: str) -> tuple[str, int]:
             {"plugins = bpfschema.schema.mypy_plugin" if plugin else ""}
             [mypy-construct.*]
             ignore_missing_imports = True
+            [mypy-pyarrow.*]
+            ignore_missing_imports = True
             """
         )
     )
