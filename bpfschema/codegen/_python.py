@@ -403,22 +403,15 @@ def generate_python(mods: list[SchemaModule], *, imports: _Imports | None = None
                 base = f"{camel(d.attr) or 'Unnamed'}{n}"
             used |= {f"{base}Map", f"{base}RecordMap"}
             e.map_names[id(d)] = (f"{base}Map", f"{base}RecordMap")
-    for st in e.structs:
-        base = (st.py_cls.__name__ if st.py_cls is not None else camel(st.name)) + "Record"
-        name, n = base, 1
-        while name in used:
-            n += 1
-            name = f"{base}{n}"
-        used.add(name)
-        e.record_names[id(st)] = name
-    for st in e.structs:
-        base = (st.py_cls.__name__ if st.py_cls is not None else camel(st.name)) + "Columns"
-        name, n = base, 1
-        while name in used:
-            n += 1
-            name = f"{base}{n}"
-        used.add(name)
-        e.columns_names[id(st)] = name
+    for suffix, table in (("Record", e.record_names), ("Columns", e.columns_names)):
+        for st in e.structs:
+            base = (st.py_cls.__name__ if st.py_cls is not None else camel(st.name)) + suffix
+            name, n = base, 1
+            while name in used:
+                n += 1
+                name = f"{base}{n}"
+            used.add(name)
+            table[id(st)] = name
     classes: list[tuple[str, list[str]]] = []
     for m in mods:
         classes += e.map_classes(m)
