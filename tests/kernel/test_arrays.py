@@ -424,7 +424,7 @@ def test_a_view_after_numpy_chunks_continues_where_the_chunks_stopped(then: str)
         with m.drain(batch_size=64, limit=600) as d:
             first = next(d.numpy_chunks(entries=100))
             ids = [int(x) for x in first.keys["id"]]
-            assert len(ids) == 100
+            assert len(ids) >= 100  # a hash bucket is never split: a chunk may hold a few more (hash seed)
             if then == "numpy":
                 ids += [int(x) for x in d.numpy().keys["id"]]
             elif then == "arrow":
