@@ -162,6 +162,16 @@ class _Cursor(Generic[T]):
         count = getattr(self.src, "entries_delivered", None)
         return items if count is None or not items else int(count(raw, items))
 
+    def retire(self, items: int, entries: int) -> None:
+        """Count ``items`` of the current chunk (``entries`` map entries) as delivered and forget the chunk (call
+        inside a critical section)."""
+        self.base += items
+        self.ebase += entries
+        self.raw = None
+        self.it = None
+        self.n = 0
+        self.pend = (None, 0)
+
     def finish(self) -> list[T]:
         """Give the current chunk back to its source (call inside a critical section)."""
         raw = self.raw
@@ -172,12 +182,7 @@ class _Cursor(Generic[T]):
         if it is not None:
             collections.deque(it, maxlen=0)  # iterators still held by chains must not hand out what goes back
         failed = self.src.finish(raw, delivered)
-        self.ebase += self.entries(raw, delivered)
-        self.base += delivered
-        self.raw = None
-        self.it = None
-        self.n = 0
-        self.pend = (None, 0)
+        self.retire(delivered, self.entries(raw, delivered))
         if failed:
             self.unreturned.extend(failed)
         return failed
@@ -237,12 +242,7 @@ class _Cursor(Generic[T]):
         except Exception as e:
             with critical():  # entries before ``lo`` were delivered; the source resolves the rest
                 err = src.undecodable_from(raw, lo, e)  # type: ignore[attr-defined]
-                self.base += lo
-                self.ebase += lo
-                self.raw = None
-                self.it = None
-                self.n = 0
-                self.pend = (None, 0)
+                self.retire(lo, lo)
             raise err from e
         it = iter(items)
         self.pend = (it, hi)
@@ -470,12 +470,7 @@ class Drain(Generic[T]):
                         if it is not None:
                             collections.deque(it, maxlen=0)  # other iterators must not hand these out now
                         failed = adopt(raw, delivered, upto, acc)
-                        cur.base += delivered
-                        cur.ebase += delivered
-                        cur.raw = None
-                        cur.it = None
-                        cur.n = 0
-                        cur.pend = (None, 0)
+                        cur.retire(delivered, delivered)
                         if failed:
                             cur.unreturned.extend(failed)
             while not (cur.done or cur.closed):
