@@ -24,7 +24,7 @@ import collections
 import itertools
 import os
 import warnings
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from operator import attrgetter, length_hint
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, Protocol, TypeVar, cast, get_args, overload
@@ -126,8 +126,8 @@ class _Cursor(Generic[T]):
     not reference the drain itself unless asked to (the cycle would delay the put-back of an abandoned drain).
     """
 
-    __slots__ = ("base", "broken", "closed", "done", "ebase", "end", "it", "limit", "n", "pend", "raw", "src",
-                 "unreturned", "whole")
+    __slots__ = ("base", "broken", "closed", "done", "ebase", "end", "handoff", "it", "limit", "n", "pend", "raw",
+                 "src", "unreturned", "whole")
 
     def __init__(self, src: ChunkSource[T], limit: int | None):
         self.src = src
@@ -147,6 +147,7 @@ class _Cursor(Generic[T]):
         self.closed = False
         self.unreturned: list[T] = []
         self.broken = False  # the chain behind next(drain) ended with an error: the next next() starts a new one
+        self.handoff: tuple[Any, Any, int] | None = None  # an array drain's (source, accumulator, counted)
 
     def taken(self) -> int:
         """Entries of the current chunk handed out so far."""
@@ -155,6 +156,15 @@ class _Cursor(Generic[T]):
             return 0
         pit, pend = self.pend
         return (pend if pit is it else self.end) - length_hint(it)
+
+    def left(self, taken: int = 0) -> int | None:
+        """Entries the drain may still deliver beyond ``taken`` of the current chunk: its ``limit`` and the budget
+        of a source whose items are whole batches (a ``raw()``/``columns()`` view counts entries itself)."""
+        left = None if self.limit is None else max(0, self.limit - self.base - taken)
+        budget: int | None = getattr(self.src, "budget", None)
+        if budget is not None:
+            left = max(0, budget) if left is None else min(left, max(0, budget))
+        return left
 
     def entries(self, raw: object, items: int) -> int:
         """How many map entries the first ``items`` items of chunk ``raw`` stand for (views whose items are whole
@@ -380,15 +390,15 @@ class Drain(Generic[T]):
                                     feature=f"drain {kind}")
         with critical():
             cur.finish()
-            left = None if cur.limit is None else max(0, cur.limit - cur.base)
-            cur.src = view(kind, left)
+            cur.src = view(kind, cur.left())
             cur.limit = None
         return self
 
     def raw(self) -> Drain[RawBatch]:
         """This drain as raw batches: one :class:`~bpfschema.maps.RawBatch` (keys and values as contiguous bytes)
         per batch syscall, undecoded. Same contract as iterating (a batch counts as delivered when it is handed
-        out; ``limit`` counts entries; a hash bucket is never split, so the last batch may hold a few more).
+        out; ``limit`` counts entries exactly: a hash bucket is never split, so the last batch syscall may take
+        a few more: they are not in the batch, and go back to the map when the drain moves on or closes).
 
         Raises:
             NotSupportedError: this map kind or kernel path has no batches (per-element fallback drains).
@@ -437,16 +447,44 @@ class Drain(Generic[T]):
         return drain
 
     def _collect(self, build: Any) -> Any:
-        # max() of the one-item generator runs it to its end in C: the result leaves the generator at a yield
-        # inside its try (a return would run its last bytecodes outside it), and no code of ours runs when the
-        # generator is dropped. One line, so that no line of this library runs after the result exists.
-        return max(self._collect_gen(build))
-
-    def _collect_gen(self, build: Any) -> Generator[Any, None, None]:
         """Take the rest of the drain (up to ``limit``) straight into one pair of buffers; ``build(acc)`` (which
         must not keep taking) makes the result. Anything taken and not handed out goes back.
 
-        A generator consumed by ``max()`` (see :meth:`_collect`)."""
+        The hand-off: a signal handler runs only at CPython's checkpoints (a function's start, a loop's back
+        edge, right after a call that is not inlined Python). ``_take_all`` counts the entries as delivered
+        and returns with no checkpoint after that; the one left, the check after a call returns here, belongs
+        to the ``CALL`` and is covered by this ``try``; the callers return this frame's value straight (an
+        inlined Python call: no check). An exception anywhere before that puts everything back
+        (``cur.handoff`` records what ``_take_all`` holds and whether it was counted)."""
+        cur = self._cur
+        cur.handoff = None
+        try:
+            return self._take_all(build)
+        except BaseException as e:
+            self._give_back(e)
+            raise
+
+    def _give_back(self, e: BaseException) -> None:
+        """Put back what an interrupted :meth:`_take_all` held, and undo its count if it counted it."""
+        cur = self._cur
+        with critical():
+            h = cur.handoff
+            cur.handoff = None
+            if h is None:
+                return
+            asrc, acc, counted = h
+            failed = asrc.put_back(acc, 0, acc.n)
+            acc.n = 0
+            if counted:
+                cur.base -= counted
+                cur.ebase -= counted
+                cur.done = False
+        if failed:
+            cur.unreturned.extend(failed)
+            prior = getattr(e, "unreturned_entries", None)
+            e.unreturned_entries = (list(prior) if prior else []) + failed  # type: ignore[attr-defined]
+
+    def _take_all(self, build: Any) -> Any:
         cur = self._cur
         src = cur.src
         collect = getattr(src, "collect", None)
@@ -459,53 +497,44 @@ class Drain(Generic[T]):
         if adopt is None:
             with critical():
                 cur.finish()  # the undelivered rest of a chunk being iterated goes back
-        left = None if cur.limit is None else max(0, cur.limit - cur.base - cur.taken())
+        left = cur.left(cur.taken())
         acc = asrc.accumulator(left)
-        try:
-            if adopt is not None:
-                with critical():  # the undelivered rest of a chunk being iterated goes into the arrays
-                    raw = cur.raw
-                    if raw is not None:
-                        delivered, upto, it = cur.taken(), cur.n, cur.it
-                        if it is not None:
-                            collections.deque(it, maxlen=0)  # other iterators must not hand these out now
-                        failed = adopt(raw, delivered, upto, acc)
-                        cur.retire(delivered, delivered)
-                        if failed:
-                            cur.unreturned.extend(failed)
-            while not (cur.done or cur.closed):
-                want = None if left is None else left - acc.n
-                if want is not None and want <= 0:
-                    break
-                with critical():
-                    got = collect(acc, want)  # advances acc.n together with the take
-                if got < 0:
-                    break
-                if got == 0:
-                    src.backoff()
-            if left is not None and acc.n > left:  # a hash bucket is never split: return the excess
-                with critical():
-                    extra = asrc.put_back(acc, left, acc.n)
-                    acc.n = left
-                if extra:
-                    cur.unreturned.extend(extra)
-            result = build(acc)
-            cur.base += acc.n
-            cur.ebase += acc.n
-            cur.done = True
-            # The hand-off: max() takes the result here and resumes the generator once; ``return (yield ...)``
-            # leaves nothing after the resumption but the RETURN_VALUE itself (an implicit return would run
-            # LOAD_CONST None outside the try, where an exception would lose the result and the entries).
-            return (yield result)
-        except BaseException as e:
+        cur.handoff = (asrc, acc, 0)  # from here on, an exception puts acc's entries back (_give_back)
+        if adopt is not None:
+            with critical():  # the undelivered rest of a chunk being iterated goes into the arrays
+                raw = cur.raw
+                if raw is not None:
+                    delivered, upto, it = cur.taken(), cur.n, cur.it
+                    if it is not None:
+                        collections.deque(it, maxlen=0)  # other iterators must not hand these out now
+                    failed = adopt(raw, delivered, upto, acc)
+                    cur.retire(delivered, delivered)
+                    if failed:
+                        cur.unreturned.extend(failed)
+        while not (cur.done or cur.closed):
+            want = None if left is None else left - acc.n
+            if want is not None and want <= 0:
+                break
             with critical():
-                failed = asrc.put_back(acc, 0, acc.n)
-                acc.n = 0
-            if failed:
-                cur.unreturned.extend(failed)
-                prior = getattr(e, "unreturned_entries", None)
-                e.unreturned_entries = (list(prior) if prior else []) + failed  # type: ignore[attr-defined]
-            raise
+                got = collect(acc, want)  # advances acc.n together with the take
+            if got < 0:
+                break
+            if got == 0:
+                src.backoff()
+        if left is not None and acc.n > left:  # a hash bucket is never split: return the excess
+            with critical():
+                extra = asrc.put_back(acc, left, acc.n)
+                acc.n = left
+            if extra:
+                cur.unreturned.extend(extra)
+        result = build(acc)
+        n = acc.n
+        with critical():  # counted and recorded as counted together; no checkpoint after it but the caller's
+            cur.base += n
+            cur.ebase += n
+            cur.done = True
+            cur.handoff = (asrc, acc, n)
+        return result
 
     def _builder(self, kind: str, **options: object) -> Any:
         builder = ARRAY_BUILDERS[kind]  # registered by bpfschema.arrays, which bpfschema/__init__ imports
@@ -537,7 +566,7 @@ class Drain(Generic[T]):
         cur = self._cur
         with critical():
             cur.finish()
-            left = None if cur.limit is None else max(0, cur.limit - cur.base)
+            left = cur.left()
             own = getattr(cur.src, "array_chunks", None)  # a source's own chunking (queues: one batch each)
             src = own(build, entries, left) if own is not None else None
             cur.src = src if src is not None else _ArrayChunks(cast("ArraySource", cur.src), build, entries, left)
@@ -558,7 +587,7 @@ class Drain(Generic[T]):
             MissingExtraError: numpy is not installed.
             NotSupportedError: no batch path (hashes need LOOKUP_AND_DELETE_BATCH, Linux 5.6+).
         """
-        return max(self._collect_gen(self._builder("numpy")))  # type: ignore[no-any-return]  # see _collect
+        return self._collect(self._builder("numpy"))  # type: ignore[no-any-return]
 
     def arrow(self, *, strings: StringPolicy = "str") -> pa.Table:
         """Drain into a ``pyarrow.Table``: one column per key and value field (see docs/arrays.md for names,

@@ -606,8 +606,10 @@ class KeyedMap(CodecMap[K, V], Generic[K, V, VW]):
         """Drain as raw batches: one :class:`RawBatch` (keys and values as contiguous bytes) per batch syscall.
 
         No decoding at all: the form for ``numpy.frombuffer`` or for forwarding bytes. A batch counts as delivered
-        when it is yielded. ``limit`` counts entries (a hash bucket is never split, so the last batch can take a
-        few more when a bucket is larger than what is left). Needs BPF_MAP_LOOKUP_AND_DELETE_BATCH (5.6+).
+        when it is yielded. ``limit`` counts entries exactly (a hash bucket is never split, so the last batch
+        syscall can take a few more when a bucket is larger than what is left: they go back to the map, or to
+        :attr:`Drain.unreturned` if the program re-created their keys meanwhile). Needs
+        BPF_MAP_LOOKUP_AND_DELETE_BATCH (5.6+).
 
         Raises:
             NotSupportedError: the kernel or map kind has no LOOKUP_AND_DELETE_BATCH.
@@ -928,12 +930,15 @@ class PerCpuMixin:
 class _Chunk:
     """Entries one LOOKUP_AND_DELETE_BATCH took out: their bytes, and their decoded form once decoded."""
 
-    __slots__ = ("items", "keys", "n", "vals")
+    __slots__ = ("items", "keep", "keys", "n", "vals")
 
-    def __init__(self, keys: bytes, vals: bytes, n: int):
+    def __init__(self, keys: bytes, vals: bytes, n: int, keep: int | None = None):
         self.keys = keys
         self.vals = vals
         self.n = n
+        # Entries within the source's own budget (whole-batch views): a hash bucket is never split, so a batch
+        # may take a few more than the budget left; those go back when the chunk is finished.
+        self.keep = n if keep is None else keep
         self.items: list[Any] | None = None
 
 
@@ -972,6 +977,11 @@ class _BatchDrainSource(Generic[K, V]):
             return _ColumnsSource(self._m, 0, left, walk=self._walk)
         raise NotSupportedError(kind, f"no {kind} view", map_name=self.map_name, feature=kind)  # pragma: no cover
 
+    @property
+    def budget(self) -> int | None:
+        """Entries this source may still deliver (its own ``limit``), None: no budget of its own."""
+        return self._left
+
     def array_codecs(self) -> tuple[object | None, object]:
         return self._m._kc, self._m._vc
 
@@ -1008,6 +1018,8 @@ class _BatchDrainSource(Generic[K, V]):
             kb, vb = acc.entry(i)
             if m._put_raw(kb, vb, UpdateFlags.NOEXIST) < 0:
                 failed.append((kb, vb))
+        if self._left is not None:
+            self._left += hi - lo  # not delivered: back in the budget (collect counted them)
         return failed
 
     def adopt(self, raw: _Chunk, delivered: int, upto: int, acc: Accumulator) -> list[Any]:
@@ -1031,9 +1043,10 @@ class _BatchDrainSource(Generic[K, V]):
         if n < 0:
             return None
         ks, vs = m._info.key_size, m._vstride
-        chunk = _Chunk(bytes(w.keys.data[: n * ks]), bytes(w.values.data[: n * vs]), n)
+        keep = n if self._left is None else min(n, self._left)
+        chunk = _Chunk(bytes(w.keys.data[: n * ks]), bytes(w.values.data[: n * vs]), n, keep)
         if self._left is not None:
-            self._left -= n
+            self._left -= keep
         return chunk
 
     def size(self, raw: _Chunk) -> int:
@@ -1084,6 +1097,10 @@ class _BatchDrainSource(Generic[K, V]):
         return raw.keys[i * ks : (i + 1) * ks], raw.vals[i * vs : (i + 1) * vs]
 
     def finish(self, raw: _Chunk, delivered: int) -> list[Any]:
+        return self._put_back_from(raw, delivered)
+
+    def _put_back_from(self, raw: _Chunk, delivered: int) -> list[Any]:
+        """Put entries ``delivered..n`` of a chunk back (NOEXIST); those that cannot go back are returned."""
         m = self._m
         failed: list[Any] = []
         for i in range(delivered, raw.n):
@@ -1158,28 +1175,42 @@ class ColumnBatch(NamedTuple, Generic[KC, VC]):
         return values[self.value_names.index(name)]
 
 
-class _RawBatchSource(_BatchDrainSource[Any, Any]):
-    """One :class:`RawBatch` per chunk; ``limit`` counts entries (the source's own budget)."""
+class _WholeBatchSource(_BatchDrainSource[Any, Any]):
+    """One item per chunk (a whole batch); ``limit`` is the source's own budget and counts entries exactly: what
+    the last batch took past it (a hash bucket is never split) goes back to the map when the chunk is finished."""
 
     part = 0  # one item per chunk
     adopt = None  # type: ignore[assignment]  # its items are whole batches: a held one goes back instead
+
+    def _kept(self, raw: _Chunk) -> tuple[bytes, bytes]:
+        """The keys and values of the entries within the budget."""
+        if raw.keep == raw.n:
+            return raw.keys, raw.vals
+        m = self._m
+        return raw.keys[: raw.keep * m._info.key_size], raw.vals[: raw.keep * m._vstride]
+
+    def finish(self, raw: _Chunk, delivered: int) -> list[Any]:
+        if delivered:  # the batch was handed out: only the entries past the budget go back
+            return self._put_back_from(raw, raw.keep)
+        if self._left is not None:
+            self._left += raw.keep  # none of it was delivered
+        return self._put_back_from(raw, 0)
+
+    def entries_delivered(self, raw: _Chunk, items: int) -> int:
+        return raw.keep if items else 0
+
+
+class _RawBatchSource(_WholeBatchSource):
+    """One :class:`RawBatch` per chunk."""
 
     def decode(self, raw: _Chunk) -> list[Any]:
         m = self._m
-        return [RawBatch(raw.keys, raw.vals, raw.n, m._info.key_size, m._vstride)]
-
-    def finish(self, raw: _Chunk, delivered: int) -> list[Any]:
-        return [] if delivered else super().finish(raw, 0)
-
-    def entries_delivered(self, raw: _Chunk, items: int) -> int:
-        return raw.n
+        keys, vals = self._kept(raw)
+        return [RawBatch(keys, vals, raw.keep, m._info.key_size, m._vstride)]
 
 
-class _ColumnsSource(_BatchDrainSource[Any, Any]):
-    """One :class:`ColumnBatch` per chunk; ``limit`` counts entries (the source's own budget)."""
-
-    part = 0  # one item per chunk
-    adopt = None  # type: ignore[assignment]  # its items are whole batches: a held one goes back instead
+class _ColumnsSource(_WholeBatchSource):
+    """One :class:`ColumnBatch` per chunk."""
 
     def __init__(self, m: KeyedMap[Any, Any, Any], batch_size: int, limit: int | None,
                  walk: BatchWalk | None = None):
@@ -1194,15 +1225,10 @@ class _ColumnsSource(_BatchDrainSource[Any, Any]):
         self._vn: tuple[str, ...] = vc.column_names  # type: ignore[attr-defined]
 
     def decode(self, raw: _Chunk) -> list[Any]:
-        m, n = self._m, raw.n
+        m, n = self._m, raw.keep
         ks, vs = m._info.key_size, m._vstride
-        return [ColumnBatch(self._dk(raw.keys, n, ks), self._dv(raw.vals, n, vs), n, self._kn, self._vn)]
-
-    def finish(self, raw: _Chunk, delivered: int) -> list[Any]:
-        return [] if delivered else super().finish(raw, 0)
-
-    def entries_delivered(self, raw: _Chunk, items: int) -> int:
-        return raw.n
+        keys, vals = self._kept(raw)
+        return [ColumnBatch(self._dk(keys, n, ks), self._dv(vals, n, vs), n, self._kn, self._vn)]
 
 
 class _CursorDrainSource(Generic[K, V]):

@@ -49,7 +49,7 @@ def _values() -> list[bytes]:
 
 
 def _run_all(make: Callable[[], Any], consume: Consume, rest: Callable[[Any], list[Any]],
-             expected: list[Any], *, opcodes: bool = False, stride: int = 1,
+             expected: list[Any], *, opcodes: bool = False, checkpoints: bool = False, stride: int = 1,
              signum: int = signal.SIGINT) -> int:
     """Interrupt ``consume`` at each event in turn; check the ledger each time. Returns how many runs fired.
 
@@ -66,7 +66,7 @@ def _run_all(make: Callable[[], Any], consume: Consume, rest: Callable[[Any], li
         unreturned: list[Any] = []
         interrupted = False
         try:
-            with Interrupter(at, opcodes=opcodes, signum=signum) as intr:
+            with Interrupter(at, opcodes=opcodes, checkpoints=checkpoints, signum=signum) as intr:
                 try:
                     consume(obj, got)
                 except (KeyboardInterrupt, SystemExit) as e:
@@ -235,6 +235,37 @@ def test_hash_drain_decoded_in_parts_interrupted_at_every_bytecode(consume: Cons
     monkeypatch.setattr(_BatchDrainSource, "part", 3)
     fired = _run_all(_hash(), consume, _hash_rest, _hash_entries(), opcodes=True)
     assert fired * SWEEP_STRIDE > 2000
+
+
+def _arrow_pairs(t: Any) -> list[Any]:
+    """The entries of a byte-level map's Arrow table (binary key and value columns), as (key, value) bytes."""
+    return list(zip(t.column("key").to_pylist(), t.column("value").to_pylist(), strict=True))
+
+
+def _arrow(m: Any, got: list[Any]) -> None:
+    with m.drain(batch_size=4) as d:
+        got.extend(_arrow_pairs(d.arrow()))
+
+
+def _polars(m: Any, got: list[Any]) -> None:
+    with m.drain(batch_size=4, limit=7) as d:
+        got.extend(_arrow_pairs(d.polars().to_arrow()))
+
+
+_polars.delivers = 7  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("consume", [_numpy, _numpy_limit, _numpy_chunks, _mixed, _arrow, _polars],
+                         ids=["numpy", "numpy-limit", "numpy-chunks", "next-then-numpy", "arrow", "polars-limit"])
+def test_hash_drain_to_arrays_interrupted_at_every_checkpoint(consume: Consume) -> None:
+    """Every point where CPython runs a signal handler (function starts, loop back edges, after calls that are not
+    inlined), in the array forms that hand one result back: the arrays reach the caller or every entry goes back,
+    also when the signal is handled right after the call that built the result returns."""
+    pytest.importorskip("pyarrow" if consume in (_arrow, _polars) else "numpy")
+    if consume is _polars:
+        pytest.importorskip("polars")
+    fired = _run_all(_hash(), consume, _hash_rest, _hash_entries(), checkpoints=True)
+    assert fired * SWEEP_STRIDE > 50
 
 
 def test_hash_drain_interrupted_at_every_bytecode() -> None:
@@ -472,7 +503,7 @@ def _numpy_in_place(obj: Any, got: list[Any]) -> None:
         got.extend(itertools.chain.from_iterable(a["seq"].tolist() for a in d.numpy(copy=False)))
 
 
-def _arrow(obj: Any, got: list[Any]) -> None:
+def _events_arrow(obj: Any, got: list[Any]) -> None:
     with _events_of(obj).drain(limit=N) as d:
         got.extend(itertools.chain.from_iterable(t.column("seq").to_pylist() for t in d.arrow()))
 
@@ -491,12 +522,12 @@ def _mappings() -> list[str]:
         return sorted(line.split()[-1] for line in f if "bpf-map" in line or "perf_event" in line)
 
 
-@pytest.mark.parametrize("consume", [_numpy_in_place, _arrow], ids=["numpy-in-place", "arrow"])
+@pytest.mark.parametrize("consume", [_numpy_in_place, _events_arrow], ids=["numpy-in-place", "arrow"])
 @pytest.mark.parametrize("kind", ["ring", "perf"])
 def test_typed_event_batches_interrupted_at_every_bytecode(kind: str, consume: Consume) -> None:
     """numpy(copy=False) and arrow() batches of a typed ring / perf buffer: every record delivered or left in the
     ring, none twice; after each run no ring space stays pinned, and no fd or ring mapping outlives the test."""
-    pytest.importorskip("pyarrow" if consume is _arrow else "numpy")
+    pytest.importorskip("pyarrow" if consume is _events_arrow else "numpy")
     fds0, maps0 = _fds(), _mappings()
     make = _seq_ring() if kind == "ring" else _seq_perf()
 
