@@ -180,6 +180,7 @@ class EventBuffer(Generic[T]):
         """Record what earlier streams delivered and end them: one consumer per buffer object at a time."""
         for s in list(self._streams):
             s.close()
+            self._streams.discard(s)  # a stopped stream kept alive (a cycle, a caller's reference) is not revisited
 
     def drain(self, *, limit: int | None = None) -> EventStream[T]:
         """Records available now (at most ``limit``), oldest first per ring; stops when the rings are empty.
