@@ -1199,6 +1199,11 @@ class _WholeBatchSource(_BatchDrainSource[Any, Any]):
     def entries_delivered(self, raw: _Chunk, items: int) -> int:
         return raw.keep if items else 0
 
+    def undecodable(self, raw: _Chunk, cause: Exception) -> BaseException:
+        if self._left is not None:
+            self._left += raw.keep  # no batch was delivered: the budget is whole again for the next take
+        return super().undecodable(raw, cause)
+
 
 class _RawBatchSource(_WholeBatchSource):
     """One :class:`RawBatch` per chunk."""
