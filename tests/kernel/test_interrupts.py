@@ -390,6 +390,15 @@ def test_queue_drain_interrupted_at_every_fifth_bytecode(kind: bs.MapType, batch
     assert fired * SWEEP_STRIDE > 500
 
 
+@pytest.mark.parametrize("kind", [bs.MapType.QUEUE, bs.MapType.STACK], ids=["queue", "stack"])
+@pytest.mark.parametrize("batch_pop", [True, False], ids=["batch-pop", "per-value"])
+def test_queue_drain_to_numpy_interrupted_at_every_checkpoint(kind: bs.MapType, batch_pop: bool) -> None:
+    """next() then numpy() on a queue or stack, at every point where CPython runs a signal handler."""
+    pytest.importorskip("numpy")
+    fired = _run_all(_queue(kind), _q_numpy(batch_pop), _queue_rest, _values(), checkpoints=True)
+    assert fired * SWEEP_STRIDE > 50
+
+
 # -- ring buffer -------------------------------------------------------------------------------------------------
 
 
