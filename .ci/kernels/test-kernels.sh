@@ -4,6 +4,7 @@
 # read-write, so it runs the host's .venv, clang and bpftool against its own kernel.
 #
 # Usage: .ci/kernels/test-kernels.sh [PYTEST ARGS...]     (default: the whole suite)
+# The kernels run at the same time (KERNELS_PARALLEL=0: one after the other).
 # Installs qemu-system-x86 and busybox-static with apt when they are missing (needs root); downloads the kernel
 # .deb once with apt into $WORK (default ${TMPDIR:-/tmp}/kernel-vm/cache). Output: the guest's log is shown live
 # and kept in ${TMPDIR:-/tmp}/bpfschema-kernels/<kernel>/guest.log. Exit status: 0 if pytest passed on every kernel,
@@ -48,22 +49,59 @@ trixie_kernel() {
                        /^Filename:/ {if (p) {print p, $2; p = ""}}' | sort -V | tail -1
 }
 
-worst=0
-for k in ${KERNELS:-6.1 6.12}; do
-  case $k in
-    6.1) unset KPKG KURL ;;
-    6.12) read -r KPKG path < <(trixie_kernel) || true
-          [ -n "${KPKG:-}" ] || { echo "test-kernels: no 6.12 kernel found in Debian 13's index" >&2; worst=2; continue; }
-          export KPKG KURL="https://deb.debian.org/debian/$path" ;;
-    *) echo "test-kernels: unknown kernel $k (known: 6.1 6.12)" >&2; exit 2 ;;
-  esac
+# Each kernel's guest runs in the background (KERNELS_PARALLEL=1, the default): a guest's pytest keeps about one
+# emulated CPU busy, so on a 2-core host both together take little longer than one alone. Their output goes to
+# $OUT/run.out (the guest log is $OUT/guest.log); the tail of each is printed when it ends. KERNELS_PARALLEL=0 runs
+# them one after the other with the guest log shown live.
+run_kernel() {  # $1: kernel; the rest: pytest args
+  local k=$1; shift
   export OUT=${TMPDIR:-/tmp}/bpfschema-kernels/$k
+  mkdir -p "$OUT"
+  local T0 rc
   T0=$(date +%s)
   set +e
-  .ci/kernels/run-6.1.sh /bin/bash .ci/kernels/guest.sh "$@"
+  if [ "${KERNELS_PARALLEL:-1}" = 1 ]; then
+    .ci/kernels/run-6.1.sh /bin/bash .ci/kernels/guest.sh "$@" < /dev/null > "$OUT/run.out" 2>&1
+  else
+    .ci/kernels/run-6.1.sh /bin/bash .ci/kernels/guest.sh "$@"
+  fi
   rc=$?
   set -e
-  echo "test-kernels: Linux $k run took $(( $(date +%s) - T0 )) s, exit $rc (log: $OUT/guest.log)"
+  echo "test-kernels: Linux $k run took $(( $(date +%s) - T0 )) s, exit $rc (log: $OUT/guest.log)" >> "$OUT/run.out"
+  return $rc
+}
+
+setup_kernel() {  # exports KPKG/KURL for $1 (6.1: the newest in this machine's apt sources)
+  case $1 in
+    6.1) unset KPKG KURL ;;
+    6.12) read -r KPKG path < <(trixie_kernel) || true
+          [ -n "${KPKG:-}" ] || { echo "test-kernels: no 6.12 kernel found in Debian 13's index" >&2; return 2; }
+          export KPKG KURL="https://deb.debian.org/debian/$path" ;;
+    *) echo "test-kernels: unknown kernel $1 (known: 6.1 6.12)" >&2; exit 2 ;;
+  esac
+}
+
+worst=0
+pids=()
+kernels=()
+for k in ${KERNELS:-6.1 6.12}; do
+  if ! setup_kernel "$k"; then worst=2; continue; fi
+  if [ "${KERNELS_PARALLEL:-1}" = 1 ]; then
+    ( run_kernel "$k" "$@" ) &
+    pids+=($!)
+    kernels+=("$k")
+    echo "test-kernels: Linux $k started in the background (output: ${TMPDIR:-/tmp}/bpfschema-kernels/$k/run.out)"
+  else
+    run_kernel "$k" "$@" || worst=$?
+    tail -n 1 "${TMPDIR:-/tmp}/bpfschema-kernels/$k/run.out" 2>/dev/null || true
+  fi
+done
+for i in "${!pids[@]}"; do
+  k=${kernels[$i]}
+  rc=0
+  wait "${pids[$i]}" || rc=$?
+  echo "=== Linux $k: the last lines of its run (exit $rc) ==="
+  tail -n 400 "${TMPDIR:-/tmp}/bpfschema-kernels/$k/run.out" | tr -d '\r' | grep -Ev '^[.sxXFE]* *(\[ *[0-9]+%\])?$' | tail -n 80 || true
   [ "$rc" = 0 ] || worst=$rc
 done
 exit $worst
