@@ -4,7 +4,7 @@
 # read-write, so it runs the host's .venv, clang and bpftool against its own kernel.
 #
 # Usage: .ci/kernels/test-kernels.sh [PYTEST ARGS...]     (default: the whole suite)
-# The kernels run at the same time (KERNELS_PARALLEL=0: one after the other).
+# The kernels run one after the other (KERNELS_PARALLEL=1: at the same time, see below).
 # Installs qemu-system-x86 and busybox-static with apt when they are missing (needs root); downloads the kernel
 # .deb once with apt into $WORK (default ${TMPDIR:-/tmp}/kernel-vm/cache). Output: the guest's log is shown live
 # and kept in ${TMPDIR:-/tmp}/bpfschema-kernels/<kernel>/guest.log. Exit status: 0 if pytest passed on every kernel,
@@ -49,10 +49,11 @@ trixie_kernel() {
                        /^Filename:/ {if (p) {print p, $2; p = ""}}' | sort -V | tail -1
 }
 
-# Each kernel's guest runs in the background (KERNELS_PARALLEL=1, the default): a guest's pytest keeps about one
-# emulated CPU busy, so on a 2-core host both together take little longer than one alone. Their output goes to
-# $OUT/run.out (the guest log is $OUT/guest.log); the tail of each is printed when it ends. KERNELS_PARALLEL=0 runs
-# them one after the other with the guest log shown live.
+# By default one guest after the other, the guest log shown live. KERNELS_PARALLEL=1 runs each kernel's guest in the
+# background at the same time, output in $OUT/run.out (the guest log is $OUT/guest.log), the tail of each printed
+# when it ends. One try on 2 cores (2026-11-30, stopped at ~45%): the two TCG guests kept the host at load 3.6, 6.12
+# went about as fast as beside the host's own suite, and two tests failed, one from a mypy cache both guests wrote
+# (each guest has its own now) and one probably from the load (the exporter's scrape count); so it is off in CI.
 run_kernel() {  # $1: kernel; the rest: pytest args
   local k=$1; shift
   export OUT=${TMPDIR:-/tmp}/bpfschema-kernels/$k
@@ -60,7 +61,7 @@ run_kernel() {  # $1: kernel; the rest: pytest args
   local T0 rc
   T0=$(date +%s)
   set +e
-  if [ "${KERNELS_PARALLEL:-1}" = 1 ]; then
+  if [ "${KERNELS_PARALLEL:-0}" = 1 ]; then
     .ci/kernels/run-6.1.sh /bin/bash .ci/kernels/guest.sh "$@" < /dev/null > "$OUT/run.out" 2>&1
   else
     .ci/kernels/run-6.1.sh /bin/bash .ci/kernels/guest.sh "$@"
@@ -86,7 +87,7 @@ pids=()
 kernels=()
 for k in ${KERNELS:-6.1 6.12}; do
   if ! setup_kernel "$k"; then worst=2; continue; fi
-  if [ "${KERNELS_PARALLEL:-1}" = 1 ]; then
+  if [ "${KERNELS_PARALLEL:-0}" = 1 ]; then
     ( run_kernel "$k" "$@" ) &
     pids+=($!)
     kernels+=("$k")

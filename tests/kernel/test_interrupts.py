@@ -35,7 +35,7 @@ from bpfschema.testing.interrupts import Interrupter
 # with a ResourceWarning: expected here. The suite's check for leaked fds still applies to every test.
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
-#: Visit every STRIDE-th point only (the run on Linux 6.1 under emulation sets 5; the host visits every point).
+#: Visit every STRIDE-th point only (the guests under emulation set 10; the host visits every point).
 SWEEP_STRIDE = max(1, int(os.environ.get("BPFSCHEMA_SWEEP_STRIDE", "1")))
 
 N = 12  # entries per run: three batches of 4, so every step of a multi-chunk drain is visited
