@@ -127,11 +127,13 @@ def _exporter(listen: str | None, counts_id: int, out: Callable[[str], None]) ->
 
 def run(seconds: float, *, only_self: bool = False, activity: bool = True, top: int = 10,
         out: Callable[[str], None] = print, on_attached: Callable[[], None] | None = None,
-        listen: str | None = None, on_serving: Callable[[int], None] | None = None) -> Result:
+        listen: str | None = None, on_serving: Callable[[int], None] | None = None,
+        on_watched: Callable[[], None] | None = None) -> Result:
     """Load, attach, print events for ``seconds``, print the counters, close, and check nothing stayed loaded.
 
     With ``listen`` (``[HOST]:PORT``), the counters are also served to Prometheus while it runs; ``on_serving``
-    gets the bound port.
+    gets the bound port. ``on_watched`` is called when the watching is over, before the exporter and the maps go
+    (a last scrape there sees the final counters).
     """
     events: list[Event] = []
     did = Activity()
@@ -168,6 +170,8 @@ def run(seconds: float, *, only_self: bool = False, activity: bool = True, top: 
         for e in ring.poll(timeout=0):  # what arrived during the last poll
             events.append(e)
             out(describe(e))
+        if on_watched is not None:
+            on_watched()
         tally = {(k.kind, k.comm): v for k, v in counts.items()}
         dropped, filtered = skel.bss.dropped, skel.bss.filtered
         stack.close()  # the exporter stops (answering a scrape in progress) before the maps go
